@@ -1,0 +1,146 @@
+"""Resumable, checksummed downloads and atomic archive extraction."""
+
+from __future__ import annotations
+
+import gzip
+import hashlib
+import logging
+import os
+import shutil
+import tarfile
+import time
+import zipfile
+from pathlib import Path
+
+import requests
+from tqdm import tqdm
+
+from dr_core.atomic import atomic_path
+from dr_core.errors import DataError
+
+log = logging.getLogger(__name__)
+
+_RETRYABLE_STATUS = {408, 429, 500, 502, 503, 504}
+
+
+def _checksum_problem(path: Path, md5: str | None, sha256: str | None) -> str | None:
+    """None when `path` matches every given digest, else a description of the first mismatch."""
+    wanted = {name: value.lower() for name, value in (("md5", md5), ("sha256", sha256)) if value}
+    if not wanted:
+        return None
+    hashers = {name: hashlib.new(name) for name in wanted}
+    with open(path, "rb") as f:
+        while block := f.read(1 << 22):
+            for h in hashers.values():
+                h.update(block)
+    for name, value in wanted.items():
+        got = hashers[name].hexdigest()
+        if got != value:
+            return f"{name} mismatch: expected {value}, got {got}"
+    return None
+
+
+def _total_from_content_range(value: str | None) -> int | None:
+    """The full size from a `Content-Range: bytes a-b/total` header, if stated."""
+    if not value or "/" not in value:
+        return None
+    total = value.rsplit("/", 1)[1]
+    return int(total) if total.isdigit() else None
+
+
+def _fetch_once(url: str, part: Path, chunk_size: int, timeout: float) -> bool:
+    """One request appending to `part` from its current size; True when the file is complete."""
+    offset = part.stat().st_size if part.exists() else 0
+    headers = {"Range": f"bytes={offset}-"} if offset else {}
+    with requests.get(url, headers=headers, stream=True, timeout=timeout) as r:
+        if r.status_code == 416:  # nothing left to send: the part is complete, or longer than the file
+            if _total_from_content_range(r.headers.get("Content-Range")) == offset:
+                return True
+            part.unlink()
+            return False
+        r.raise_for_status()
+        if offset and r.status_code != 206:
+            log.info("%s: server ignored the Range header, starting over", url)
+            offset = 0
+        length = r.headers.get("Content-Length")
+        total = offset + int(length) if length is not None else None
+        mode = "ab" if offset else "wb"
+        with open(part, mode) as f, tqdm(
+            total=total, initial=offset, unit="B", unit_scale=True, desc=part.name, disable=None
+        ) as bar:
+            for block in r.iter_content(chunk_size=chunk_size):
+                f.write(block)
+                bar.update(len(block))
+    return total is None or part.stat().st_size == total
+
+
+def download(
+    url: str,
+    dest: str | Path,
+    *,
+    md5: str | None = None,
+    sha256: str | None = None,
+    chunk_size: int = 1 << 20,
+    retries: int = 5,
+    backoff: float = 2.0,
+    timeout: float = 60.0,
+) -> Path:
+    """Fetch `url` to `dest` through `dest.part`, resuming with HTTP Range after a broken connection.
+
+    Skips the fetch when `dest` exists and matches the given checksums; a mismatch after download removes the
+    file and raises `DataError`. `retries` counts consecutive failed attempts (waits `backoff * 2**k` s).
+    """
+    dest = Path(dest)
+    if dest.exists():
+        problem = _checksum_problem(dest, md5, sha256)
+        if problem is None:
+            return dest
+        log.warning("%s: %s; downloading again", dest, problem)
+        dest.unlink()
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    part = dest.with_name(dest.name + ".part")
+    failures = 0
+    while True:
+        before = part.stat().st_size if part.exists() else 0
+        try:
+            if _fetch_once(url, part, chunk_size, timeout):
+                break
+            error: Exception = OSError(f"{url}: connection closed early")
+        except requests.HTTPError as e:
+            if e.response is None or e.response.status_code not in _RETRYABLE_STATUS:
+                raise
+            error = e
+        except (requests.ConnectionError, requests.Timeout, requests.exceptions.ChunkedEncodingError) as e:
+            error = e
+        after = part.stat().st_size if part.exists() else 0
+        failures = 0 if after > before else failures + 1
+        if failures > retries:
+            raise OSError(f"{url}: giving up after {retries} retries without progress") from error
+        wait = backoff * 2 ** max(failures - 1, 0)
+        log.warning("%s: %s; resuming from byte %d in %.1f s", url, error, after, wait)
+        time.sleep(wait)
+    problem = _checksum_problem(part, md5, sha256)
+    if problem is not None:
+        part.unlink()
+        raise DataError(dest, None, f"{problem} (downloaded from {url}); the file was removed")
+    os.replace(part, dest)
+    return dest
+
+
+def extract(archive: str | Path, dest_dir: str | Path) -> Path:
+    """Unpack a .zip, .tar.gz/.tgz or single-file .gz into `dest_dir` (built in a temp dir, then renamed)."""
+    archive, dest_dir = Path(archive), Path(dest_dir)
+    name = archive.name
+    with atomic_path(dest_dir, is_dir=True) as tmp:
+        if name.endswith(".zip"):
+            with zipfile.ZipFile(archive) as z:
+                z.extractall(tmp)
+        elif name.endswith((".tar.gz", ".tgz", ".tar")):
+            with tarfile.open(archive) as t:
+                t.extractall(tmp, filter="data")
+        elif name.endswith(".gz"):
+            with gzip.open(archive, "rb") as src, open(tmp / name[: -len(".gz")], "wb") as out:
+                shutil.copyfileobj(src, out, 1 << 22)
+        else:
+            raise ValueError(f"{archive}: unknown archive type (want .zip, .tar.gz, .tgz, .tar or .gz)")
+    return dest_dir

@@ -1,0 +1,179 @@
+"""Downloads against a local HTTP server with Range support (and one that drops connections midway)."""
+
+from __future__ import annotations
+
+import gzip
+import hashlib
+import io
+import re
+import tarfile
+import threading
+import zipfile
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+import pytest
+import requests
+
+from dr_core.download import download, extract
+from dr_core.errors import DataError
+
+PAYLOAD = bytes(range(256)) * 157 + b"tail"  # 40,196 bytes
+
+
+class _Handler(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+
+    def log_message(self, *args) -> None:
+        pass
+
+    def do_GET(self) -> None:
+        server = self.server
+        server.requests.append((self.path, self.headers.get("Range")))
+        data = server.files.get(self.path)
+        if data is None:
+            self.send_error(404)
+            return
+        start = 0
+        range_header = self.headers.get("Range")
+        if range_header and server.honour_range:
+            start = int(re.fullmatch(r"bytes=(\d+)-", range_header).group(1))
+            if start >= len(data):
+                self.send_response(416)
+                self.send_header("Content-Range", f"bytes */{len(data)}")
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+                return
+            self.send_response(206)
+            self.send_header("Content-Range", f"bytes {start}-{len(data) - 1}/{len(data)}")
+        else:
+            self.send_response(200)
+        body = data[start:]
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        cuts = server.cuts.get(self.path)
+        if cuts:  # promise the whole body, send only part of it, and hang up
+            self.wfile.write(body[: cuts.pop(0)])
+            self.wfile.flush()
+            self.close_connection = True
+            return
+        self.wfile.write(body)
+
+
+@pytest.fixture
+def server():
+    httpd = ThreadingHTTPServer(("127.0.0.1", 0), _Handler)
+    httpd.files, httpd.cuts, httpd.requests, httpd.honour_range = {"/data.bin": PAYLOAD}, {}, [], True
+    httpd.url = f"http://127.0.0.1:{httpd.server_address[1]}"
+    thread = threading.Thread(target=httpd.serve_forever, kwargs={"poll_interval": 0.01}, daemon=True)
+    thread.start()
+    yield httpd
+    httpd.shutdown()
+    httpd.server_close()
+    thread.join(timeout=5)
+
+
+MD5 = hashlib.md5(PAYLOAD).hexdigest()
+SHA256 = hashlib.sha256(PAYLOAD).hexdigest()
+FAST = {"backoff": 0.01, "chunk_size": 4096}
+
+
+def test_download_verifies_and_renames(server, tmp_path):
+    dest = download(f"{server.url}/data.bin", tmp_path / "sub" / "data.bin", md5=MD5, sha256=SHA256, **FAST)
+    assert dest.read_bytes() == PAYLOAD
+    assert sorted(p.name for p in dest.parent.iterdir()) == ["data.bin"]
+
+
+def test_download_resumes_after_dropped_connections(server, tmp_path):
+    server.cuts["/data.bin"] = [10_000, 20_000]
+    dest = download(f"{server.url}/data.bin", tmp_path / "data.bin", sha256=SHA256, **FAST)
+    assert dest.read_bytes() == PAYLOAD
+    ranges = [r for _, r in server.requests]
+    assert len(ranges) == 3 and ranges[0] is None
+    offsets = [int(re.fullmatch(r"bytes=(\d+)-", r).group(1)) for r in ranges[1:]]
+    assert 0 < offsets[0] <= 10_000 < offsets[1] <= offsets[0] + 20_000
+    assert not (tmp_path / "data.bin.part").exists()
+
+
+def test_download_resumes_an_existing_part_file(server, tmp_path):
+    (tmp_path / "data.bin.part").write_bytes(PAYLOAD[:1234])
+    download(f"{server.url}/data.bin", tmp_path / "data.bin", md5=MD5, **FAST)
+    assert (tmp_path / "data.bin").read_bytes() == PAYLOAD
+    assert server.requests == [("/data.bin", "bytes=1234-")]
+
+
+def test_download_finishes_a_complete_part_file(server, tmp_path):
+    (tmp_path / "data.bin.part").write_bytes(PAYLOAD)
+    download(f"{server.url}/data.bin", tmp_path / "data.bin", md5=MD5, **FAST)
+    assert (tmp_path / "data.bin").read_bytes() == PAYLOAD
+    assert server.requests == [("/data.bin", f"bytes={len(PAYLOAD)}-")]
+
+
+def test_download_starts_over_when_range_is_ignored(server, tmp_path):
+    server.honour_range = False
+    (tmp_path / "data.bin.part").write_bytes(b"stale bytes")
+    download(f"{server.url}/data.bin", tmp_path / "data.bin", md5=MD5, **FAST)
+    assert (tmp_path / "data.bin").read_bytes() == PAYLOAD
+
+
+def test_checksum_mismatch_names_the_file_and_leaves_nothing(server, tmp_path):
+    dest = tmp_path / "data.bin"
+    with pytest.raises(DataError, match=r"data\.bin: md5 mismatch: expected 0+, got " + MD5):
+        download(f"{server.url}/data.bin", dest, md5="0" * 32, **FAST)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_existing_file_with_matching_checksum_is_kept(server, tmp_path):
+    dest = tmp_path / "data.bin"
+    dest.write_bytes(PAYLOAD)
+    assert download(f"{server.url}/data.bin", dest, sha256=SHA256, **FAST) == dest
+    assert server.requests == []
+
+
+def test_existing_file_with_wrong_checksum_is_fetched_again(server, tmp_path):
+    dest = tmp_path / "data.bin"
+    dest.write_bytes(b"corrupt")
+    download(f"{server.url}/data.bin", dest, sha256=SHA256, **FAST)
+    assert dest.read_bytes() == PAYLOAD
+
+
+def test_missing_file_fails_at_once(server, tmp_path):
+    with pytest.raises(requests.HTTPError):
+        download(f"{server.url}/nope.bin", tmp_path / "nope.bin", **FAST)
+    assert len(server.requests) == 1 and list(tmp_path.iterdir()) == []
+
+
+def test_gives_up_without_progress(server, tmp_path):
+    server.cuts["/data.bin"] = [0] * 10
+    with pytest.raises(OSError, match="giving up after 2 retries"):
+        download(f"{server.url}/data.bin", tmp_path / "data.bin", retries=2, **FAST)
+    assert len(server.requests) == 3
+    assert not (tmp_path / "data.bin").exists()
+
+
+def _archives(tmp_path):
+    zpath = tmp_path / "a.zip"
+    with zipfile.ZipFile(zpath, "w") as z:
+        z.writestr("scifact/corpus.jsonl", "{}\n")
+    tpath = tmp_path / "a.tar.gz"
+    with tarfile.open(tpath, "w:gz") as t:
+        info = tarfile.TarInfo("marco/para.txt")
+        info.size = 6
+        t.addfile(info, io.BytesIO(b"0\tabc\n"))
+    gpath = tmp_path / "triples.tsv.gz"
+    gpath.write_bytes(gzip.compress(b"1\t2\t3\r\n"))
+    return [(zpath, "scifact/corpus.jsonl", b"{}\n"), (tpath, "marco/para.txt", b"0\tabc\n"),
+            (gpath, "triples.tsv", b"1\t2\t3\r\n")]
+
+
+def test_extract_formats(tmp_path):
+    for archive, member, content in _archives(tmp_path):
+        out = extract(archive, tmp_path / f"out_{archive.name}")
+        assert (out / member).read_bytes() == content
+
+
+def test_extract_failure_leaves_no_directory(tmp_path):
+    bad = tmp_path / "broken.tar.gz"
+    bad.write_bytes(b"not an archive")
+    with pytest.raises(tarfile.TarError):
+        extract(bad, tmp_path / "out")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["broken.tar.gz"]
