@@ -1,0 +1,149 @@
+"""Read a BEIR-format collection (corpus.jsonl, queries.jsonl, qrels/<split>.tsv), validate it, write Parquet."""
+
+from __future__ import annotations
+
+import csv
+import json
+import logging
+from pathlib import Path
+from typing import Iterator
+
+import pandas as pd
+
+from dr_core.atomic import atomic_path
+from dr_core.errors import DataError
+
+log = logging.getLogger(__name__)
+
+
+def _jsonl_records(path: Path) -> Iterator[tuple[int, dict]]:
+    with open(path, encoding="utf-8") as f:
+        for lineno, line in enumerate(f, start=1):
+            if not line.strip():
+                continue
+            try:
+                rec = json.loads(line)
+            except json.JSONDecodeError as e:
+                raise DataError(path, lineno, f"malformed JSON ({e.msg})") from None
+            if not isinstance(rec, dict):
+                raise DataError(path, lineno, "expected a JSON object")
+            yield lineno, rec
+
+
+def _field(rec: dict, key: str, path: Path, lineno: int, required: bool = True) -> str:
+    value = rec.get(key)
+    if value is None:
+        if required:
+            raise DataError(path, lineno, f"missing field '{key}'")
+        return ""
+    if not isinstance(value, (str, int)):
+        raise DataError(path, lineno, f"field '{key}' must be a string")
+    return str(value)
+
+
+def read_corpus(path: str | Path, empty_docs: str = "error") -> tuple[pd.DataFrame, set[str]]:
+    """Corpus as a DataFrame (id, title, text) and the ids dropped as empty.
+
+    `empty_docs`: 'error' or 'drop' for a document with neither title nor text.
+    """
+    path = Path(path)
+    ids, titles, texts, seen, dropped = [], [], [], {}, set()
+    for lineno, rec in _jsonl_records(path):
+        doc_id = _field(rec, "_id", path, lineno)
+        title = _field(rec, "title", path, lineno, required=False)
+        text = _field(rec, "text", path, lineno)
+        if doc_id in seen:
+            raise DataError(path, lineno, f"duplicate id '{doc_id}' (first on line {seen[doc_id]})")
+        seen[doc_id] = lineno
+        if not text.strip() and not title.strip():
+            if empty_docs == "drop":
+                log.warning("%s:%d: dropping empty document '%s'", path, lineno, doc_id)
+                dropped.add(doc_id)
+                continue
+            raise DataError(path, lineno, f"empty document '{doc_id}' (set empty_docs: drop to skip such documents)")
+        ids.append(doc_id)
+        titles.append(title)
+        texts.append(text)
+    if not ids:
+        raise DataError(path, None, "no documents")
+    return pd.DataFrame({"id": ids, "title": titles, "text": texts}), dropped
+
+
+def read_queries(path: str | Path) -> pd.DataFrame:
+    """Queries as a DataFrame (qid, text)."""
+    path = Path(path)
+    qids, texts, seen = [], [], {}
+    for lineno, rec in _jsonl_records(path):
+        qid = _field(rec, "_id", path, lineno)
+        text = _field(rec, "text", path, lineno)
+        if qid in seen:
+            raise DataError(path, lineno, f"duplicate id '{qid}' (first on line {seen[qid]})")
+        if not text.strip():
+            raise DataError(path, lineno, f"empty query '{qid}'")
+        seen[qid] = lineno
+        qids.append(qid)
+        texts.append(text)
+    if not qids:
+        raise DataError(path, None, "no queries")
+    return pd.DataFrame({"qid": qids, "text": texts})
+
+
+def read_qrels(
+    path: str | Path, qids: set[str], docids: set[str], dropped_docids: set[str] = frozenset()
+) -> pd.DataFrame:
+    """Qrels (qid, docid, rel) from a BEIR TSV with a header; every id must be known."""
+    path = Path(path)
+    rows: list[tuple[str, str, int]] = []
+    with open(path, encoding="utf-8", newline="") as f:
+        for lineno, fields in enumerate(csv.reader(f, delimiter="\t"), start=1):
+            if not fields or (len(fields) == 1 and not fields[0].strip()):
+                continue
+            if lineno == 1 and fields[0] == "query-id":
+                continue
+            if len(fields) != 3:
+                raise DataError(path, lineno, f"expected 3 tab-separated fields (query-id, corpus-id, score), got {len(fields)}")
+            qid, docid, score = (x.strip() for x in fields)
+            try:
+                rel = int(score)
+            except ValueError:
+                raise DataError(path, lineno, f"score '{score}' is not an integer") from None
+            if qid not in qids:
+                raise DataError(path, lineno, f"unknown query id '{qid}'")
+            if docid in dropped_docids:
+                continue
+            if docid not in docids:
+                raise DataError(path, lineno, f"unknown corpus id '{docid}'")
+            rows.append((qid, docid, rel))
+    if not rows:
+        raise DataError(path, None, "no judgements")
+    return pd.DataFrame(rows, columns=["qid", "docid", "rel"])
+
+
+def write_parquet(df: pd.DataFrame, dest: str | Path) -> None:
+    """Write a DataFrame to Parquet atomically."""
+    with atomic_path(dest) as tmp:
+        df.to_parquet(tmp, index=False)
+
+
+def prepare_collection(src_dir: str | Path, out_dir: str | Path, empty_docs: str = "error") -> None:
+    """Validate a BEIR folder's corpus and queries; write corpus.parquet and queries.parquet to `out_dir`."""
+    src_dir, out_dir = Path(src_dir), Path(out_dir)
+    corpus, _ = read_corpus(src_dir / "corpus.jsonl", empty_docs)
+    queries = read_queries(src_dir / "queries.jsonl")
+    write_parquet(corpus, out_dir / "corpus.parquet")
+    write_parquet(queries, out_dir / "queries.parquet")
+
+
+def prepare_qrels(
+    src_dir: str | Path, split: str, corpus: str | Path, queries: str | Path, dest: str | Path, empty_docs: str = "error"
+) -> None:
+    """Validate `qrels/<split>.tsv` against the prepared corpus and queries; write it as Parquet."""
+    src_dir = Path(src_dir)
+    docids = set(pd.read_parquet(corpus, columns=["id"])["id"])
+    qids = set(pd.read_parquet(queries, columns=["qid"])["qid"])
+    dropped = _jsonl_ids(src_dir / "corpus.jsonl") - docids if empty_docs == "drop" else set()
+    write_parquet(read_qrels(src_dir / "qrels" / f"{split}.tsv", qids, docids, dropped), dest)
+
+
+def _jsonl_ids(path: Path) -> set[str]:
+    return {_field(rec, "_id", path, lineno) for lineno, rec in _jsonl_records(path)}

@@ -1,0 +1,266 @@
+"""Command-line entry points, one per workflow step (`python -m dr_core <step> ...`)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+from pathlib import Path
+
+log = logging.getLogger("dr_core")
+
+
+def _acquire(a: argparse.Namespace) -> None:
+    from dr_core.acquire import acquire_beir
+
+    acquire_beir(a.url, a.out_dir, md5=a.md5, cache_dir=a.cache_dir)
+
+
+def _prepare(a: argparse.Namespace) -> None:
+    from dr_core.beir import prepare_collection
+
+    prepare_collection(a.src, a.out_dir, a.empty_docs)
+
+
+def _qrels(a: argparse.Namespace) -> None:
+    from dr_core.beir import prepare_qrels
+
+    prepare_qrels(a.src, a.split, a.corpus, a.queries, a.out, a.empty_docs)
+
+
+def _bm25(a: argparse.Namespace) -> None:
+    import pandas as pd
+
+    from dr_core.bm25 import bm25_search
+    from dr_core.runs import write_trec
+
+    corpus = pd.read_parquet(a.corpus)
+    queries = _split_queries(a.queries, a.qrels)
+    ids, scores = bm25_search(
+        corpus, queries, a.k, k1=a.k1, b=a.b, stemmer=a.stemmer or None, stopwords=a.stopwords or None, threads=max(1, a.threads)
+    )
+    write_trec(a.out, queries["qid"].tolist(), ids, scores, tag="bm25")
+
+
+def _mine(a: argparse.Namespace) -> None:
+    import pandas as pd
+
+    from dr_core.negatives import mine, write_negatives
+    from dr_core.runs import read_trec
+
+    negs = mine(read_trec(a.run), pd.read_parquet(a.qrels), a.rank_min, a.rank_max, a.n, a.seed)
+    log.info("negatives for %d queries, %.1f per query", len(negs), sum(map(len, negs.values())) / max(1, len(negs)))
+    write_negatives(negs, a.out)
+
+
+def _negatives_file(a: argparse.Namespace) -> None:
+    from dr_core.negatives import read_negatives, write_negatives
+
+    write_negatives(read_negatives(a.src), a.out)
+
+
+def _tokenize(a: argparse.Namespace) -> None:
+    from dr_core.model import load_tokenizer
+    from dr_core.tokenization import tokenize_table
+
+    tok = load_tokenizer(a.model)
+    tokenize_table(a.src, a.out, tok, a.max_len, a.id_column, a.template or None, a.batch_size)
+
+
+def _init_model(a: argparse.Namespace) -> None:
+    from dr_core.atomic import atomic_path
+    from dr_core.model import BiEncoder, EncoderSpec, load_tokenizer
+
+    spec = EncoderSpec(**json.loads(a.spec))
+    model = BiEncoder.from_base(a.base, spec)
+    with atomic_path(a.out, is_dir=True) as tmp:
+        model.save(tmp, load_tokenizer(a.base))
+
+
+def _train(a: argparse.Namespace) -> None:
+    import pandas as pd
+
+    from dr_core.negatives import read_negatives
+    from dr_core.train import Trainer, TrainSettings
+
+    settings = TrainSettings(**json.loads(a.settings))
+    trainer = Trainer(
+        a.init, a.queries, a.corpus, pd.read_parquet(a.qrels), read_negatives(a.negatives), settings, a.checkpoint_dir
+    )
+    trainer.train(a.out, a.log)
+
+
+def _encode(a: argparse.Namespace) -> None:
+    from dr_core.encode import encode_corpus_shard
+
+    encode_corpus_shard(a.model, a.tokens, a.shard, a.num_shards, a.emb_out, a.ids_out, a.batch_size, a.max_len or None)
+
+
+def _retrieve(a: argparse.Namespace) -> None:
+    import pandas as pd
+
+    from dr_core.encode import encode_queries
+    from dr_core.model import BiEncoder, load_tokenizer
+    from dr_core.device import pick_device
+    from dr_core.runs import write_trec
+    from dr_core.search import search_shards
+    from dr_core.tokenization import TokenStore
+
+    qids = sorted(pd.read_parquet(a.qrels)["qid"].unique())
+    model = BiEncoder.load(a.model).to(pick_device())
+    q = encode_queries(model, load_tokenizer(a.model), TokenStore(a.query_tokens), qids, a.batch_size, a.max_len or None)
+    if len(a.shards) % 2:
+        raise SystemExit("--shards takes pairs: embeddings.npy ids.txt")
+    pairs = list(zip(a.shards[::2], a.shards[1::2]))
+    ids, scores = search_shards(q, pairs, a.k)
+    write_trec(a.out, qids, ids, scores, tag=a.tag)
+
+
+def _evaluate(a: argparse.Namespace) -> None:
+    import pandas as pd
+
+    from dr_core.atomic import write_json
+    from dr_core.evaluate import evaluate
+    from dr_core.runs import read_trec, run_to_dict
+
+    mean, per_query = evaluate(run_to_dict(read_trec(a.run)), pd.read_parquet(a.qrels), a.metrics)
+    log.info("%s %s/%s: %s", a.system, a.dataset, a.split, ", ".join(f"{k}={v:.4f}" for k, v in mean.items()))
+    write_json(
+        {"system": a.system, "dataset": a.dataset, "split": a.split, "metrics": mean, "per_query": per_query}, a.out
+    )
+
+
+def _summarize(a: argparse.Namespace) -> None:
+    from dr_core.atomic import atomic_path
+    from dr_core.evaluate import summary_table
+
+    table = summary_table([Path(p) for p in a.metrics])
+    with atomic_path(a.out) as tmp:
+        table.to_csv(tmp, sep="\t", index=False, float_format="%.4f")
+    print(table.to_string(index=False, float_format=lambda x: f"{x:.4f}"))
+
+
+def _split_queries(queries_path: str, qrels_path: str):
+    """The queries judged in a split's qrels, sorted by qid."""
+    import pandas as pd
+
+    qids = set(pd.read_parquet(qrels_path)["qid"])
+    queries = pd.read_parquet(queries_path)
+    return queries[queries["qid"].isin(qids)].sort_values("qid", ignore_index=True)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="dr_core", description=__doc__)
+    p.add_argument("--threads", type=int, default=0, help="torch intra-op threads (0: torch's default)")
+    sub = p.add_subparsers(dest="command", required=True)
+
+    s = sub.add_parser("acquire", help="download and unpack a BEIR dataset zip")
+    s.add_argument("--url", required=True)
+    s.add_argument("--md5")
+    s.add_argument("--cache-dir", required=True, help="where the zip is kept")
+    s.add_argument("--out-dir", required=True)
+    s.set_defaults(func=_acquire)
+
+    s = sub.add_parser("prepare", help="validate a BEIR corpus and queries, write Parquet")
+    s.add_argument("--src", required=True)
+    s.add_argument("--out-dir", required=True)
+    s.add_argument("--empty-docs", choices=["error", "drop"], default="error")
+    s.set_defaults(func=_prepare)
+
+    s = sub.add_parser("qrels", help="validate one split's qrels, write Parquet")
+    for name in ("--src", "--split", "--corpus", "--queries", "--out"):
+        s.add_argument(name, required=True)
+    s.add_argument("--empty-docs", choices=["error", "drop"], default="error")
+    s.set_defaults(func=_qrels)
+
+    s = sub.add_parser("bm25", help="BM25 top-k for the queries of a split")
+    for name in ("--corpus", "--queries", "--qrels", "--out"):
+        s.add_argument(name, required=True)
+    s.add_argument("--k", type=int, default=1000)
+    s.add_argument("--k1", type=float, default=0.9)
+    s.add_argument("--b", type=float, default=0.4)
+    s.add_argument("--stemmer", default="english")
+    s.add_argument("--stopwords", default="en")
+    s.set_defaults(func=_bm25)
+
+    s = sub.add_parser("mine", help="sample hard negatives from a run")
+    for name in ("--run", "--qrels", "--out"):
+        s.add_argument(name, required=True)
+    s.add_argument("--rank-min", type=int, required=True)
+    s.add_argument("--rank-max", type=int, required=True)
+    s.add_argument("--n", type=int, required=True)
+    s.add_argument("--seed", type=int, default=42)
+    s.set_defaults(func=_mine)
+
+    s = sub.add_parser("negatives-file", help="validate a given qid<TAB>pid,pid,... negatives file")
+    s.add_argument("--src", required=True)
+    s.add_argument("--out", required=True)
+    s.set_defaults(func=_negatives_file)
+
+    s = sub.add_parser("tokenize", help="tokenize a corpus or queries Parquet file")
+    for name in ("--model", "--src", "--out", "--id-column"):
+        s.add_argument(name, required=True)
+    s.add_argument("--max-len", type=int, required=True)
+    s.add_argument("--template", default="")
+    s.add_argument("--batch-size", type=int, default=10_000)
+    s.set_defaults(func=_tokenize)
+
+    s = sub.add_parser("init-model", help="save a base model as a bi-encoder (round 0)")
+    s.add_argument("--base", required=True)
+    s.add_argument("--spec", required=True, help="EncoderSpec as JSON")
+    s.add_argument("--out", required=True)
+    s.set_defaults(func=_init_model)
+
+    s = sub.add_parser("train", help="train one round")
+    for name in ("--init", "--queries", "--corpus", "--qrels", "--negatives", "--out", "--log", "--checkpoint-dir"):
+        s.add_argument(name, required=True)
+    s.add_argument("--settings", required=True, help="TrainSettings as JSON")
+    s.set_defaults(func=_train)
+
+    s = sub.add_parser("encode", help="embed one corpus shard")
+    for name in ("--model", "--tokens", "--emb-out", "--ids-out"):
+        s.add_argument(name, required=True)
+    s.add_argument("--shard", type=int, required=True)
+    s.add_argument("--num-shards", type=int, required=True)
+    s.add_argument("--batch-size", type=int, default=128)
+    s.add_argument("--max-len", type=int, default=0)
+    s.set_defaults(func=_encode)
+
+    s = sub.add_parser("retrieve", help="encode a split's queries and search the corpus shards")
+    for name in ("--model", "--query-tokens", "--qrels", "--out", "--tag"):
+        s.add_argument(name, required=True)
+    s.add_argument("--shards", nargs="+", required=True, help="emb.npy ids.txt pairs")
+    s.add_argument("--k", type=int, default=1000)
+    s.add_argument("--batch-size", type=int, default=256)
+    s.add_argument("--max-len", type=int, default=0)
+    s.set_defaults(func=_retrieve)
+
+    s = sub.add_parser("evaluate", help="score a run with pytrec_eval")
+    for name in ("--run", "--qrels", "--out", "--system", "--dataset", "--split"):
+        s.add_argument(name, required=True)
+    s.add_argument("--metrics", nargs="+", required=True)
+    s.set_defaults(func=_evaluate)
+
+    s = sub.add_parser("summarize", help="one table from metrics JSON files")
+    s.add_argument("--metrics", nargs="+", required=True)
+    s.add_argument("--out", required=True)
+    s.set_defaults(func=_summarize)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr)
+    if args.threads:
+        import torch
+
+        torch.set_num_threads(args.threads)
+    from dr_core.errors import DataError
+
+    try:
+        args.func(args)
+    except (DataError, ValueError, FileNotFoundError) as e:
+        log.error("%s", e, exc_info=not isinstance(e, DataError))
+        return 1
+    return 0

@@ -1,0 +1,95 @@
+"""Embed pre-tokenized corpus shards and queries with a saved bi-encoder (length-sorted batches)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+import torch
+from tqdm import tqdm
+from transformers import PreTrainedTokenizerBase
+
+from dr_core.atomic import atomic_path
+from dr_core.batching import Padder
+from dr_core.device import autocast, pick_device, resolve_precision
+from dr_core.model import BiEncoder, load_tokenizer
+from dr_core.tokenization import TokenStore
+
+
+@torch.inference_mode()
+def embed(
+    model: BiEncoder,
+    padder: Padder,
+    rows: Sequence[np.ndarray],
+    is_query: bool,
+    batch_size: int,
+    precision: str = "auto",
+    desc: str = "encode",
+) -> np.ndarray:
+    """Float32 embeddings [len(rows), D], computed longest-first so padding is minimal."""
+    device = next(model.parameters()).device
+    prec = resolve_precision(precision, device)
+    order = np.argsort([-len(r) for r in rows], kind="stable")
+    out: np.ndarray | None = None
+    model.eval()
+    with tqdm(total=len(rows), desc=desc, unit="text") as bar:
+        for start in range(0, len(rows), batch_size):
+            idx = order[start : start + batch_size]
+            batch = {k: v.to(device) for k, v in padder([rows[i] for i in idx]).items()}
+            with autocast(prec, device):
+                emb = model.encode(batch["input_ids"], batch["attention_mask"], is_query=is_query)
+            emb = emb.float().cpu().numpy()
+            if out is None:
+                out = np.empty((len(rows), emb.shape[1]), dtype=np.float32)
+            out[idx] = emb
+            bar.update(len(idx))
+    if out is None:
+        raise ValueError("nothing to encode")
+    return out
+
+
+def shard_bounds(n: int, shard: int, num_shards: int) -> tuple[int, int]:
+    """Row range [start, end) of shard `shard` out of `num_shards` near-equal shards."""
+    if not 0 <= shard < num_shards:
+        raise ValueError(f"shard {shard} out of range for {num_shards} shards")
+    return n * shard // num_shards, n * (shard + 1) // num_shards
+
+
+def encode_corpus_shard(
+    model_dir: str | Path,
+    tokens: str | Path,
+    shard: int,
+    num_shards: int,
+    emb_out: str | Path,
+    ids_out: str | Path,
+    batch_size: int = 128,
+    max_len: int | None = None,
+    precision: str = "auto",
+) -> None:
+    """Write one shard's embeddings (.npy) and ids (one per line)."""
+    model = BiEncoder.load(model_dir).to(pick_device())
+    padder = Padder(load_tokenizer(model_dir), max_len or model.spec.p_max_len)
+    store = TokenStore(tokens)
+    start, end = shard_bounds(len(store), shard, num_shards)
+    rows = [store.by_row(i) for i in range(start, end)]
+    emb = embed(model, padder, rows, False, batch_size, precision, desc=f"encode shard {shard}/{num_shards}")
+    with atomic_path(emb_out) as tmp:
+        with open(tmp, "wb") as f:
+            np.save(f, emb)
+    with atomic_path(ids_out) as tmp:
+        tmp.write_text("".join(f"{i}\n" for i in store.ids[start:end]), encoding="utf-8")
+
+
+def encode_queries(
+    model: BiEncoder,
+    tokenizer: PreTrainedTokenizerBase,
+    tokens: TokenStore,
+    qids: Sequence[str],
+    batch_size: int = 256,
+    max_len: int | None = None,
+    precision: str = "auto",
+) -> np.ndarray:
+    """Embeddings of the given queries, in the order of `qids`."""
+    padder = Padder(tokenizer, max_len or model.spec.q_max_len)
+    return embed(model, padder, [tokens[q] for q in qids], True, batch_size, precision, desc="encode queries")

@@ -1,0 +1,64 @@
+"""Evaluation with pytrec_eval (trec_eval's measures), and the summary table across systems."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pandas as pd
+import pytrec_eval
+
+# Our metric names -> (trec_eval measure, rank cut-off applied to the run first, or None).
+METRICS: dict[str, tuple[str, int | None]] = {
+    "ndcg@10": ("ndcg_cut_10", None),
+    "mrr@10": ("recip_rank", 10),
+    "recall@100": ("recall_100", None),
+    "recall@1000": ("recall_1000", None),
+    "map": ("map", None),
+    "ndcg@100": ("ndcg_cut_100", None),
+    "recall@10": ("recall_10", None),
+    "p@10": ("P_10", None),
+}
+
+
+def _measure_family(measure: str) -> str:
+    for prefix in ("ndcg_cut", "recall", "P"):
+        if measure.startswith(prefix + "_"):
+            return f"{prefix}.{measure[len(prefix) + 1:]}"
+    return measure
+
+
+def _truncate(run: dict[str, dict[str, float]], depth: int) -> dict[str, dict[str, float]]:
+    return {q: dict(sorted(d.items(), key=lambda x: -x[1])[:depth]) for q, d in run.items()}
+
+
+def evaluate(
+    run: dict[str, dict[str, float]], qrels: pd.DataFrame, metrics: list[str]
+) -> tuple[dict[str, float], dict[str, dict[str, float]]]:
+    """Mean and per-query scores; queries in qrels that the run misses count as 0 (trec_eval -c)."""
+    unknown = [m for m in metrics if m not in METRICS]
+    if unknown:
+        raise ValueError(f"unknown metrics {unknown}; known: {sorted(METRICS)}")
+    qrels_dict: dict[str, dict[str, int]] = {}
+    for qid, docid, rel in zip(qrels["qid"], qrels["docid"], qrels["rel"]):
+        qrels_dict.setdefault(qid, {})[docid] = int(rel)
+    per_query: dict[str, dict[str, float]] = {q: {} for q in qrels_dict}
+    for name in metrics:
+        measure, cut = METRICS[name]
+        sub = _truncate(run, cut) if cut else run
+        evaluator = pytrec_eval.RelevanceEvaluator(qrels_dict, {_measure_family(measure)})
+        scores = evaluator.evaluate({q: sub.get(q, {}) for q in qrels_dict})
+        for q in qrels_dict:
+            per_query[q][name] = scores.get(q, {}).get(measure, 0.0)
+    n = len(per_query)
+    mean = {name: sum(v[name] for v in per_query.values()) / n for name in metrics}
+    return mean, per_query
+
+
+def summary_table(metric_files: list[Path]) -> pd.DataFrame:
+    """One row per metrics JSON file (system, dataset, split, then each metric)."""
+    rows = []
+    for path in metric_files:
+        m = json.loads(Path(path).read_text())
+        rows.append({"system": m["system"], "dataset": m["dataset"], "split": m["split"], **m["metrics"]})
+    return pd.DataFrame(rows)

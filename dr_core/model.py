@@ -1,0 +1,153 @@
+"""The bi-encoder: a transformer (or two, untied) with pooling, optional projection and normalisation.
+
+A saved model is a `save_pretrained` directory that plain `transformers` and `sentence-transformers` load;
+`dr_encoder.json` beside the weights records pooling, similarity and max lengths.
+"""
+
+from __future__ import annotations
+
+import importlib.resources
+import json
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+from transformers import AutoModel, AutoTokenizer, PreTrainedTokenizerBase
+
+ENCODER_FILE = "dr_encoder.json"
+
+
+@dataclass
+class EncoderSpec:
+    """How embeddings are made from a transformer: recorded with every saved model."""
+
+    pooling: str = "cls"  # cls | mean
+    similarity: str = "dot"  # dot | cosine
+    q_max_len: int = 32
+    p_max_len: int = 256
+    untied: bool = False
+    projection_dim: int | None = None
+
+    def __post_init__(self) -> None:
+        if self.pooling not in ("cls", "mean"):
+            raise ValueError(f"model.pooling must be 'cls' or 'mean', not {self.pooling!r}")
+        if self.similarity not in ("dot", "cosine"):
+            raise ValueError(f"model.similarity must be 'dot' or 'cosine', not {self.similarity!r}")
+
+
+def resolve_model_path(name: str) -> str:
+    """A hub name, a local path, or `pkg:<module>/<sub/path>` for weights shipped inside a Python package."""
+    if name.startswith("pkg:"):
+        module, _, sub = name[4:].partition("/")
+        path = importlib.resources.files(module).joinpath(sub)
+        if not Path(str(path)).is_dir():
+            raise FileNotFoundError(f"model {name!r}: {path} is not a directory")
+        return str(path)
+    return name
+
+
+def pool(hidden: torch.Tensor, mask: torch.Tensor, how: str) -> torch.Tensor:
+    """[B, L, H] token states -> [B, H]: the first token (cls) or the mask-weighted mean."""
+    if how == "cls":
+        return hidden[:, 0]
+    m = mask.unsqueeze(-1).to(hidden.dtype)
+    return (hidden * m).sum(1) / m.sum(1).clamp(min=1e-9)
+
+
+class BiEncoder(nn.Module):
+    """Query and passage towers (shared unless `spec.untied`), pooled, optionally projected and normalised."""
+
+    def __init__(self, query_model: nn.Module, passage_model: nn.Module | None, spec: EncoderSpec) -> None:
+        super().__init__()
+        self.spec = spec
+        self.query_model = query_model
+        self.passage_model = passage_model  # None when tied
+        hidden = query_model.config.hidden_size
+        self.projection = nn.Linear(hidden, spec.projection_dim) if spec.projection_dim else None
+
+    @classmethod
+    def from_base(cls, name: str, spec: EncoderSpec) -> "BiEncoder":
+        """Start from a pretrained transformer (hub name, local path or `pkg:` path)."""
+        path = resolve_model_path(name)
+        q = AutoModel.from_pretrained(path)
+        p = AutoModel.from_pretrained(path) if spec.untied else None
+        return cls(q, p, spec)
+
+    @classmethod
+    def load(cls, path: str | Path) -> "BiEncoder":
+        """Load a directory written by `save`."""
+        path = Path(path)
+        spec = EncoderSpec(**json.loads((path / ENCODER_FILE).read_text()))
+        if spec.untied:
+            model = cls(AutoModel.from_pretrained(path / "query_model"), AutoModel.from_pretrained(path / "passage_model"), spec)
+        else:
+            model = cls(AutoModel.from_pretrained(path), None, spec)
+        if model.projection is not None:
+            model.projection.load_state_dict(torch.load(path / "projection.pt", weights_only=True))
+        return model
+
+    def save(self, path: str | Path, tokenizer: PreTrainedTokenizerBase) -> None:
+        """Write weights, tokenizer, `dr_encoder.json` and sentence-transformers module files."""
+        path = Path(path)
+        path.mkdir(parents=True, exist_ok=True)
+        if self.passage_model is None:
+            self.query_model.save_pretrained(path)
+            if self.projection is None:
+                _write_sentence_transformers_files(path, self.spec, self.query_model.config.hidden_size)
+        else:
+            self.query_model.save_pretrained(path / "query_model")
+            self.passage_model.save_pretrained(path / "passage_model")
+            tokenizer.save_pretrained(path / "query_model")
+            tokenizer.save_pretrained(path / "passage_model")
+        tokenizer.save_pretrained(path)
+        if self.projection is not None:
+            torch.save(self.projection.state_dict(), path / "projection.pt")
+        (path / ENCODER_FILE).write_text(json.dumps(asdict(self.spec), indent=2) + "\n")
+
+    def forward(self, queries: dict[str, torch.Tensor], passages: dict[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
+        """(query embeddings, passage embeddings) for two padded batches; the training entry point (DDP)."""
+        return self.encode(**queries, is_query=True), self.encode(**passages, is_query=False)
+
+    def encode(self, input_ids: torch.Tensor, attention_mask: torch.Tensor, is_query: bool) -> torch.Tensor:
+        """Embeddings [B, D] for a padded batch of queries or passages."""
+        tower = self.query_model if is_query or self.passage_model is None else self.passage_model
+        hidden = tower(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state
+        emb = pool(hidden, attention_mask, self.spec.pooling)
+        if self.projection is not None:
+            emb = self.projection(emb)
+        if self.spec.similarity == "cosine":
+            emb = F.normalize(emb, dim=-1)
+        return emb
+
+
+def load_tokenizer(path: str | Path) -> PreTrainedTokenizerBase:
+    """The fast tokenizer of a base model or a saved bi-encoder."""
+    tok = AutoTokenizer.from_pretrained(resolve_model_path(str(path)), use_fast=True)
+    if not tok.is_fast:
+        raise ValueError(f"{path}: a fast tokenizer is required (tokenizer.json)")
+    return tok
+
+
+def _write_sentence_transformers_files(path: Path, spec: EncoderSpec, hidden: int) -> None:
+    """modules.json, sentence_bert_config.json and 1_Pooling so that SentenceTransformer(path) works."""
+    modules = [{"idx": 0, "name": "0", "path": "", "type": "sentence_transformers.models.Transformer"}]
+    (path / "1_Pooling").mkdir(exist_ok=True)
+    pooling = {
+        "word_embedding_dimension": hidden,
+        "pooling_mode_cls_token": spec.pooling == "cls",
+        "pooling_mode_mean_tokens": spec.pooling == "mean",
+        "pooling_mode_max_tokens": False,
+        "pooling_mode_mean_sqrt_len_tokens": False,
+    }
+    (path / "1_Pooling" / "config.json").write_text(json.dumps(pooling, indent=2) + "\n")
+    modules.append({"idx": 1, "name": "1", "path": "1_Pooling", "type": "sentence_transformers.models.Pooling"})
+    if spec.similarity == "cosine":
+        modules.append({"idx": 2, "name": "2", "path": "2_Normalize", "type": "sentence_transformers.models.Normalize"})
+        (path / "2_Normalize").mkdir(exist_ok=True)
+    (path / "modules.json").write_text(json.dumps(modules, indent=2) + "\n")
+    st_config = {"max_seq_length": spec.p_max_len, "do_lower_case": False}
+    (path / "sentence_bert_config.json").write_text(json.dumps(st_config, indent=2) + "\n")
+    sim = "cosine" if spec.similarity == "cosine" else "dot"
+    (path / "config_sentence_transformers.json").write_text(json.dumps({"similarity_fn_name": sim}, indent=2) + "\n")

@@ -1,0 +1,72 @@
+"""Hard negatives: the `qid<TAB>pid,pid,...` file format, and sampling them from a ranking."""
+
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from dr_core.atomic import atomic_path
+from dr_core.errors import DataError
+
+
+def read_negatives(path: str | Path) -> dict[str, list[str]]:
+    """qid -> negative pids, from `qid<TAB>pid,pid,...` lines (CRLF tolerated)."""
+    path = Path(path)
+    out: dict[str, list[str]] = {}
+    with open(path, encoding="utf-8") as f:
+        for lineno, line in enumerate(f, start=1):
+            line = line.rstrip("\r\n")
+            if not line:
+                continue
+            qid, sep, pids = line.partition("\t")
+            if not sep or not qid or not pids or "\t" in pids:
+                raise DataError(path, lineno, "expected 'qid<TAB>pid,pid,...'")
+            if qid in out:
+                raise DataError(path, lineno, f"query '{qid}' appears twice")
+            out[qid] = [p for p in pids.split(",") if p]
+    return out
+
+
+def write_negatives(negatives: dict[str, list[str]], dest: str | Path) -> None:
+    """Write `qid<TAB>pid,pid,...` lines, atomically; queries with no negatives are left out."""
+    with atomic_path(dest) as tmp, open(tmp, "w", encoding="utf-8") as f:
+        for qid, pids in negatives.items():
+            if pids:
+                f.write(f"{qid}\t{','.join(pids)}\n")
+
+
+def _rng(seed: int, qid: str) -> np.random.Generator:
+    """A generator per (seed, query), so a query's sample does not depend on the others."""
+    digest = int.from_bytes(hashlib.blake2b(qid.encode(), digest_size=8).digest(), "little")
+    return np.random.default_rng([seed, digest])
+
+
+def mine(
+    run: pd.DataFrame,
+    qrels: pd.DataFrame,
+    rank_min: int,
+    rank_max: int,
+    n: int,
+    seed: int,
+) -> dict[str, list[str]]:
+    """For each judged query: up to `n` docs sampled from ranks [rank_min, rank_max] with positives removed.
+
+    Ranks count the run's own order (1 = best). The sample keeps rank order. `n` <= 0 keeps the whole window.
+    """
+    if rank_min < 1 or rank_max < rank_min:
+        raise ValueError(f"rank window [{rank_min}, {rank_max}] is empty")
+    positives = qrels[qrels["rel"] > 0].groupby("qid")["docid"].agg(set).to_dict()
+    window = run[(run["rank"] >= rank_min) & (run["rank"] <= rank_max)]
+    out: dict[str, list[str]] = {}
+    for qid, docids in window.groupby("qid", sort=False)["docid"]:
+        if qid not in positives:
+            continue
+        cands = [d for d in docids if d not in positives[qid]]
+        if 0 < n < len(cands):
+            keep = np.sort(_rng(seed, qid).choice(len(cands), size=n, replace=False))
+            cands = [cands[i] for i in keep]
+        out[qid] = cands
+    return out

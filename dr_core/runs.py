@@ -1,0 +1,54 @@
+"""TREC run files: `qid Q0 docid rank score tag`, one line per retrieved document."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+import pandas as pd
+
+from dr_core.atomic import atomic_path
+from dr_core.errors import DataError
+
+
+def write_trec(
+    dest: str | Path, qids: Sequence[str], docids: np.ndarray, scores: np.ndarray, tag: str
+) -> None:
+    """Write a ranking: row i of `docids`/`scores` (sorted best first) belongs to `qids[i]`; '' pads short rows."""
+    with atomic_path(dest) as tmp, open(tmp, "w", encoding="utf-8") as f:
+        for qid, row_ids, row_scores in zip(qids, docids, scores):
+            lines = [
+                f"{qid} Q0 {d} {rank} {s:.6f} {tag}\n"
+                for rank, (d, s) in enumerate(zip(row_ids, row_scores), start=1)
+                if d != ""
+            ]
+            f.writelines(lines)
+
+
+def read_trec(path: str | Path) -> pd.DataFrame:
+    """Read a TREC run into a DataFrame (qid, docid, rank, score), sorted by qid then rank."""
+    path = Path(path)
+    try:
+        df = pd.read_csv(path, sep=r"\s+", header=None, dtype=str, names=range(6), on_bad_lines="error")
+    except pd.errors.ParserError as e:
+        raise DataError(path, None, f"malformed run file ({e})") from None
+    bad = df[5].isna() | df[0].isna()
+    if bad.any():
+        line = int(np.flatnonzero(bad.to_numpy())[0]) + 1
+        raise DataError(path, line, "expected 6 fields: qid Q0 docid rank score tag")
+    out = pd.DataFrame({"qid": df[0], "docid": df[2]})
+    try:
+        out["rank"] = df[3].astype(np.int64)
+        out["score"] = df[4].astype(np.float64)
+    except ValueError as e:
+        raise DataError(path, None, f"non-numeric rank or score ({e})") from None
+    return out.sort_values(["qid", "rank"], kind="stable", ignore_index=True)
+
+
+def run_to_dict(run: pd.DataFrame) -> dict[str, dict[str, float]]:
+    """A run as pytrec_eval wants it: qid -> {docid: score}."""
+    out: dict[str, dict[str, float]] = {}
+    for qid, docid, score in zip(run["qid"], run["docid"], run["score"]):
+        out.setdefault(qid, {})[docid] = float(score)
+    return out

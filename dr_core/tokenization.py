@@ -1,0 +1,83 @@
+"""Tokenize corpus and queries to Parquet (`id`, `input_ids` without special tokens), in bounded-memory batches."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+from tqdm import tqdm
+from transformers import PreTrainedTokenizerBase
+
+from dr_core.atomic import atomic_path
+from dr_core.batching import special_tokens
+
+SCHEMA = pa.schema([("id", pa.string()), ("input_ids", pa.list_(pa.int32()))])
+
+
+def format_passages(titles: list[str], texts: list[str], template: str) -> list[str]:
+    """Apply a template such as 'Title: {title} Text: {text}'; a missing title leaves no stray separator."""
+    out = []
+    for title, text in zip(titles, texts):
+        title = (title or "").strip()
+        out.append(template.format(title=title, text=text or "").strip() if title else (text or "").strip())
+    return out
+
+
+def _encode(tokenizer: PreTrainedTokenizerBase, texts: list[str], max_len: int) -> pa.Array:
+    """Token ids without special tokens, truncated so that the special tokens still fit in `max_len`."""
+    prefix, suffix = special_tokens(tokenizer)
+    budget = max_len - len(prefix) - len(suffix)
+    enc = tokenizer(texts, add_special_tokens=False, truncation=True, max_length=budget)["input_ids"]
+    return pa.array(enc, type=pa.list_(pa.int32()))
+
+
+def tokenize_table(
+    src: str | Path,
+    dest: str | Path,
+    tokenizer: PreTrainedTokenizerBase,
+    max_len: int,
+    id_column: str,
+    template: str | None = None,
+    batch_size: int = 10_000,
+) -> int:
+    """Tokenize a corpus (id, title, text; with `template`) or queries (qid, text) Parquet file. Returns rows."""
+    reader = pq.ParquetFile(src)
+    n = 0
+    with atomic_path(dest) as tmp, pq.ParquetWriter(tmp, SCHEMA) as writer:
+        bar = tqdm(total=reader.metadata.num_rows, desc=f"tokenize {Path(src).name}", unit="row")
+        for batch in reader.iter_batches(batch_size=batch_size):
+            cols = batch.to_pydict()
+            texts = format_passages(cols["title"], cols["text"], template) if template else cols["text"]
+            ids = pa.array(cols[id_column], type=pa.string())
+            writer.write_batch(pa.record_batch([ids, _encode(tokenizer, texts, max_len)], schema=SCHEMA))
+            n += batch.num_rows
+            bar.update(batch.num_rows)
+        bar.close()
+    return n
+
+
+class TokenStore:
+    """Random access to pre-tokenized rows by id (offsets into one flat int32 array)."""
+
+    def __init__(self, path: str | Path) -> None:
+        table = pq.read_table(path)
+        column = table.column("input_ids").combine_chunks()
+        self.ids: list[str] = table.column("id").to_pylist()
+        self.row = {doc_id: i for i, doc_id in enumerate(self.ids)}
+        self._offsets = column.offsets.to_numpy()
+        self._values = column.values.to_numpy()
+        self.lengths = np.diff(self._offsets)
+
+    def __len__(self) -> int:
+        return len(self.ids)
+
+    def __contains__(self, doc_id: str) -> bool:
+        return doc_id in self.row
+
+    def by_row(self, i: int) -> np.ndarray:
+        return self._values[self._offsets[i] : self._offsets[i + 1]]
+
+    def __getitem__(self, doc_id: str) -> np.ndarray:
+        return self.by_row(self.row[doc_id])

@@ -1,0 +1,64 @@
+"""Shared fixtures: the tiny BEIR collection, a tiny random BERT with a tokenizer trained on the fly."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+FIXTURES = REPO / "tests" / "fixtures"
+TINY_BEIR = FIXTURES / "beir" / "tiny"
+SHARED_DATA = REPO.parent / "shared" / "data"
+
+
+def _texts() -> list[str]:
+    out = []
+    for line in (TINY_BEIR / "corpus.jsonl").read_text().splitlines():
+        rec = json.loads(line)
+        out.append(f"{rec['title']} {rec['text']}")
+    out += [json.loads(line)["text"] for line in (TINY_BEIR / "queries.jsonl").read_text().splitlines()]
+    return out
+
+
+@pytest.fixture(scope="session")
+def tiny_bert(tmp_path_factory) -> Path:
+    """A 2-layer, 32-hidden BERT (random init, seeded) with a WordPiece tokenizer trained on the fixture text."""
+    import torch
+    from tokenizers import Tokenizer, models, normalizers, pre_tokenizers, processors, trainers
+    from transformers import BertConfig, BertModel, PreTrainedTokenizerFast
+
+    path = tmp_path_factory.mktemp("tiny_bert")
+    special = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
+    tok = Tokenizer(models.WordPiece(unk_token="[UNK]"))
+    tok.normalizer = normalizers.BertNormalizer(lowercase=True)
+    tok.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
+    tok.train_from_iterator(_texts(), trainers.WordPieceTrainer(vocab_size=400, special_tokens=special))
+    cls_id, sep_id = tok.token_to_id("[CLS]"), tok.token_to_id("[SEP]")
+    tok.post_processor = processors.TemplateProcessing(
+        single="[CLS] $A [SEP]", pair="[CLS] $A [SEP] $B [SEP]", special_tokens=[("[CLS]", cls_id), ("[SEP]", sep_id)]
+    )
+    fast = PreTrainedTokenizerFast(
+        tokenizer_object=tok, unk_token="[UNK]", pad_token="[PAD]", cls_token="[CLS]", sep_token="[SEP]", mask_token="[MASK]"
+    )
+    fast.save_pretrained(path)
+    torch.manual_seed(0)
+    config = BertConfig(
+        vocab_size=tok.get_vocab_size(), hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
+        intermediate_size=64, max_position_embeddings=128,
+    )
+    BertModel(config).save_pretrained(path)
+    return path
+
+
+@pytest.fixture()
+def tiny_beir() -> Path:
+    return TINY_BEIR
+
+
+def shared_or_skip(name: str) -> Path:
+    path = SHARED_DATA / name
+    if not (path / "corpus.jsonl").exists():
+        pytest.skip(f"{path} is absent")
+    return path

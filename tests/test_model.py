@@ -1,0 +1,82 @@
+import numpy as np
+import pytest
+import torch
+from transformers import AutoModel
+
+from dr_core.batching import Padder, special_tokens
+from dr_core.encode import embed
+from dr_core.model import BiEncoder, EncoderSpec, load_tokenizer, resolve_model_path
+
+
+def _batch(tok, texts, max_len=32):
+    rows = [np.array(tok(t, add_special_tokens=False)["input_ids"]) for t in texts]
+    return Padder(tok, max_len)(rows)
+
+
+@pytest.mark.parametrize("pooling, similarity", [("cls", "dot"), ("mean", "cosine")])
+def test_save_load_round_trip_and_plain_transformers(tiny_bert, tmp_path, pooling, similarity):
+    spec = EncoderSpec(pooling=pooling, similarity=similarity, q_max_len=16, p_max_len=32)
+    model = BiEncoder.from_base(str(tiny_bert), spec).eval()
+    tok = load_tokenizer(tiny_bert)
+    model.save(tmp_path / "m", tok)
+    again = BiEncoder.load(tmp_path / "m").eval()
+    assert again.spec == spec
+    batch = _batch(tok, ["solar panels and sunlight", "coffee"])
+    with torch.no_grad():
+        a = model.encode(**batch, is_query=False)
+        b = again.encode(**batch, is_query=False)
+        hidden = AutoModel.from_pretrained(tmp_path / "m")(**batch).last_hidden_state
+    torch.testing.assert_close(a, b)
+    if pooling == "cls":
+        torch.testing.assert_close(a, hidden[:, 0])
+    else:
+        assert torch.allclose(a.norm(dim=-1), torch.ones(2))
+
+
+@pytest.mark.parametrize("pooling, similarity", [("cls", "dot"), ("mean", "cosine")])
+def test_sentence_transformers_loads_the_same_embeddings(tiny_bert, tmp_path, pooling, similarity):
+    st = pytest.importorskip("sentence_transformers")
+    spec = EncoderSpec(pooling=pooling, similarity=similarity, q_max_len=16, p_max_len=32)
+    model = BiEncoder.from_base(str(tiny_bert), spec).eval()
+    tok = load_tokenizer(tiny_bert)
+    model.save(tmp_path / "m", tok)
+    texts = ["whale songs in the ocean", "chess endgame"]
+    ours = embed(model, Padder(tok, 32), [np.array(tok(t, add_special_tokens=False)["input_ids"]) for t in texts], False, 8)
+    theirs = st.SentenceTransformer(str(tmp_path / "m"), device="cpu").encode(texts, convert_to_numpy=True)
+    np.testing.assert_allclose(ours, theirs, rtol=1e-4, atol=1e-5)
+
+
+def test_untied_towers_differ_after_divergence(tiny_bert, tmp_path):
+    spec = EncoderSpec(untied=True, projection_dim=8, q_max_len=16, p_max_len=32)
+    model = BiEncoder.from_base(str(tiny_bert), spec)
+    with torch.no_grad():
+        for p in model.passage_model.parameters():
+            p.add_(0.1)
+    tok = load_tokenizer(tiny_bert)
+    model.save(tmp_path / "m", tok)
+    again = BiEncoder.load(tmp_path / "m").eval()
+    batch = _batch(tok, ["bees and honey"])
+    with torch.no_grad():
+        q, p = again.encode(**batch, is_query=True), again.encode(**batch, is_query=False)
+        torch.testing.assert_close(p, model.eval().encode(**batch, is_query=False))
+    assert q.shape == (1, 8) and not torch.allclose(q, p)
+
+
+def test_special_tokens_and_truncation(tiny_bert):
+    tok = load_tokenizer(tiny_bert)
+    prefix, suffix = special_tokens(tok)
+    assert prefix == [tok.cls_token_id] and suffix == [tok.sep_token_id]
+    out = Padder(tok, 6)([np.arange(10, 20), np.array([11])])
+    assert out["input_ids"].tolist() == [
+        [tok.cls_token_id, 10, 11, 12, 13, tok.sep_token_id],
+        [tok.cls_token_id, 11, tok.sep_token_id, tok.pad_token_id, tok.pad_token_id, tok.pad_token_id],
+    ]
+    assert out["attention_mask"].sum(1).tolist() == [6, 3]
+
+
+def test_package_model_path_and_errors():
+    assert resolve_model_path("bert-base-uncased") == "bert-base-uncased"
+    with pytest.raises(FileNotFoundError):
+        resolve_model_path("pkg:dr_core/no_such_model")
+    with pytest.raises(ValueError, match="model.pooling"):
+        EncoderSpec(pooling="max")

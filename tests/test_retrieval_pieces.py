@@ -1,0 +1,112 @@
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from dr_core.atomic import atomic_path
+from dr_core.errors import DataError
+from dr_core.evaluate import evaluate
+from dr_core.negatives import mine, read_negatives, write_negatives
+from dr_core.runs import read_trec, run_to_dict, write_trec
+from dr_core.search import search_shards
+
+
+def test_search_over_shards_equals_brute_force(tmp_path):
+    rng = np.random.default_rng(0)
+    emb = rng.normal(size=(50, 8)).astype(np.float32)
+    ids = np.array([f"d{i}" for i in range(50)], dtype=object)
+    shards = []
+    for s, (a, b) in enumerate([(0, 17), (17, 33), (33, 50)]):
+        np.save(tmp_path / f"s{s}.npy", emb[a:b])
+        (tmp_path / f"s{s}.ids.txt").write_text("".join(f"{i}\n" for i in ids[a:b]))
+        shards.append((tmp_path / f"s{s}.npy", tmp_path / f"s{s}.ids.txt"))
+    q = rng.normal(size=(6, 8)).astype(np.float32)
+    got_ids, got_scores = search_shards(q, shards, k=10, batch_size=4)
+    full = q @ emb.T
+    top = np.argsort(-full, axis=1)[:, :10]
+    assert (got_ids == ids[top]).all()
+    np.testing.assert_allclose(got_scores, np.take_along_axis(full, top, 1), rtol=1e-5)
+    pad_ids, _ = search_shards(q, shards, k=60)
+    assert (pad_ids[:, 50:] == "").all() and (pad_ids[:, :50] != "").all()
+
+
+def test_search_rejects_mismatched_ids(tmp_path):
+    np.save(tmp_path / "e.npy", np.zeros((3, 4), np.float32))
+    (tmp_path / "i.txt").write_text("a\nb\n")
+    with pytest.raises(ValueError, match="2 ids for 3 embeddings"):
+        search_shards(np.zeros((1, 4), np.float32), [(tmp_path / "e.npy", tmp_path / "i.txt")], 2)
+
+
+def test_trec_round_trip_and_bad_line(tmp_path):
+    path = tmp_path / "run.trec"
+    write_trec(path, ["q1", "q2"], np.array([["a", "b"], ["c", ""]], dtype=object), np.array([[2.0, 1.0], [3.0, 0.0]]), "t")
+    assert path.read_text().splitlines() == ["q1 Q0 a 1 2.000000 t", "q1 Q0 b 2 1.000000 t", "q2 Q0 c 1 3.000000 t"]
+    run = read_trec(path)
+    assert run_to_dict(run) == {"q1": {"a": 2.0, "b": 1.0}, "q2": {"c": 3.0}}
+    path.write_text("q1 Q0 a 1 2.0 t\nq1 Q0 b 2\n")
+    with pytest.raises(DataError, match="run.trec"):
+        read_trec(path)
+
+
+def _run(rows):
+    return pd.DataFrame(rows, columns=["qid", "docid", "rank", "score"])
+
+
+def test_mine_window_removes_positives_and_is_seeded():
+    run = _run([("q1", f"d{i}", i, 10.0 - i) for i in range(1, 11)] + [("q2", "d1", 1, 1.0), ("q3", "x", 1, 1.0)])
+    qrels = pd.DataFrame({"qid": ["q1", "q1", "q2"], "docid": ["d3", "d5", "d9"], "rel": [1, 1, 1]})
+    negs = mine(run, qrels, rank_min=2, rank_max=8, n=0, seed=1)
+    assert negs["q1"] == ["d2", "d4", "d6", "d7", "d8"]
+    assert "q2" not in negs and "q3" not in negs  # q2: nothing in the window; q3: not judged
+    a = mine(run, qrels, 2, 8, 3, seed=1)["q1"]
+    assert len(a) == 3 and a == sorted(a, key=lambda d: int(d[1:])) and set(a) <= set(negs["q1"])
+    assert a == mine(run, qrels, 2, 8, 3, seed=1)["q1"]
+    assert any(mine(run, qrels, 2, 8, 3, seed=s)["q1"] != a for s in range(2, 8))
+    with pytest.raises(ValueError, match="empty"):
+        mine(run, qrels, 5, 4, 3, 1)
+
+
+def test_negatives_file_round_trip_and_errors(tmp_path):
+    path = tmp_path / "n.tsv"
+    write_negatives({"q1": ["a", "b"], "q2": []}, path)
+    assert path.read_text() == "q1\ta,b\n"
+    path.write_text("q1\ta,b\r\nq2\tc\n")
+    assert read_negatives(path) == {"q1": ["a", "b"], "q2": ["c"]}
+    path.write_text("q1\ta\nq2 c\n")
+    with pytest.raises(DataError, match=r"n.tsv:2: expected"):
+        read_negatives(path)
+    path.write_text("q1\ta\nq1\tb\n")
+    with pytest.raises(DataError, match=r"n.tsv:2: query 'q1' appears twice"):
+        read_negatives(path)
+
+
+def test_metrics_match_hand_computation():
+    qrels = pd.DataFrame({"qid": ["q1", "q1", "q2"], "docid": ["a", "c", "x"], "rel": [1, 1, 1]})
+    run = {"q1": {"b": 3.0, "a": 2.0, "c": 1.0}}  # q2 missing from the run: counts as zero
+    mean, per_query = evaluate(run, qrels, ["ndcg@10", "mrr@10", "recall@100", "map"])
+    ndcg_q1 = (1 / np.log2(3) + 1 / np.log2(4)) / (1 + 1 / np.log2(3))
+    assert per_query["q1"]["ndcg@10"] == pytest.approx(ndcg_q1)
+    assert per_query["q1"]["mrr@10"] == pytest.approx(0.5) and per_query["q2"]["mrr@10"] == 0.0
+    assert per_query["q1"]["map"] == pytest.approx((1 / 2 + 2 / 3) / 2)
+    assert mean["recall@100"] == pytest.approx(0.5)
+    assert mean["ndcg@10"] == pytest.approx(ndcg_q1 / 2)
+
+
+def test_mrr_at_10_ignores_hits_below_rank_10():
+    qrels = pd.DataFrame({"qid": ["q"], "docid": ["hit"], "rel": [1]})
+    run = {"q": {**{f"d{i}": 100.0 - i for i in range(10)}, "hit": 1.0}}
+    mean, _ = evaluate(run, qrels, ["mrr@10", "recall@100"])
+    assert mean == {"mrr@10": 0.0, "recall@100": 1.0}
+
+
+def test_atomic_path_leaves_nothing_on_error(tmp_path):
+    dest = tmp_path / "out.txt"
+    with pytest.raises(RuntimeError):
+        with atomic_path(dest) as tmp:
+            tmp.write_text("half")
+            raise RuntimeError("killed")
+    assert list(tmp_path.iterdir()) == []
+    with atomic_path(tmp_path / "d", is_dir=True) as tmp:
+        (tmp / "f").write_text("x")
+    assert (tmp_path / "d" / "f").read_text() == "x"

@@ -1,0 +1,93 @@
+import csv
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pandas as pd
+import pytest
+import torch
+
+from dr_core.beir import prepare_collection, prepare_qrels
+from dr_core.model import BiEncoder, EncoderSpec, load_tokenizer
+from dr_core.tokenization import tokenize_table
+from dr_core.train import Trainer, TrainSettings
+
+
+@pytest.fixture()
+def train_inputs(tiny_bert, tiny_beir, tmp_path):
+    prepare_collection(tiny_beir, tmp_path)
+    prepare_qrels(tiny_beir, "train", tmp_path / "corpus.parquet", tmp_path / "queries.parquet", tmp_path / "qrels.parquet")
+    tok = load_tokenizer(tiny_bert)
+    tokenize_table(tmp_path / "corpus.parquet", tmp_path / "tc.parquet", tok, 48, "id", "Title: {title} Text: {text}")
+    tokenize_table(tmp_path / "queries.parquet", tmp_path / "tq.parquet", tok, 16, "qid")
+    spec = EncoderSpec(pooling="mean", q_max_len=16, p_max_len=48)  # a random BERT's CLS barely depends on the input
+    BiEncoder.from_base(str(tiny_bert), spec).save(tmp_path / "init", tok)
+    return tmp_path
+
+
+def _trainer(d, settings, ckpt="ckpt"):
+    qrels = pd.read_parquet(d / "qrels.parquet")
+    negatives = {"q1": ["1007", "1014"], "q3": ["1021"]}
+    return Trainer(d / "init", d / "tq.parquet", d / "tc.parquet", qrels, negatives, settings, d / ckpt)
+
+
+def _eval_loss(trainer):
+    """Mean loss over the epoch-0 batches, without dropout or updates."""
+    trainer.model.eval()
+    loader = torch.utils.data.DataLoader(trainer.dataset, batch_size=4, collate_fn=trainer.collate)
+    with torch.no_grad():
+        losses = [trainer._loss(q, p, ids).item() for q, p, ids in loader]
+    trainer.model.train()
+    return sum(losses) / len(losses)
+
+
+def test_training_lowers_the_loss_and_saves_a_loadable_model(train_inputs):
+    d = train_inputs
+    settings = TrainSettings(epochs=10, batch_size=4, group_size=3, lr=1e-3, temperature=0.1, log_every=1, warmup_ratio=0.0)
+    trainer = _trainer(d, settings)
+    before = _eval_loss(trainer)
+    trainer.train(d / "model", d / "log.csv")
+    after = _eval_loss(trainer)
+    assert after < 0.6 * before
+    rows = list(csv.DictReader(open(d / "log.csv")))
+    assert [int(r["step"]) for r in rows] == list(range(1, 41))  # 16 train queries / 4 per step * 10 epochs
+    meta = json.loads((d / "model" / "dr_training.json").read_text())
+    assert meta["train"]["lr"] == 1e-3 and meta["steps"] == 40
+    assert BiEncoder.load(d / "model").spec.p_max_len == 48
+    assert not (d / "ckpt").exists()  # checkpoints are removed once the model is saved
+
+
+def _train_cmd(d, out, ckpt, settings):
+    return [
+        sys.executable, "-m", "dr_core", "--threads", "1", "train", "--init", str(d / "init"),
+        "--queries", str(d / "tq.parquet"), "--corpus", str(d / "tc.parquet"), "--qrels", str(d / "qrels.parquet"),
+        "--negatives", str(d / "negs.tsv"), "--out", str(d / out), "--log", str(d / f"{out}.csv"),
+        "--checkpoint-dir", str(d / ckpt), "--settings", json.dumps(settings),
+    ]
+
+
+def test_sigkill_mid_run_then_resume_ends_with_the_same_weights(train_inputs):
+    d = train_inputs
+    (d / "negs.tsv").write_text("q1\t1007,1014\nq3\t1021\n")
+    settings = {"max_steps": 240, "batch_size": 4, "group_size": 3, "lr": 1e-3, "checkpoint_every": 20}
+    subprocess.run(_train_cmd(d, "a", "ck_a", settings), check=True, capture_output=True)
+
+    proc = subprocess.Popen(_train_cmd(d, "b", "ck_b", settings), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.time() + 120
+    while not (d / "ck_b" / "state.pt").exists() and proc.poll() is None and time.time() < deadline:
+        time.sleep(0.005)
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    assert not (d / "b").exists(), "killed before the end: no model may look finished"
+    step = torch.load(d / "ck_b" / "state.pt", weights_only=False)["step"]
+    assert 0 < step < 240
+    subprocess.run(_train_cmd(d, "b", "ck_b", settings), check=True, capture_output=True)
+
+    a, b = BiEncoder.load(d / "a").state_dict(), BiEncoder.load(d / "b").state_dict()
+    for k in a:
+        torch.testing.assert_close(a[k], b[k], rtol=0, atol=0)
+    rows_a, rows_b = (list(csv.DictReader(open(d / f"{x}.csv"))) for x in "ab")
+    assert [r["loss"] for r in rows_a] == [r["loss"] for r in rows_b]

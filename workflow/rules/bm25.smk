@@ -1,0 +1,27 @@
+rule bm25:
+    input:
+        corpus=f"{OUT}/data/{{dataset}}/corpus.parquet",
+        queries=f"{OUT}/data/{{dataset}}/queries.parquet",
+        qrels=f"{OUT}/data/{{dataset}}/qrels.{{split}}.parquet",
+    output:
+        f"{OUT}/bm25/{{dataset}}/run.{{split}}.trec",
+    params:
+        depth=lambda w: (
+            config["negatives"]["first_stage"]["depth"]
+            if is_train_target(w)
+            else config["eval"]["depth"]
+        ),
+        k1=config["bm25"]["k1"],
+        b=config["bm25"]["b"],
+        stemmer=config["bm25"]["stemmer"] or "",
+        stopwords=config["bm25"]["stopwords"] or "",
+        version=VERSION,
+    log:
+        f"{OUT}/logs/bm25/{{dataset}}.{{split}}.log",
+    threads: res("bm25", "threads")
+    resources:
+        **rule_resources("bm25"),
+    shell:
+        "python -m dr_core --threads {threads} bm25 --corpus {input.corpus:q} --queries {input.queries:q} "
+        "--qrels {input.qrels:q} --out {output:q} --k {params.depth} --k1 {params.k1} --b {params.b} "
+        "--stemmer={params.stemmer:q} --stopwords={params.stopwords:q} > {log:q} 2>&1"

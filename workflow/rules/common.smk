@@ -1,0 +1,100 @@
+import json
+import os
+from pathlib import Path
+
+import dr_core
+from snakemake.utils import validate
+
+
+validate(config, schema="../schemas/config.schema.yaml")
+
+OUT = f"{config['results_dir']}/{config['name']}"
+TRAIN_DS = config["data"]["train"]["dataset"]
+TRAIN_SPLIT = config["data"]["train"]["split"]
+ROUNDS = config["ance"]["rounds"]
+SHARDS = config["encode"]["num_shards"]
+# Rerun a step when the library that computes it changes.
+VERSION = dr_core.__version__
+GPU_RULES = {"train", "encode", "retrieve"}
+
+
+wildcard_constraints:
+    dataset=r"[A-Za-z0-9_-]+",
+    split=r"[A-Za-z0-9_-]+",
+    round=r"\d+",
+    shard=r"\d+",
+    system=r"bm25|round\d+",
+
+
+def repo_path(path):
+    """Input paths in config are relative to the repository (the Snakefile's folder), not the workdir."""
+    return path if os.path.isabs(path) else os.path.normpath(os.path.join(workflow.basedir, path))
+
+
+def _dataset(name):
+    try:
+        return config["datasets"][name]
+    except KeyError:
+        raise ValueError(f"config: dataset '{name}' is used but not defined under 'datasets'") from None
+
+
+for _target in [config["data"]["train"], *config["data"]["eval"]]:
+    _dataset(_target["dataset"])
+
+
+def source_dir(wildcards):
+    """The BEIR folder of a dataset: its `path`, the mirror's copy, or the download."""
+    ds = _dataset(wildcards.dataset)
+    if ds["path"]:
+        return repo_path(ds["path"])
+    mirror = config["data"]["mirror"]
+    if mirror and Path(repo_path(mirror), wildcards.dataset, "corpus.jsonl").exists():
+        return f"{repo_path(mirror)}/{wildcards.dataset}"
+    if not ds.get("url"):
+        raise ValueError(f"config: dataset '{wildcards.dataset}' has no path, no mirror copy and no url")
+    return f"{config['download_dir']}/{wildcards.dataset}"
+
+
+def res(rule_name, key):
+    """A resource of a rule from config `resources`, with defaults for CPU and GPU rules."""
+    table = config["resources"]
+    fallback = table["gpu_default"] if rule_name in GPU_RULES else table["default"]
+    return table.get(rule_name, {}).get(key, fallback.get(key))
+
+
+def rule_resources(rule_name):
+    return dict(
+        mem_mb=res(rule_name, "mem_mb"),
+        runtime=res(rule_name, "runtime"),
+        gpu=res(rule_name, "gpu"),
+    )
+
+
+def token_budget(table):
+    """Tokens kept at tokenization: the longest of the training and encoding max lengths."""
+    key = "p_max_len" if table == "corpus" else "q_max_len"
+    return max(config["model"][key], config["encode"][key] or 0)
+
+
+def is_train_target(wildcards):
+    return wildcards.dataset == TRAIN_DS and wildcards.split == TRAIN_SPLIT
+
+
+def eval_metric_files():
+    """Metrics of every system on every evaluation target, in table order."""
+    systems = ["bm25"] + [f"round{r}" for r in range(ROUNDS + 1)]
+    return [
+        f"{OUT}/{system}/{t['dataset']}/metrics.{t['split']}.json"
+        for t in config["data"]["eval"]
+        for system in systems
+    ]
+
+
+def all_targets():
+    return [f"{OUT}/summary.tsv"]
+
+
+def print_summary():
+    summary = Path(OUT, "summary.tsv")
+    if summary.exists():
+        print(f"\n{summary}:\n" + summary.read_text())

@@ -1,0 +1,34 @@
+rule evaluate:
+    input:
+        run=f"{OUT}/{{system}}/{{dataset}}/run.{{split}}.trec",
+        qrels=f"{OUT}/data/{{dataset}}/qrels.{{split}}.parquet",
+    output:
+        f"{OUT}/{{system}}/{{dataset}}/metrics.{{split}}.json",
+    params:
+        metrics=config["eval"]["metrics"],
+        version=VERSION,
+    log:
+        f"{OUT}/logs/evaluate/{{system}}.{{dataset}}.{{split}}.log",
+    threads: res("evaluate", "threads")
+    resources:
+        **rule_resources("evaluate"),
+    shell:
+        "python -m dr_core evaluate --run {input.run:q} --qrels {input.qrels:q} --out {output:q} "
+        "--system {wildcards.system} --dataset {wildcards.dataset} --split {wildcards.split} "
+        "--metrics {params.metrics} > {log:q} 2>&1"
+
+
+rule summary:
+    input:
+        eval_metric_files(),
+    output:
+        f"{OUT}/summary.tsv",
+    params:
+        version=VERSION,
+    log:
+        f"{OUT}/logs/summary.log",
+    threads: res("summary", "threads")
+    resources:
+        **rule_resources("summary"),
+    shell:
+        "python -m dr_core summarize --metrics {input:q} --out {output:q} 2> {log:q}"

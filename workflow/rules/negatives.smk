@@ -1,0 +1,65 @@
+# Round 1 trains on BM25 negatives (or a given file); round r >= 2 on negatives mined with round r-1's model.
+MINE_SHELL = (
+    "python -m dr_core mine --run {input.run:q} --qrels {input.qrels:q} --out {output:q} "
+    "--rank-min {params.window[rank_min]} --rank-max {params.window[rank_max]} "
+    "--n {params.window[n]} --seed {params.seed} > {log:q} 2>&1"
+)
+
+
+if config["negatives"]["file"]:
+
+    rule first_negatives:
+        input:
+            repo_path(config["negatives"]["file"]),
+        output:
+            f"{OUT}/round1/train_negatives.tsv",
+        params:
+            version=VERSION,
+        log:
+            f"{OUT}/logs/negatives/round1.log",
+        threads: res("negatives", "threads")
+        resources:
+            **rule_resources("negatives"),
+        shell:
+            "python -m dr_core negatives-file --src {input:q} --out {output:q} > {log:q} 2>&1"
+
+else:
+
+    rule first_negatives:
+        input:
+            run=f"{OUT}/bm25/{TRAIN_DS}/run.{TRAIN_SPLIT}.trec",
+            qrels=f"{OUT}/data/{TRAIN_DS}/qrels.{TRAIN_SPLIT}.parquet",
+        output:
+            f"{OUT}/round1/train_negatives.tsv",
+        params:
+            window=config["negatives"]["first_stage"],
+            seed=config["negatives"]["seed"],
+            version=VERSION,
+        log:
+            f"{OUT}/logs/negatives/round1.log",
+        threads: res("negatives", "threads")
+        resources:
+            **rule_resources("negatives"),
+        shell:
+            MINE_SHELL
+
+
+rule mine:
+    input:
+        run=lambda w: f"{OUT}/round{int(w.round) - 1}/{TRAIN_DS}/run.{TRAIN_SPLIT}.trec",
+        qrels=f"{OUT}/data/{TRAIN_DS}/qrels.{TRAIN_SPLIT}.parquet",
+    output:
+        f"{OUT}/round{{round}}/train_negatives.tsv",
+    wildcard_constraints:
+        round=r"[2-9]|[1-9]\d+",
+    params:
+        window=config["negatives"]["mine"],
+        seed=config["negatives"]["seed"],
+        version=VERSION,
+    log:
+        f"{OUT}/logs/negatives/round{{round}}.log",
+    threads: res("negatives", "threads")
+    resources:
+        **rule_resources("negatives"),
+    shell:
+        MINE_SHELL
