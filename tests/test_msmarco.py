@@ -1,0 +1,307 @@
+"""MS MARCO data layer: byte equality with the seed's shell commands, readers, runs and MRR@10.
+
+The seed's commands run here with LC_ALL=C, the locale in which `join_titles` promises equality.
+"""
+
+from __future__ import annotations
+
+import gzip
+import os
+import pickle
+import random
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from dr_core import msmarco
+from dr_core.errors import DataError
+
+FIXTURES = Path(__file__).parent / "fixtures" / "msmarco"
+SEED_JOIN = (
+    "join -t \"$(echo -en '\\t')\" -e '' -a 1 -o 1.1 2.2 1.2 <(sort -k1,1 \"$1\") <(sort -k1,1 \"$2\")"
+    " | sort -k1,1 -n"
+)
+SEED_AWK = (
+    "$1==last {printf \",%s\",$3; next} NR>1 {print \"\";} {last=$1; printf \"%s\\t%s\",$1,$3;} END{print \"\";}"
+)
+AWKS = [a for a in ("mawk", "gawk") if shutil.which(a)]
+C_LOCALE = {**os.environ, "LC_ALL": "C"}
+
+
+def seed_join(para: Path, titles: Path) -> bytes:
+    cmd = ["bash", "-c", SEED_JOIN, "seed", str(para), str(titles)]
+    return subprocess.run(cmd, check=True, capture_output=True, env=C_LOCALE).stdout
+
+
+def seed_negatives(awk: str, triples: Path) -> bytes:
+    cmd = [awk, "-v", "RS=\\r\\n", SEED_AWK, str(triples)]
+    return subprocess.run(cmd, check=True, capture_output=True, env=C_LOCALE).stdout
+
+
+def ours_join(tmp_path: Path, para: Path, titles: Path, **kw) -> bytes:
+    out = tmp_path / "corpus.tsv"
+    msmarco.join_titles(para, titles, out, **kw)
+    return out.read_bytes()
+
+
+def ours_negatives(tmp_path: Path, triples: Path, **kw) -> bytes:
+    out = tmp_path / "negatives.tsv"
+    msmarco.negatives_from_triples(triples, out, **kw)
+    return out.read_bytes()
+
+
+# ---- join_titles ------------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("chunk_bytes", [64 << 20, 300, 1])
+def test_join_titles_matches_seed_on_fixture(tmp_path, chunk_bytes):
+    para, titles = FIXTURES / "para.txt", FIXTURES / "para.title.txt"
+    expected = seed_join(para, titles)
+    assert b"\r\t" in expected and b"\t\t" in expected  # CRLF titles and missing titles are exercised
+    assert ours_join(tmp_path, para, titles, chunk_bytes=chunk_bytes) == expected
+    assert [p.name for p in tmp_path.iterdir()] == ["corpus.tsv"]
+
+
+ODD_PARA = (
+    b"007\tseven with zeros\n7\tseven\n-3\tminus three\n1.5\tone and a half\n1.50\tone and a half again\n"
+    b"abc\tnot a number\n12abc\ttwelve-ish\n7\tseven again\n\xc3\xa9t\xc3\xa9\tutf-8 id\n5\r\n"
+    b"10\tten\twith\ta tab\n9\tnine\n-0\tminus zero\n0\tzero\n.5\thalf\n8\tno final newline"
+)
+ODD_TITLES = b"7\tT7\n007\tT007\n7\tT7 again\nabc\r\n1.5\tT1.5\textra\n9\t\n5\r\tT5\n8\tT8\r\n0\tT0\n.5\n"
+
+
+@pytest.mark.parametrize("chunk_bytes", [64 << 20, 40])
+def test_join_titles_matches_seed_on_odd_ids(tmp_path, chunk_bytes):
+    para, titles = tmp_path / "para.txt", tmp_path / "para.title.txt"
+    para.write_bytes(ODD_PARA)
+    titles.write_bytes(ODD_TITLES)
+    expected = seed_join(para, titles)
+    out = tmp_path / "out"
+    out.mkdir()
+    assert ours_join(out, para, titles, chunk_bytes=chunk_bytes) == expected
+
+
+@pytest.mark.parametrize(
+    "para, titles, bad, line",
+    [
+        (b"1\ta\n2 3\tb\n", b"1\tt\n", "para.txt", 2),
+        (b"1\ta\n\n", b"1\tt\n", "para.txt", 2),
+        (b"1\ta\n", b"1\tt\n 4\tu\n", "para.title.txt", 2),
+        (b"1\ta\n", b"1\tt\n\tu\n", "para.title.txt", 2),
+    ],
+)
+def test_join_titles_refuses_ids_the_seed_mishandles(tmp_path, para, titles, bad, line):
+    (tmp_path / "para.txt").write_bytes(para)
+    (tmp_path / "para.title.txt").write_bytes(titles)
+    with pytest.raises(DataError, match=rf"{bad}:{line}: id") as e:
+        msmarco.join_titles(tmp_path / "para.txt", tmp_path / "para.title.txt", tmp_path / "out.tsv")
+    assert e.value.line == line
+    assert not (tmp_path / "out.tsv").exists()
+
+
+# ---- negatives_from_triples -------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("awk", AWKS)
+@pytest.mark.parametrize("chunk_bytes", [16 << 20, 29, 3])
+def test_negatives_match_seed_on_fixture(tmp_path, awk, chunk_bytes):
+    triples = FIXTURES / "qidpidtriples.train.full.2.tsv"
+    expected = seed_negatives(awk, triples)
+    assert ours_negatives(tmp_path, triples, chunk_bytes=chunk_bytes) == expected
+    qids = [line.split(b"\t")[0] for line in expected.splitlines()]
+    assert len(qids) > len(set(qids))  # a qid that comes back later gets a second line, like the seed's
+
+
+def test_negatives_read_gzip(tmp_path):
+    triples = FIXTURES / "qidpidtriples.train.full.2.tsv"
+    gz = tmp_path / "triples.tsv.gz"
+    gz.write_bytes(gzip.compress(triples.read_bytes()))
+    assert ours_negatives(tmp_path, gz) == ours_negatives(tmp_path, triples)
+
+
+ODD_TRIPLES = [
+    b"0\t1\t2\r\n0\t1\t3\r\n5\t1\t4\r\n",  # qid 0 equals awk's unset `last`: the file starts with ','
+    b"07\t1\t4\r\n7\t1\t5\r\n7.0\t1\t6\r\n1e1\t1\t7\r\n10\t1\t8\r\n+10\t\t12\r\n",  # numeric comparison
+    b"1\t2\t3\r\n\r\n\r\n 1  2  3 \r\n1 2\r\n1\r\nx\ty\tz\tw\r\n.5\ta\tb",  # blanks, empty records, no final CRLF
+    b"3\t1\t2\r\n3\t1\t2\r\r\n3\t\r1\t2\r\n",  # stray CRs are field bytes
+    b"",
+]
+
+
+@pytest.mark.parametrize("awk", AWKS)
+@pytest.mark.parametrize("data", ODD_TRIPLES)
+def test_negatives_match_seed_on_odd_records(tmp_path, awk, data):
+    triples = tmp_path / "triples.tsv"
+    triples.write_bytes(data)
+    expected = seed_negatives(awk, triples)
+    for chunk_bytes in (16 << 20, 5):
+        assert ours_negatives(tmp_path, triples, chunk_bytes=chunk_bytes) == expected
+
+
+def test_vectorised_and_general_paths_agree():
+    rng = random.Random(0)
+    rows = []
+    for _ in range(3000):
+        q = rng.choice(["0", "1", "7", "42", "1000", "999999999999999"])
+        rows.append(f"{q}\t{rng.randrange(10**7)}\t{rng.randrange(10**7)}\r\n")
+    records = "".join(rows).encode()
+    for last in (None, b"7", b"x"):
+        fast_state, slow_state = msmarco._AwkState(last), msmarco._AwkState(last)
+        fast = msmarco._triples_vectorised(records, fast_state)
+        assert fast is not None
+        assert fast == msmarco._triples_general(records, slow_state, Path("t"))
+        assert fast_state == slow_state
+
+
+@pytest.mark.parametrize("chunk_bytes", [16 << 20, 4])
+def test_negatives_refuse_lf_line_ends(tmp_path, chunk_bytes):
+    triples = tmp_path / "triples.tsv"
+    triples.write_bytes(b"1\t2\t3\r\n4\t5\t6\n7\t8\t9\n")
+    if AWKS:  # the seed reads everything after the last CRLF as one record: one line for two rows
+        assert seed_negatives(AWKS[0], triples) == b"1\t3\n4\t6\n"
+    with pytest.raises(DataError, match=r"triples.tsv:2: line ends with LF"):
+        ours_negatives(tmp_path, triples, chunk_bytes=chunk_bytes)
+    assert not (tmp_path / "negatives.tsv").exists()
+
+
+# ---- readers ----------------------------------------------------------------------------------------------------
+
+
+def test_read_negatives_tsv_merges_repeated_qids(tmp_path):
+    out = tmp_path / "neg.tsv"
+    msmarco.negatives_from_triples(FIXTURES / "qidpidtriples.train.full.2.tsv", out)
+    neg = msmarco.read_negatives_tsv(out)
+    assert neg["121352"] == ["7067033", "999", "999", "999", "2", "13", "1000"]
+    assert len(neg) == 8
+
+
+def test_read_st_hard_negatives():
+    path = FIXTURES / "msmarco-hard-negatives.jsonl.gz"
+    with gzip.open(path, "rt") as f:
+        first = __import__("json").loads(f.readline())
+    everything = msmarco.read_st_hard_negatives(path)
+    assert len(everything) == 12
+    qid = str(first["qid"])
+    bm25 = [str(p) for p in first["neg"]["bm25"]]
+    assert everything[qid][: len(bm25)] == bm25
+    two = msmarco.read_st_hard_negatives(path, systems=["msmarco-distilbert-base-v3", "bm25"], max_per_system=2)
+    expected = []
+    for system in ("msmarco-distilbert-base-v3", "bm25"):
+        expected += [str(p) for p in first["neg"][system][:2] if str(p) not in expected]
+    assert two[qid] == expected
+    assert not set(map(str, first["pos"])) & set(everything[qid])
+
+
+def test_read_tevatron_groups():
+    path = FIXTURES / "tevatron_train.jsonl"
+    neg = msmarco.read_tevatron_groups(path)
+    pos = msmarco.read_tevatron_groups(path, field="positive_passages")
+    assert len(neg) == len(pos) == 6
+    assert all(len(v) == 4 for v in neg.values()) and all(len(v) == 1 for v in pos.values())
+
+
+def test_read_ce_scores():
+    path = FIXTURES / "cross-encoder-ms-marco-MiniLM-L-6-v2-scores.pkl.gz"
+    with gzip.open(path) as f:
+        raw = pickle.load(f)
+    scores = msmarco.read_ce_scores(path)
+    qid, by_pid = next(iter(raw.items()))
+    assert scores[str(qid)] == {str(p): s for p, s in by_pid.items()}
+    assert list(msmarco.read_ce_scores(path, qids=[str(qid)])) == [str(qid)]
+
+
+def test_id_text_readers():
+    collection = dict(msmarco.iter_id_text(FIXTURES / "collection.tsv"))
+    assert len(collection) == 30 and "8841822" in collection
+    assert len(msmarco.read_queries(FIXTURES / "queries.dev.small.tsv")) == 10
+    assert len(msmarco.read_queries(FIXTURES / "train.query.txt")) == 12
+
+
+def test_iter_corpus_tsv_reads_join_output(tmp_path):
+    out = tmp_path / "corpus.tsv"
+    msmarco.join_titles(FIXTURES / "para.txt", FIXTURES / "para.title.txt", out)
+    rows = list(msmarco.iter_corpus_tsv(out))
+    assert len(rows) == out.read_bytes().count(b"\n")
+    assert ("4242", "Title of the passage with no text", "") in rows
+    assert ("1", "Bomb", rows[1][2]) == rows[1]
+
+
+def test_read_msmarco_qrels_formats(tmp_path):
+    dev = msmarco.read_msmarco_qrels(FIXTURES / "qrels.dev.small.tsv")
+    assert len(dev) == 10 and len(dev["2"]) == 2
+    two = tmp_path / "qrels.train.tsv"
+    two.write_text("5\t17\r\n5\t18\r\n")
+    assert msmarco.read_msmarco_qrels(two) == {"5": {"17": 1, "18": 1}}
+
+
+def _gz(data: bytes) -> bytes:
+    return gzip.compress(data)
+
+
+MALFORMED = [
+    (msmarco.read_negatives_tsv, "neg.tsv", b"1\t2,3\n4 5,6\n", 2),
+    (msmarco.read_negatives_tsv, "neg.tsv", b"1\t2,3\n4\t5,,6\n", 2),
+    (msmarco.read_st_hard_negatives, "hn.jsonl.gz", _gz(b'{"qid": 1, "pos": [2], "neg": {}}\n{"qid": 3\n'), 2),
+    (msmarco.read_st_hard_negatives, "hn.jsonl.gz", _gz(b'{"qid": 1, "pos": [2], "neg": {"bm25": 5}}\n'), 1),
+    (msmarco.read_st_hard_negatives, "hn.jsonl.gz", _gz(b'{"qid": 1, "neg": {}}\n{"qid": 1, "neg": {}}\n'), 2),
+    (msmarco.read_tevatron_groups, "tev.jsonl", b'{"query_id": "1", "negative_passages": [{"id": "2"}]}\n', 1),
+    (msmarco.read_tevatron_groups, "tev.jsonl", b'{"query_id": "1", "negative_passages": []}\n[]\n', 2),
+    (msmarco.iter_id_text, "collection.tsv", b"1\tok\n2 no tab\n", 2),
+    (msmarco.iter_id_text, "collection.tsv", b"1\tok\n2\tbad \xff byte\n", 2),
+    (msmarco.read_queries, "queries.dev.small.tsv", b"1\ta\n2\tb\n1\tc\n", 3),
+    (msmarco.iter_corpus_tsv, "corpus.tsv", b"1\tt\tx\n2\tx\n", 2),
+    (msmarco.read_msmarco_qrels, "qrels.dev.small.tsv", b"1\t0\t2\t1\n1\t0\t3\n", 2),
+    (msmarco.read_msmarco_qrels, "qrels.dev.small.tsv", b"1\t0\t2\tyes\n", 1),
+]
+
+
+@pytest.mark.parametrize("reader, name, data, line", MALFORMED)
+def test_readers_name_file_and_line(tmp_path, reader, name, data, line):
+    path = tmp_path / name
+    path.write_bytes(data)
+    with pytest.raises(DataError, match=rf"{name}:{line}: ") as e:
+        result = reader(path)
+        list(result)  # the iterators fail while iterating
+    assert e.value.line == line and e.value.path == path
+
+
+@pytest.mark.parametrize("data", [b"not a pickle", gzip.compress(pickle.dumps([1, 2])), gzip.compress(b"junk")])
+def test_read_ce_scores_rejects_bad_files(tmp_path, data):
+    path = tmp_path / "scores.pkl.gz"
+    path.write_bytes(data)
+    with pytest.raises(DataError, match="scores.pkl.gz: "):
+        msmarco.read_ce_scores(path)
+
+
+# ---- runs, MRR@10, file table -----------------------------------------------------------------------------------
+
+
+def test_write_msmarco_run_ranks_by_score(tmp_path):
+    out = tmp_path / "run.tsv"
+    msmarco.write_msmarco_run({"q1": [("a", 0.1), ("b", 0.9), ("c", 0.1)], "q2": [("d", 1.0)]}, out)
+    assert out.read_text() == "q1\tb\t1\nq1\ta\t2\nq1\tc\t3\nq2\td\t1\n"
+
+
+def test_mrr_at_10_follows_official_definition():
+    qrels = {"q1": {"a": 1}, "q2": {"b": 1, "c": 1}, "q3": {"d": 1}, "q4": {"e": 0, "f": 1}}
+    run = {
+        "q1": [(p, -i) for i, p in enumerate(["x", "a"])],  # first relevant at rank 2 -> 1/2
+        "q2": [(p, -i) for i, p in enumerate(["c", "b"])],  # rank 1 -> 1
+        "q3": [(p, -i) for i, p in enumerate([f"n{i}" for i in range(10)] + ["d"])],  # rank 11 -> 0
+        "q4": [(p, -i) for i, p in enumerate(["e", "y", "f"])],  # rel 0 is not relevant: rank 3 -> 1/3
+        "q9": [("a", 1.0)],  # not in qrels: ignored
+    }
+    assert msmarco.mrr_at_10(run, qrels) == pytest.approx((1 / 2 + 1 + 0 + 1 / 3) / 4)
+    del run["q2"]  # a query with no ranking counts 0 and stays in the average
+    assert msmarco.mrr_at_10(run, qrels) == pytest.approx((1 / 2 + 0 + 1 / 3) / 4)
+
+
+def test_msmarco_files_table():
+    for name in ("marco.tar.gz", "qrels.train.tsv", "qidpidtriples.train.full.2.tsv.gz", "queries.dev.small.tsv",
+                 "qrels.dev.small.tsv", "msmarco-hard-negatives.jsonl.gz",
+                 "cross-encoder-ms-marco-MiniLM-L-6-v2-scores.pkl.gz"):
+        entry = msmarco.MSMARCO_FILES[name]
+        assert entry.url.startswith("https://") and entry.contents
+        assert entry.url.endswith(name) or entry.member == name
