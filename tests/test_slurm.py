@@ -203,6 +203,9 @@ def test_tiny_workflow_on_slurm(slurm: None, tmp_path: Path) -> None:
     # `gpu=2` reached sbatch as --gpus=2 (and `gpu=0` asked for none) ...
     assert "gres/gpu=2" in by_rule["rule_square"]["AllocTRES"], by_rule["rule_square"]
     assert "gres/gpu" not in by_rule["rule_numbers"]["AllocTRES"], by_rule["rule_numbers"]
+    # ... as one task: plugin releases before 2.7.1 added --ntasks-per-gpu=1, one task (and
+    # its CPUs, cpu=2 here) per GPU, and older job steps ran the command in every task ...
+    assert "cpu=1," in by_rule["rule_square"]["AllocTRES"], by_rule["rule_square"]
     # ... and the 2-GPU job ran its command once, on both GPUs.
     launches = (tmp_path / "slurm" / "logs" / "square.log").read_text().splitlines()
     assert launches == ["launched gpus=0,1"]
