@@ -113,10 +113,13 @@ def _sort_n_value(pid: bytes) -> int | Decimal:
     return Decimal(number.decode()) if number.strip(b"-.") else 0
 
 
-def _bad_id(pid: bytes, path: Path, lineno: int) -> DataError:
-    """The error for an empty id or one with a space, where `sort -k1,1` (blank-separated) and `join -t TAB`
-    disagree about the key."""
-    return DataError(path, lineno, f"id {pid!r} is empty or holds a space: the seed's sort and join disagree on it")
+def _join_fields(line: bytes, path: Path, lineno: int) -> tuple[bytes, bytes]:
+    """join's fields 1 and 2 of a line (TAB-separated; '' when absent). Empty ids and ids with a space are
+    refused: on them `sort -k1,1` (blank-separated) and `join -t TAB` disagree about the key."""
+    pid, _, rest = line.partition(b"\t")
+    if not pid or b" " in pid:
+        raise DataError(path, lineno, f"id {pid!r} is empty or holds a space: the seed's sort and join disagree on it")
+    return pid, rest.partition(b"\t")[0]
 
 
 def _line_chunks(path: Path, chunk_bytes: int) -> Iterator[list[bytes]]:
@@ -140,10 +143,7 @@ def _read_titles(path: Path, chunk_bytes: int) -> tuple[dict[bytes, bytes], dict
     for lines in _line_chunks(path, chunk_bytes):
         for line in lines:
             lineno += 1
-            pid, _, rest = line.partition(b"\t")
-            if not pid or b" " in pid:
-                raise _bad_id(pid, path, lineno)
-            title = rest.partition(b"\t")[0]
+            pid, title = _join_fields(line, path, lineno)
             if pid in titles:
                 repeated[pid] = [titles.pop(pid), title]
             elif pid in repeated:
@@ -183,10 +183,7 @@ def join_titles(
                 numbers, bodies = [], []
                 for line in lines:
                     lineno += 1
-                    pid, _, rest = line.partition(b"\t")
-                    if not pid or b" " in pid:
-                        raise _bad_id(pid, para_txt, lineno)
-                    text = rest.partition(b"\t")[0]
+                    pid, text = _join_fields(line, para_txt, lineno)
                     number = int(pid) if pid.isdigit() else _sort_n_value(pid)
                     title = titles.get(pid)
                     if title is not None:
