@@ -59,8 +59,9 @@ def _fetch_once(url: str, part: Path, chunk_size: int, timeout: float) -> bool:
             part.unlink()
             return False
         r.raise_for_status()
-        if offset and r.status_code != 206:
-            log.info("%s: server ignored the Range header, starting over", url)
+        resumed = r.status_code == 206 and r.headers.get("Content-Range", "").startswith(f"bytes {offset}-")
+        if offset and not resumed:
+            log.info("%s: server did not resume at byte %d, starting over", url, offset)
             offset = 0
         length = r.headers.get("Content-Length")
         total = offset + int(length) if length is not None else None
