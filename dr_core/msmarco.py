@@ -342,9 +342,9 @@ def negatives_from_triples(triples_tsv: str | Path, out_tsv: str | Path, *, chun
     starts a new line; qids compare as numbers when both look numeric ('07' equals '7') and an unset `last`
     equals '0' and '' (so a file starting with qid 0 starts with ','); missing fields are empty.
     Refused with `DataError`: LF line ends, where the awk reads the rest of the file as one record.
-    Both mawk 1.3.4 and gawk 5 give this output on such files; they differ from each other (and from this
-    function, which follows POSIX decimal numbers) only on hex qids (mawk reads '0x10' as 16) and on a
-    qid ending in a lone CR (gawk reads '8\\r' as 8).
+    Tested against mawk 1.3.4 (Debian's default awk) and gawk 5.2. The two disagree with each other only on
+    hex-looking qids (mawk reads '0x10' as 16) and on a qid ending in a lone CR (gawk reads '8\\r' as 8); this
+    function follows POSIX decimal numbers there, so it matches gawk on the first and mawk on the second.
     """
     path = Path(triples_tsv)
     state = _AwkState()

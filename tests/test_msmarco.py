@@ -140,6 +140,13 @@ def test_negatives_match_seed_on_odd_records(tmp_path, awk, data):
         assert ours_negatives(tmp_path, triples, chunk_bytes=chunk_bytes) == expected
 
 
+def test_negatives_where_mawk_and_gawk_disagree(tmp_path):
+    """mawk reads '0x10' as 16, gawk reads '8\\r' as 8; we follow POSIX decimal numbers in both places."""
+    triples = tmp_path / "triples.tsv"
+    triples.write_bytes(b"8\t1\t1\r\n8\r\r\n0x10\t1\t6\r\n16\t1\t7\r\n")
+    assert ours_negatives(tmp_path, triples) == b"8\t1\n8\r\t\n0x10\t6\n16\t7\n"
+
+
 def test_vectorised_and_general_paths_agree():
     rng = random.Random(0)
     rows = []
