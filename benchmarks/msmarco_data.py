@@ -31,7 +31,9 @@ SEED_AWK = (
     "{last=$1; printf \"%s\\t%s\",$1,$3;} END{print \"\";}' triples.tsv > negatives.seed.tsv"
 )
 OURS_JOIN = "from dr_core.msmarco import join_titles; join_titles('para.txt', 'para.title.txt', 'corpus.ours.tsv')"
-OURS_NEG = "from dr_core.msmarco import negatives_from_triples; negatives_from_triples('triples.tsv', 'negatives.ours.tsv')"
+OURS_NEG = (
+    "from dr_core.msmarco import negatives_from_triples; negatives_from_triples('triples.tsv', 'negatives.ours.tsv')"
+)
 
 
 def _digits(values: np.ndarray, width: int) -> np.ndarray:
