@@ -24,6 +24,7 @@ def atomic_path(dest: str | Path, is_dir: bool = False) -> Iterator[Path]:
         fd, name = tempfile.mkstemp(prefix=f".{dest.name}.", suffix=".tmp", dir=dest.parent)
         os.close(fd)
         tmp = Path(name)
+        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600; give outputs the usual permissions
     try:
         yield tmp
         if is_dir and dest.exists():
@@ -37,6 +38,12 @@ def atomic_path(dest: str | Path, is_dir: bool = False) -> Iterator[Path]:
         raise
 
 
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
 def write_json(obj: Any, dest: str | Path) -> None:
     """Write `obj` as indented JSON, atomically."""
     with atomic_path(dest) as tmp:
@@ -44,7 +51,7 @@ def write_json(obj: Any, dest: str | Path) -> None:
 
 
 def write_provenance(artefact: str | Path, config: dict[str, Any]) -> None:
-    """Record config, seed and library version beside an artefact as `<artefact>.meta.json`."""
+    """Record config, seed and library version beside an artefact: `<file>.meta.json` or `<dir>/dr_meta.json`."""
     artefact = Path(artefact)
     meta = {"dr_core_version": __version__, "config": config}
     target = artefact / "dr_meta.json" if artefact.is_dir() else artefact.with_name(artefact.name + ".meta.json")

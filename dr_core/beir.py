@@ -3,31 +3,16 @@
 from __future__ import annotations
 
 import csv
-import json
 import logging
 from pathlib import Path
-from typing import Iterator
 
 import pandas as pd
 
 from dr_core.atomic import atomic_path
 from dr_core.errors import DataError
+from dr_core.textio import json_records
 
 log = logging.getLogger(__name__)
-
-
-def _jsonl_records(path: Path) -> Iterator[tuple[int, dict]]:
-    with open(path, encoding="utf-8") as f:
-        for lineno, line in enumerate(f, start=1):
-            if not line.strip():
-                continue
-            try:
-                rec = json.loads(line)
-            except json.JSONDecodeError as e:
-                raise DataError(path, lineno, f"malformed JSON ({e.msg})") from None
-            if not isinstance(rec, dict):
-                raise DataError(path, lineno, "expected a JSON object")
-            yield lineno, rec
 
 
 def _field(rec: dict, key: str, path: Path, lineno: int, required: bool = True) -> str:
@@ -48,7 +33,7 @@ def read_corpus(path: str | Path, empty_docs: str = "error") -> tuple[pd.DataFra
     """
     path = Path(path)
     ids, titles, texts, seen, dropped = [], [], [], {}, set()
-    for lineno, rec in _jsonl_records(path):
+    for lineno, rec in json_records(path):
         doc_id = _field(rec, "_id", path, lineno)
         title = _field(rec, "title", path, lineno, required=False)
         text = _field(rec, "text", path, lineno)
@@ -73,7 +58,7 @@ def read_queries(path: str | Path) -> pd.DataFrame:
     """Queries as a DataFrame (qid, text)."""
     path = Path(path)
     qids, texts, seen = [], [], {}
-    for lineno, rec in _jsonl_records(path):
+    for lineno, rec in json_records(path):
         qid = _field(rec, "_id", path, lineno)
         text = _field(rec, "text", path, lineno)
         if qid in seen:
@@ -146,4 +131,4 @@ def prepare_qrels(
 
 
 def _jsonl_ids(path: Path) -> set[str]:
-    return {_field(rec, "_id", path, lineno) for lineno, rec in _jsonl_records(path)}
+    return {_field(rec, "_id", path, lineno) for lineno, rec in json_records(path)}

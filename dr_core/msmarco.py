@@ -8,21 +8,20 @@ Debian's default awk (mawk 1.3.4) as well as gawk 5; see the docstrings of `join
 from __future__ import annotations
 
 import contextlib
-import gzip
 import heapq
 import itertools
-import json
 import pickle
 import re
 from dataclasses import dataclass
 from decimal import Decimal
 from pathlib import Path
-from typing import BinaryIO, Collection, Iterator
+from typing import Collection, Iterator
 
 import numpy as np
 
 from dr_core.atomic import atomic_path
 from dr_core.errors import DataError
+from dr_core.textio import json_records, open_binary, text_lines
 
 
 @dataclass(frozen=True)
@@ -82,21 +81,6 @@ MSMARCO_FILES: dict[str, MsMarcoFile] = {
         "pickled dict qid -> {pid: cross-encoder score} for the pids in msmarco-hard-negatives (int keys)",
     ),
 }
-
-
-def _open_binary(path: Path) -> BinaryIO:
-    """Open a plain or gzip-compressed file for reading bytes."""
-    return gzip.open(path, "rb") if path.suffix == ".gz" else open(path, "rb")
-
-
-def _text_lines(path: Path) -> Iterator[tuple[int, str]]:
-    """(1-based line number, line without its LF/CRLF end), decoding UTF-8; plain or .gz."""
-    with _open_binary(path) as f:
-        for lineno, raw in enumerate(f, start=1):
-            try:
-                yield lineno, raw.decode("utf-8").rstrip("\r\n")
-            except UnicodeDecodeError as e:
-                raise DataError(path, lineno, f"not UTF-8 ({e.reason})") from None
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -348,7 +332,7 @@ def negatives_from_triples(triples_tsv: str | Path, out_tsv: str | Path, *, chun
     """
     path = Path(triples_tsv)
     state = _AwkState()
-    with _open_binary(path) as src, atomic_path(out_tsv) as tmp, open(tmp, "wb") as out:
+    with open_binary(path) as src, atomic_path(out_tsv) as tmp, open(tmp, "wb") as out:
         carry = b""
         while block := src.read(chunk_bytes):
             buf = carry + block
@@ -370,41 +354,6 @@ def negatives_from_triples(triples_tsv: str | Path, out_tsv: str | Path, *, chun
 # Readers
 
 
-def read_negatives_tsv(path: str | Path) -> dict[str, list[str]]:
-    """qid -> pids from `qid<TAB>pid,pid,...` (our output, the seed's, RocketQA `train.negatives.tsv`).
-
-    A qid on several lines (the seed writes one line per run of consecutive triples) gets the pids of all of
-    them, in file order.
-    """
-    path = Path(path)
-    out: dict[str, list[str]] = {}
-    for lineno, line in _text_lines(path):
-        if not line:
-            continue
-        qid, sep, pids = line.partition("\t")
-        if not sep or not qid or "\t" in pids:
-            raise DataError(path, lineno, "expected 'qid<TAB>pid,pid,...'")
-        pid_list = pids.split(",")
-        if not all(pid_list):
-            raise DataError(path, lineno, f"empty pid in the list of query '{qid}'")
-        out.setdefault(qid, []).extend(pid_list)
-    return out
-
-
-def _json_records(path: Path) -> Iterator[tuple[int, dict]]:
-    """(line number, object) for each non-empty line of a JSON-lines file, plain or .gz."""
-    for lineno, line in _text_lines(path):
-        if not line.strip():
-            continue
-        try:
-            record = json.loads(line)
-        except json.JSONDecodeError as e:
-            raise DataError(path, lineno, f"invalid JSON ({e.msg})") from None
-        if not isinstance(record, dict):
-            raise DataError(path, lineno, "expected a JSON object")
-        yield lineno, record
-
-
 def _add_once(out: dict[str, list[str]], qid: str, pids: list[str], path: Path, lineno: int) -> None:
     if qid in out:
         raise DataError(path, lineno, f"duplicate query id '{qid}'")
@@ -421,7 +370,7 @@ def read_st_hard_negatives(
     """
     path = Path(path)
     out: dict[str, list[str]] = {}
-    for lineno, record in _json_records(path):
+    for lineno, record in json_records(path):
         neg = record.get("neg")
         if "qid" not in record or not isinstance(neg, dict) or not isinstance(record.get("pos", []), list):
             raise DataError(path, lineno, 'expected {"qid": .., "pos": [..], "neg": {system: [..]}}')
@@ -446,7 +395,7 @@ def read_tevatron_groups(path: str | Path, field: str = "negative_passages") -> 
     """
     path = Path(path)
     out: dict[str, list[str]] = {}
-    for lineno, record in _json_records(path):
+    for lineno, record in json_records(path):
         qid = record.get("query_id", record.get("query"))
         passages = record.get(field)
         if qid is None or not isinstance(passages, list):
@@ -465,7 +414,7 @@ def read_ce_scores(path: str | Path, qids: Collection[str] | None = None) -> dic
     """
     path = Path(path)
     try:
-        with _open_binary(path) as f:
+        with open_binary(path) as f:
             scores = pickle.load(f)
     except (pickle.UnpicklingError, EOFError, OSError) as e:
         raise DataError(path, None, f"not a readable pickle ({e})") from None
@@ -489,7 +438,7 @@ def read_ce_scores(path: str | Path, qids: Collection[str] | None = None) -> dic
 def iter_id_text(path: str | Path) -> Iterator[tuple[str, str]]:
     """(id, text) from `id<TAB>text` files: collection.tsv, para.txt, queries.*.tsv, train.query.txt."""
     path = Path(path)
-    for lineno, line in _text_lines(path):
+    for lineno, line in text_lines(path):
         pid, sep, text = line.partition("\t")
         if not sep or not pid or "\t" in text:
             raise DataError(path, lineno, "expected 'id<TAB>text'")
@@ -511,7 +460,7 @@ def iter_corpus_tsv(path: str | Path) -> Iterator[tuple[str, str, str]]:
     """(pid, title, text) from the `pid<TAB>title<TAB>text` file that `join_titles` writes; the CR that a CRLF
     title row leaves at the end of a title is dropped."""
     path = Path(path)
-    for lineno, line in _text_lines(path):
+    for lineno, line in text_lines(path):
         fields = line.split("\t")
         if len(fields) != 3 or not fields[0]:
             raise DataError(path, lineno, "expected 'pid<TAB>title<TAB>text'")
@@ -522,7 +471,7 @@ def read_msmarco_qrels(path: str | Path) -> dict[str, dict[str, int]]:
     """qid -> {pid: relevance} from TREC `qid 0 pid rel` lines, or RocketQA's two-column `qid pid` (rel 1)."""
     path = Path(path)
     out: dict[str, dict[str, int]] = {}
-    for lineno, line in _text_lines(path):
+    for lineno, line in text_lines(path):
         fields = line.split()
         if len(fields) == 4 and fields[3].lstrip("-").isdigit():
             qid, pid, rel = fields[0], fields[2], int(fields[3])

@@ -10,23 +10,27 @@ import pandas as pd
 
 from dr_core.atomic import atomic_path
 from dr_core.errors import DataError
+from dr_core.textio import text_lines
 
 
 def read_negatives(path: str | Path) -> dict[str, list[str]]:
-    """qid -> negative pids, from `qid<TAB>pid,pid,...` lines (CRLF tolerated)."""
+    """qid -> pids from `qid<TAB>pid,pid,...` (ours, the seed's triples output, RocketQA `train.negatives.tsv`).
+
+    A qid on several lines (the seed writes one line per run of consecutive triples) gets the pids of all of
+    them, in file order. Plain or .gz; CRLF tolerated.
+    """
     path = Path(path)
     out: dict[str, list[str]] = {}
-    with open(path, encoding="utf-8") as f:
-        for lineno, line in enumerate(f, start=1):
-            line = line.rstrip("\r\n")
-            if not line:
-                continue
-            qid, sep, pids = line.partition("\t")
-            if not sep or not qid or not pids or "\t" in pids:
-                raise DataError(path, lineno, "expected 'qid<TAB>pid,pid,...'")
-            if qid in out:
-                raise DataError(path, lineno, f"query '{qid}' appears twice")
-            out[qid] = [p for p in pids.split(",") if p]
+    for lineno, line in text_lines(path):
+        if not line:
+            continue
+        qid, sep, pids = line.partition("\t")
+        if not sep or not qid or "\t" in pids:
+            raise DataError(path, lineno, "expected 'qid<TAB>pid,pid,...'")
+        pid_list = pids.split(",")
+        if not all(pid_list):
+            raise DataError(path, lineno, f"empty pid in the list of query '{qid}'")
+        out.setdefault(qid, []).extend(pid_list)
     return out
 
 

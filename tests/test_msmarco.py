@@ -15,6 +15,7 @@ from pathlib import Path
 
 import pytest
 
+from dr_core.negatives import read_negatives
 from dr_core import msmarco
 from dr_core.errors import DataError
 
@@ -179,7 +180,7 @@ def test_negatives_refuse_lf_line_ends(tmp_path, chunk_bytes):
 def test_read_negatives_tsv_merges_repeated_qids(tmp_path):
     out = tmp_path / "neg.tsv"
     msmarco.negatives_from_triples(FIXTURES / "qidpidtriples.train.full.2.tsv", out)
-    neg = msmarco.read_negatives_tsv(out)
+    neg = read_negatives(out)
     assert neg["121352"] == ["7067033", "999", "999", "999", "2", "13", "1000"]
     assert len(neg) == 8
 
@@ -248,8 +249,8 @@ def _gz(data: bytes) -> bytes:
 
 
 MALFORMED = [
-    (msmarco.read_negatives_tsv, "neg.tsv", b"1\t2,3\n4 5,6\n", 2),
-    (msmarco.read_negatives_tsv, "neg.tsv", b"1\t2,3\n4\t5,,6\n", 2),
+    (read_negatives, "neg.tsv", b"1\t2,3\n4 5,6\n", 2),
+    (read_negatives, "neg.tsv", b"1\t2,3\n4\t5,,6\n", 2),
     (msmarco.read_st_hard_negatives, "hn.jsonl.gz", _gz(b'{"qid": 1, "pos": [2], "neg": {}}\n{"qid": 3\n'), 2),
     (msmarco.read_st_hard_negatives, "hn.jsonl.gz", _gz(b'{"qid": 1, "pos": [2], "neg": {"bm25": 5}}\n'), 1),
     (msmarco.read_st_hard_negatives, "hn.jsonl.gz", _gz(b'{"qid": 1, "neg": {}}\n{"qid": 1, "neg": {}}\n'), 2),

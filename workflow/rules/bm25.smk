@@ -5,6 +5,13 @@ rule bm25:
         qrels=f"{OUT}/data/{{dataset}}/qrels.{{split}}.parquet",
     output:
         f"{OUT}/bm25/{{dataset}}/run.{{split}}.trec",
+    log:
+        f"{OUT}/logs/bm25/{{dataset}}.{{split}}.log",
+    conda:
+        CPU_ENV
+    threads: res("bm25", "threads")
+    resources:
+        **rule_resources("bm25"),
     params:
         depth=lambda w: (
             config["negatives"]["first_stage"]["depth"]
@@ -16,11 +23,6 @@ rule bm25:
         stemmer=config["bm25"]["stemmer"] or "",
         stopwords=config["bm25"]["stopwords"] or "",
         version=VERSION,
-    log:
-        f"{OUT}/logs/bm25/{{dataset}}.{{split}}.log",
-    threads: res("bm25", "threads")
-    resources:
-        **rule_resources("bm25"),
     shell:
         "python -m dr_core --threads {threads} bm25 --corpus {input.corpus:q} --queries {input.queries:q} "
         "--qrels {input.qrels:q} --out {output:q} --k {params.depth} --k1 {params.k1} --b {params.b} "

@@ -5,7 +5,6 @@ from pathlib import Path
 import dr_core
 from snakemake.utils import validate
 
-
 validate(config, schema="../schemas/config.schema.yaml")
 
 OUT = f"{config['results_dir']}/{config['name']}"
@@ -16,6 +15,8 @@ SHARDS = config["encode"]["num_shards"]
 # Rerun a step when the library that computes it changes.
 VERSION = dr_core.__version__
 GPU_RULES = {"train", "encode", "retrieve"}
+CPU_ENV = "../../envs/cpu.yaml"
+GPU_ENV = "../../envs/gpu.yaml"
 
 
 wildcard_constraints:
@@ -28,14 +29,20 @@ wildcard_constraints:
 
 def repo_path(path):
     """Input paths in config are relative to the repository (the Snakefile's folder), not the workdir."""
-    return path if os.path.isabs(path) else os.path.normpath(os.path.join(workflow.basedir, path))
+    return (
+        path
+        if os.path.isabs(path)
+        else os.path.normpath(os.path.join(workflow.basedir, path))
+    )
 
 
 def _dataset(name):
     try:
         return config["datasets"][name]
     except KeyError:
-        raise ValueError(f"config: dataset '{name}' is used but not defined under 'datasets'") from None
+        raise ValueError(
+            f"config: dataset '{name}' is used but not defined under 'datasets'"
+        ) from None
 
 
 for _target in [config["data"]["train"], *config["data"]["eval"]]:
@@ -51,7 +58,9 @@ def source_dir(wildcards):
     if mirror and Path(repo_path(mirror), wildcards.dataset, "corpus.jsonl").exists():
         return f"{repo_path(mirror)}/{wildcards.dataset}"
     if not ds.get("url"):
-        raise ValueError(f"config: dataset '{wildcards.dataset}' has no path, no mirror copy and no url")
+        raise ValueError(
+            f"config: dataset '{wildcards.dataset}' has no path, no mirror copy and no url"
+        )
     return f"{config['download_dir']}/{wildcards.dataset}"
 
 
@@ -80,6 +89,38 @@ def is_train_target(wildcards):
     return wildcards.dataset == TRAIN_DS and wildcards.split == TRAIN_SPLIT
 
 
+def encoder_spec():
+    m = config["model"]
+    keys = (
+        "pooling",
+        "similarity",
+        "q_max_len",
+        "p_max_len",
+        "untied",
+        "projection_dim",
+    )
+    return json.dumps({k: m[k] for k in keys})
+
+
+def window_params(stage):
+    """Rank window and sample size of a negatives stage, as scalar params (stable rerun triggers)."""
+    window = config["negatives"][stage]
+    return {key: window[key] for key in ("rank_min", "rank_max", "n")}
+
+
+def train_init(wildcards):
+    r = int(wildcards.round)
+    start = r - 1 if config["ance"]["init"] == "previous" else 0
+    return f"{OUT}/round{start}/model"
+
+
+def launcher(wildcards, resources):
+    """torchrun for a multi-GPU job, plain python otherwise."""
+    if resources.gpu > 1:
+        return f"torchrun --standalone --nproc_per_node {resources.gpu}"
+    return "python"
+
+
 def eval_metric_files():
     """Metrics of every system on every evaluation target, in table order."""
     systems = ["bm25"] + [f"round{r}" for r in range(ROUNDS + 1)]
@@ -97,4 +138,4 @@ def all_targets():
 def print_summary():
     summary = Path(OUT, "summary.tsv")
     if summary.exists():
-        print(f"\n{summary}:\n" + summary.read_text())
+        print(f"\n{summary}:\n{summary.read_text()}")

@@ -1,15 +1,17 @@
 rule acquire:
     output:
         directory(f"{config['download_dir']}/{{dataset}}"),
-    params:
-        url=lambda w: _dataset(w.dataset)["url"],
-        md5=lambda w: _dataset(w.dataset)["md5"] or "",
-        cache=config["download_dir"],
     log:
         f"{OUT}/logs/acquire/{{dataset}}.log",
+    conda:
+        CPU_ENV
     threads: res("acquire", "threads")
     resources:
         **rule_resources("acquire"),
+    params:
+        url=lambda w: _dataset(w.dataset)["url"],
+        md5=lambda w: _dataset(w.dataset)["md5"] or "",
+        cache=lambda w, output: os.path.dirname(output[0]),
     shell:
         "python -m dr_core acquire --url {params.url:q} --md5={params.md5:q} "
         "--cache-dir {params.cache:q} --out-dir {output:q} > {log:q} 2>&1"
@@ -21,14 +23,16 @@ rule prepare:
     output:
         corpus=f"{OUT}/data/{{dataset}}/corpus.parquet",
         queries=f"{OUT}/data/{{dataset}}/queries.parquet",
-    params:
-        empty_docs=lambda w: _dataset(w.dataset)["empty_docs"],
-        version=VERSION,
     log:
         f"{OUT}/logs/prepare/{{dataset}}.log",
+    conda:
+        CPU_ENV
     threads: res("prepare", "threads")
     resources:
         **rule_resources("prepare"),
+    params:
+        empty_docs=lambda w: _dataset(w.dataset)["empty_docs"],
+        version=VERSION,
     shell:
         "python -m dr_core prepare --src {input:q} --out-dir $(dirname {output.corpus:q}) "
         "--empty-docs {params.empty_docs} > {log:q} 2>&1"
@@ -41,14 +45,16 @@ rule qrels:
         queries=rules.prepare.output.queries,
     output:
         f"{OUT}/data/{{dataset}}/qrels.{{split}}.parquet",
-    params:
-        empty_docs=lambda w: _dataset(w.dataset)["empty_docs"],
-        version=VERSION,
     log:
         f"{OUT}/logs/qrels/{{dataset}}.{{split}}.log",
+    conda:
+        CPU_ENV
     threads: res("qrels", "threads")
     resources:
         **rule_resources("qrels"),
+    params:
+        empty_docs=lambda w: _dataset(w.dataset)["empty_docs"],
+        version=VERSION,
     shell:
         "python -m dr_core qrels --src {input.src:q} --split {wildcards.split} --corpus {input.corpus:q} "
         "--queries {input.queries:q} --out {output:q} --empty-docs {params.empty_docs} > {log:q} 2>&1"
@@ -59,19 +65,21 @@ rule tokenize:
         f"{OUT}/data/{{dataset}}/{{table}}.parquet",
     output:
         f"{OUT}/data/{{dataset}}/tokens.{{table}}.parquet",
+    log:
+        f"{OUT}/logs/tokenize/{{dataset}}.{{table}}.log",
     wildcard_constraints:
         table="corpus|queries",
+    conda:
+        CPU_ENV
+    threads: res("tokenize", "threads")
+    resources:
+        **rule_resources("tokenize"),
     params:
         model=config["model"]["base"],
         max_len=lambda w: token_budget(w.table),
         template=lambda w: config["model"]["template"] if w.table == "corpus" else "",
         id_column=lambda w: "id" if w.table == "corpus" else "qid",
         version=VERSION,
-    log:
-        f"{OUT}/logs/tokenize/{{dataset}}.{{table}}.log",
-    threads: res("tokenize", "threads")
-    resources:
-        **rule_resources("tokenize"),
     shell:
         "python -m dr_core tokenize --model {params.model:q} --src {input:q} --out {output:q} "
         "--max-len {params.max_len} --template={params.template:q} --id-column {params.id_column} > {log:q} 2>&1"

@@ -4,14 +4,16 @@ rule evaluate:
         qrels=f"{OUT}/data/{{dataset}}/qrels.{{split}}.parquet",
     output:
         f"{OUT}/{{system}}/{{dataset}}/metrics.{{split}}.json",
-    params:
-        metrics=config["eval"]["metrics"],
-        version=VERSION,
     log:
         f"{OUT}/logs/evaluate/{{system}}.{{dataset}}.{{split}}.log",
+    conda:
+        CPU_ENV
     threads: res("evaluate", "threads")
     resources:
         **rule_resources("evaluate"),
+    params:
+        metrics=config["eval"]["metrics"],
+        version=VERSION,
     shell:
         "python -m dr_core evaluate --run {input.run:q} --qrels {input.qrels:q} --out {output:q} "
         "--system {wildcards.system} --dataset {wildcards.dataset} --split {wildcards.split} "
@@ -23,12 +25,14 @@ rule summary:
         eval_metric_files(),
     output:
         f"{OUT}/summary.tsv",
-    params:
-        version=VERSION,
     log:
         f"{OUT}/logs/summary.log",
+    conda:
+        CPU_ENV
     threads: res("summary", "threads")
     resources:
         **rule_resources("summary"),
+    params:
+        version=VERSION,
     shell:
         "python -m dr_core summarize --metrics {input:q} --out {output:q} 2> {log:q}"

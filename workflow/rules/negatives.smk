@@ -1,8 +1,7 @@
 # Round 1 trains on BM25 negatives (or a given file); round r >= 2 on negatives mined with round r-1's model.
 MINE_SHELL = (
     "python -m dr_core mine --run {input.run:q} --qrels {input.qrels:q} --out {output:q} "
-    "--rank-min {params.window[rank_min]} --rank-max {params.window[rank_max]} "
-    "--n {params.window[n]} --seed {params.seed} > {log:q} 2>&1"
+    "--rank-min {params.rank_min} --rank-max {params.rank_max} --n {params.n} --seed {params.seed} > {log:q} 2>&1"
 )
 
 
@@ -13,13 +12,15 @@ if config["negatives"]["file"]:
             repo_path(config["negatives"]["file"]),
         output:
             f"{OUT}/round1/train_negatives.tsv",
-        params:
-            version=VERSION,
         log:
             f"{OUT}/logs/negatives/round1.log",
+        conda:
+            CPU_ENV
         threads: res("negatives", "threads")
         resources:
             **rule_resources("negatives"),
+        params:
+            version=VERSION,
         shell:
             "python -m dr_core negatives-file --src {input:q} --out {output:q} > {log:q} 2>&1"
 
@@ -31,15 +32,17 @@ else:
             qrels=f"{OUT}/data/{TRAIN_DS}/qrels.{TRAIN_SPLIT}.parquet",
         output:
             f"{OUT}/round1/train_negatives.tsv",
-        params:
-            window=config["negatives"]["first_stage"],
-            seed=config["negatives"]["seed"],
-            version=VERSION,
         log:
             f"{OUT}/logs/negatives/round1.log",
+        conda:
+            CPU_ENV
         threads: res("negatives", "threads")
         resources:
             **rule_resources("negatives"),
+        params:
+            **window_params("first_stage"),
+            seed=config["negatives"]["seed"],
+            version=VERSION,
         shell:
             MINE_SHELL
 
@@ -50,16 +53,18 @@ rule mine:
         qrels=f"{OUT}/data/{TRAIN_DS}/qrels.{TRAIN_SPLIT}.parquet",
     output:
         f"{OUT}/round{{round}}/train_negatives.tsv",
-    wildcard_constraints:
-        round=r"[2-9]|[1-9]\d+",
-    params:
-        window=config["negatives"]["mine"],
-        seed=config["negatives"]["seed"],
-        version=VERSION,
     log:
         f"{OUT}/logs/negatives/round{{round}}.log",
+    wildcard_constraints:
+        round=r"[2-9]|[1-9]\d+",
+    conda:
+        CPU_ENV
     threads: res("negatives", "threads")
     resources:
         **rule_resources("negatives"),
+    params:
+        **window_params("mine"),
+        seed=config["negatives"]["seed"],
+        version=VERSION,
     shell:
         MINE_SHELL

@@ -5,18 +5,20 @@ rule encode:
     output:
         emb=f"{OUT}/round{{round}}/{{dataset}}/emb/shard{{shard}}.npy",
         ids=f"{OUT}/round{{round}}/{{dataset}}/emb/shard{{shard}}.ids.txt",
+    log:
+        f"{OUT}/logs/encode/round{{round}}.{{dataset}}.shard{{shard}}.log",
+    benchmark:
+        f"{OUT}/benchmarks/encode/round{{round}}.{{dataset}}.shard{{shard}}.tsv"
+    conda:
+        GPU_ENV
+    threads: res("encode", "threads")
+    resources:
+        **rule_resources("encode"),
     params:
         num_shards=SHARDS,
         batch_size=config["encode"]["batch_size"],
         max_len=config["encode"]["p_max_len"] or 0,
         version=VERSION,
-    log:
-        f"{OUT}/logs/encode/round{{round}}.{{dataset}}.shard{{shard}}.log",
-    benchmark:
-        f"{OUT}/benchmarks/encode/round{{round}}.{{dataset}}.shard{{shard}}.tsv"
-    threads: res("encode", "threads")
-    resources:
-        **rule_resources("encode"),
     shell:
         "python -m dr_core --threads {threads} encode --model {input.model:q} --tokens {input.tokens:q} "
         "--shard {wildcards.shard} --num-shards {params.num_shards} --emb-out {output.emb:q} "
@@ -35,6 +37,13 @@ rule retrieve:
         ],
     output:
         f"{OUT}/round{{round}}/{{dataset}}/run.{{split}}.trec",
+    log:
+        f"{OUT}/logs/retrieve/round{{round}}.{{dataset}}.{{split}}.log",
+    conda:
+        GPU_ENV
+    threads: res("retrieve", "threads")
+    resources:
+        **rule_resources("retrieve"),
     params:
         depth=lambda w: (
             config["negatives"]["mine"]["depth"]
@@ -43,11 +52,6 @@ rule retrieve:
         ),
         max_len=config["encode"]["q_max_len"] or 0,
         version=VERSION,
-    log:
-        f"{OUT}/logs/retrieve/round{{round}}.{{dataset}}.{{split}}.log",
-    threads: res("retrieve", "threads")
-    resources:
-        **rule_resources("retrieve"),
     shell:
         "python -m dr_core --threads {threads} retrieve --model {input.model:q} "
         "--query-tokens {input.queries:q} --qrels {input.qrels:q} --shards {input.shards:q} "

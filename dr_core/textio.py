@@ -1,0 +1,39 @@
+"""Line readers shared by the data modules: plain or gzip, UTF-8, with 1-based line numbers for errors."""
+
+from __future__ import annotations
+
+import gzip
+import json
+from pathlib import Path
+from typing import BinaryIO, Iterator
+
+from dr_core.errors import DataError
+
+
+def open_binary(path: Path) -> BinaryIO:
+    """Open a plain or gzip-compressed file for reading bytes."""
+    return gzip.open(path, "rb") if path.suffix == ".gz" else open(path, "rb")
+
+
+def text_lines(path: Path) -> Iterator[tuple[int, str]]:
+    """(1-based line number, line without its LF/CRLF end), decoding UTF-8; plain or .gz."""
+    with open_binary(path) as f:
+        for lineno, raw in enumerate(f, start=1):
+            try:
+                yield lineno, raw.decode("utf-8").rstrip("\r\n")
+            except UnicodeDecodeError as e:
+                raise DataError(path, lineno, f"not UTF-8 ({e.reason})") from None
+
+
+def json_records(path: Path) -> Iterator[tuple[int, dict]]:
+    """(line number, object) for each non-empty line of a JSON-lines file, plain or .gz."""
+    for lineno, line in text_lines(path):
+        if not line.strip():
+            continue
+        try:
+            record = json.loads(line)
+        except json.JSONDecodeError as e:
+            raise DataError(path, lineno, f"malformed JSON ({e.msg})") from None
+        if not isinstance(record, dict):
+            raise DataError(path, lineno, "expected a JSON object")
+        yield lineno, record

@@ -1,0 +1,117 @@
+"""The Snakemake workflow: lint, dry runs, and a real end-to-end run of the whole DAG on the fixture."""
+
+from __future__ import annotations
+
+import json
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pandas as pd
+import pytest
+import yaml
+
+from conftest import REPO
+
+FIXTURE_CONFIG = REPO / "tests" / "fixtures" / "workflow_config.yaml"
+
+
+def snakemake(*args: str, cwd: Path | None = None, check: bool = True) -> subprocess.CompletedProcess:
+    cmd = [sys.executable, "-m", "snakemake", "-s", str(REPO / "Snakefile"), *args]
+    proc = subprocess.run(cmd, cwd=cwd or REPO, capture_output=True, text=True, timeout=1200)
+    if check and proc.returncode != 0:
+        raise AssertionError(f"{' '.join(cmd)} failed:\n{proc.stdout[-4000:]}\n{proc.stderr[-4000:]}")
+    return proc
+
+
+def planned_jobs(output: str) -> dict[str, int]:
+    """Rule -> count from the 'Job stats' table of a dry run."""
+    table = output.split("Job stats:")[1].split("total")[0]
+    return {m.group(1): int(m.group(2)) for m in re.finditer(r"^(\w+)\s+(\d+)$", table, re.M)}
+
+
+def write_config(tmp_path: Path, **changes) -> Path:
+    config = yaml.safe_load(FIXTURE_CONFIG.read_text())
+    for dotted, value in changes.items():
+        node = config
+        *parents, leaf = dotted.split(".")
+        for key in parents:
+            node = node.setdefault(key, {})
+        node[leaf] = value
+    path = tmp_path / "config.yaml"
+    path.write_text(yaml.safe_dump(config))
+    return path
+
+
+def test_lint_is_clean():
+    proc = snakemake("--lint")
+    assert "Congratulations, your workflow is in a good condition" in proc.stdout + proc.stderr
+
+
+def test_default_recipe_dry_run_has_the_whole_loop(tmp_path):
+    proc = snakemake("-n", "--directory", str(tmp_path))
+    jobs = planned_jobs(proc.stdout)
+    assert jobs["train"] == 2 and jobs["mine"] == 1 and jobs["first_negatives"] == 1
+    assert jobs["evaluate"] == 4  # BM25, zero-shot, round 1, round 2 on SciFact test
+    assert jobs["encode"] == 3 * 2  # rounds 0-2, two shards each
+
+
+def test_one_target_runs_only_what_it_needs(tmp_path):
+    proc = snakemake("-n", "--configfile", str(FIXTURE_CONFIG), "--directory", str(tmp_path),
+                     "results/tiny/round2/train_negatives.tsv")
+    jobs = planned_jobs(proc.stdout)
+    assert jobs["train"] == 1 and jobs["mine"] == 1
+    assert "evaluate" not in jobs and "summary" not in jobs and "bm25" in jobs
+
+
+def test_config_outside_the_schema_is_refused(tmp_path):
+    proc = snakemake("-n", "--configfile", str(write_config(tmp_path, **{"train.lr": -1.0})),
+                     "--directory", str(tmp_path), check=False)
+    assert proc.returncode != 0
+    message = proc.stdout + proc.stderr
+    assert "train" in message and "lr" in message and "-1.0" in message
+
+
+def test_bad_corpus_line_fails_clearly_and_leaves_no_output(tmp_path):
+    data = tmp_path / "beir"
+    shutil.copytree(REPO / "tests" / "fixtures" / "beir" / "tiny", data)
+    with open(data / "corpus.jsonl", "a") as f:
+        f.write('{"_id": "x1", "title": "t", "text": "unterminated\n')
+    config = write_config(tmp_path, **{"datasets.tiny.path": str(data)})
+    proc = snakemake("--cores", "1", "--configfile", str(config), "--directory", str(tmp_path),
+                     "results/tiny/data/tiny/corpus.parquet", check=False)
+    assert proc.returncode != 0
+    log = (tmp_path / "results/tiny/logs/prepare/tiny.log").read_text()
+    assert f"{data / 'corpus.jsonl'}:49: malformed JSON" in log
+    assert not (tmp_path / "results/tiny/data/tiny/corpus.parquet").exists()
+
+
+@pytest.mark.slow
+def test_end_to_end_two_rounds_on_the_fixture(tmp_path):
+    snakemake("--cores", "2", "--configfile", str(FIXTURE_CONFIG), "--directory", str(tmp_path))
+    out = tmp_path / "results" / "tiny"
+    summary = pd.read_csv(out / "summary.tsv", sep="\t")
+    assert summary["system"].tolist() == ["bm25", "round0", "round1", "round2"]
+    assert set(summary.columns) >= {"ndcg@10", "mrr@10", "recall@100", "recall@1000", "map"}
+    assert summary["ndcg@10"].between(0, 1).all() and summary.loc[0, "ndcg@10"] > 0.3  # BM25 finds the topic words
+    for r in (1, 2):
+        assert (out / f"round{r}" / "model" / "dr_encoder.json").exists()
+        assert len(pd.read_csv(out / f"round{r}" / "train_log.csv")) == 8  # 16 queries / 4 * 2 epochs
+        negatives = (out / f"round{r}" / "train_negatives.tsv").read_text().splitlines()
+        assert len(negatives) == 16 and all(len(line.split("\t")[1].split(",")) <= 8 for line in negatives)
+    run = (out / "round2" / "tiny" / "run.test.trec").read_text().splitlines()
+    assert len(run) == 8 * 48 and run[0].split()[1] == "Q0"
+    metrics = json.loads((out / "round2" / "tiny" / "metrics.test.json").read_text())
+    assert metrics["system"] == "round2" and set(metrics["per_query"]) == {f"q{i}" for i in (4, 8, 12, 16, 18, 20, 22, 24)}
+
+    # Nothing left to do; changing only an evaluation setting reruns only evaluation.
+    assert "Nothing to be done" in snakemake("-n", "--configfile", str(FIXTURE_CONFIG), "--directory", str(tmp_path)).stdout
+    changed = write_config(tmp_path, **{"eval.metrics": ["ndcg@10", "recall@10"]})
+    jobs = planned_jobs(snakemake("-n", "--configfile", str(changed), "--directory", str(tmp_path)).stdout)
+    assert set(jobs) == {"evaluate", "summary", "all"}
+    # Changing a mining setting reruns round 2 and what follows, not round 1.
+    changed = write_config(tmp_path, **{"negatives.mine": {"depth": 20, "rank_min": 3, "rank_max": 20, "n": 8}})
+    jobs = planned_jobs(snakemake("-n", "--configfile", str(changed), "--directory", str(tmp_path)).stdout)
+    assert jobs["train"] == 1 and jobs["mine"] == 1 and jobs["encode"] == 2 and "bm25" not in jobs
