@@ -85,10 +85,31 @@ def _train(a: argparse.Namespace) -> None:
     from dr_core.train import Trainer, TrainSettings
 
     settings = TrainSettings(**json.loads(a.settings))
+    qrels = pd.read_parquet(a.qrels)
+    teacher = None
+    if a.teacher_scores:
+        from dr_core.teacher import read_teacher_scores
+
+        teacher = read_teacher_scores(a.teacher_scores, set(qrels["qid"]))
     trainer = Trainer(
-        a.init, a.queries, a.corpus, pd.read_parquet(a.qrels), read_negatives(a.negatives), settings, a.checkpoint_dir
+        a.init, a.queries, a.corpus, qrels, read_negatives(a.negatives), settings, a.checkpoint_dir, teacher
     )
     trainer.train(a.out, a.log)
+
+
+def _teacher_scores(a: argparse.Namespace) -> None:
+    import pandas as pd
+
+    from dr_core.negatives import read_negatives
+    from dr_core.teacher import candidates, load_texts, score_candidates, write_teacher_scores
+
+    groups = candidates(pd.read_parquet(a.qrels), read_negatives(a.negatives))
+    query_text, passage_text = load_texts(a.queries, a.corpus, groups, a.template)
+    scores = score_candidates(
+        a.model, groups, query_text, passage_text, a.kind, a.batch_size, a.q_max_len, a.max_len
+    )
+    log.info("teacher %s: %d scores for %d queries", a.model, len(scores), scores["qid"].nunique())
+    write_teacher_scores(scores, a.out, {"teacher": a.model, "kind": a.kind, "template": a.template})
 
 
 def _encode(a: argparse.Namespace) -> None:
@@ -216,7 +237,18 @@ def build_parser() -> argparse.ArgumentParser:
     for name in ("--init", "--queries", "--corpus", "--qrels", "--negatives", "--out", "--log", "--checkpoint-dir"):
         s.add_argument(name, required=True)
     s.add_argument("--settings", required=True, help="TrainSettings as JSON")
+    s.add_argument("--teacher-scores", default="", help="Parquet (qid, pid, score) or sentence-transformers .pkl.gz")
     s.set_defaults(func=_train)
+
+    s = sub.add_parser("teacher-scores", help="score each train query's positives and negatives with a teacher")
+    for name in ("--model", "--queries", "--corpus", "--qrels", "--negatives", "--out"):
+        s.add_argument(name, required=True)
+    s.add_argument("--kind", choices=["auto", "cross", "bi"], default="auto", help="auto: cross for *ForSequenceClassification")
+    s.add_argument("--template", default="Title: {title} Text: {text}")
+    s.add_argument("--batch-size", type=int, default=32)
+    s.add_argument("--q-max-len", type=int, default=32, help="bi-encoder query length")
+    s.add_argument("--max-len", type=int, default=256, help="passage (bi) or pair (cross) length")
+    s.set_defaults(func=_teacher_scores)
 
     s = sub.add_parser("encode", help="embed one corpus shard")
     for name in ("--model", "--tokens", "--emb-out", "--ids-out"):

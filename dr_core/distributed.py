@@ -49,3 +49,10 @@ def gather_with_grad(local: torch.Tensor, world: World) -> torch.Tensor:
     parts = [p[:n] for p, n in zip(parts, sizes_)]
     parts[world.rank] = local
     return torch.cat(parts, dim=0)
+
+
+def finish_world(world: World) -> None:
+    """Wait for every rank (rank 0 may still be writing the model), then leave the process group."""
+    if world.size > 1 and dist.is_initialized():
+        dist.barrier()
+        dist.destroy_process_group()

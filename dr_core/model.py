@@ -1,7 +1,8 @@
 """The bi-encoder: a transformer (or two, untied) with pooling, optional projection and normalisation.
 
 A saved model is a `save_pretrained` directory that plain `transformers` and `sentence-transformers` load;
-`dr_encoder.json` beside the weights records pooling, similarity and max lengths.
+`dr_encoder.json` beside the weights records pooling, similarity and max lengths. A projection head is kept
+in the sentence-transformers Dense format (`2_Dense/config.json` and `2_Dense/model.safetensors`).
 """
 
 from __future__ import annotations
@@ -13,10 +14,12 @@ from pathlib import Path
 
 import torch
 import torch.nn.functional as F
+from safetensors.torch import load_file, save_file
 from torch import nn
 from transformers import AutoModel, AutoTokenizer, PreTrainedTokenizerBase
 
 ENCODER_FILE = "dr_encoder.json"
+DENSE_DIR = "2_Dense"
 
 
 @dataclass
@@ -64,8 +67,16 @@ class BiEncoder(nn.Module):
         self.spec = spec
         self.query_model = query_model
         self.passage_model = passage_model  # None when tied
+        for tower in (query_model, passage_model):
+            _freeze_pooler(tower)
         hidden = query_model.config.hidden_size
         self.projection = nn.Linear(hidden, spec.projection_dim) if spec.projection_dim else None
+
+    def gradient_checkpointing_enable(self) -> None:
+        """Recompute transformer activations in the backward pass (less memory, ~30% more compute)."""
+        for tower in (self.query_model, self.passage_model):
+            if tower is not None:
+                tower.activation_checkpointing_enable({"use_reentrant": False})
 
     @classmethod
     def from_base(cls, name: str, spec: EncoderSpec) -> "BiEncoder":
@@ -85,7 +96,8 @@ class BiEncoder(nn.Module):
         else:
             model = cls(AutoModel.from_pretrained(path), None, spec)
         if model.projection is not None:
-            model.projection.load_state_dict(torch.load(path / "projection.pt", weights_only=True))
+            weights = load_file(path / DENSE_DIR / "model.safetensors")
+            model.projection.load_state_dict({k.removeprefix("linear."): v for k, v in weights.items()})
         return model
 
     def save(self, path: str | Path, tokenizer: PreTrainedTokenizerBase) -> None:
@@ -94,8 +106,7 @@ class BiEncoder(nn.Module):
         path.mkdir(parents=True, exist_ok=True)
         if self.passage_model is None:
             self.query_model.save_pretrained(path)
-            if self.projection is None:
-                _write_sentence_transformers_files(path, self.spec, self.query_model.config.hidden_size)
+            _write_sentence_transformers_files(path, self.spec, self.query_model.config.hidden_size)
         else:
             self.query_model.save_pretrained(path / "query_model")
             self.passage_model.save_pretrained(path / "passage_model")
@@ -103,7 +114,7 @@ class BiEncoder(nn.Module):
             tokenizer.save_pretrained(path / "passage_model")
         tokenizer.save_pretrained(path)
         if self.projection is not None:
-            torch.save(self.projection.state_dict(), path / "projection.pt")
+            _write_dense(path / DENSE_DIR, self.projection)
         (path / ENCODER_FILE).write_text(json.dumps(asdict(self.spec), indent=2) + "\n")
 
     def forward(self, queries: dict[str, torch.Tensor], passages: dict[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
@@ -130,8 +141,30 @@ def load_tokenizer(path: str | Path) -> PreTrainedTokenizerBase:
     return tok
 
 
+def _freeze_pooler(tower: nn.Module | None) -> None:
+    """BERT-style poolers are never used by our pooling: freezing them keeps DDP from waiting on their grads."""
+    pooler = getattr(tower, "pooler", None)
+    if isinstance(pooler, nn.Module):
+        pooler.requires_grad_(False)
+
+
+def _write_dense(folder: Path, projection: nn.Linear) -> None:
+    """The projection as a sentence-transformers Dense module (identity activation)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    config = {
+        "in_features": projection.in_features,
+        "out_features": projection.out_features,
+        "bias": projection.bias is not None,
+        "activation_function": "torch.nn.modules.linear.Identity",
+    }
+    (folder / "config.json").write_text(json.dumps(config, indent=2) + "\n")
+    weights = {f"linear.{k}": v.detach().cpu().contiguous() for k, v in projection.state_dict().items()}
+    save_file(weights, folder / "model.safetensors")
+
+
 def _write_sentence_transformers_files(path: Path, spec: EncoderSpec, hidden: int) -> None:
-    """modules.json, sentence_bert_config.json and 1_Pooling so that SentenceTransformer(path) works."""
+    """modules.json, sentence_bert_config.json, 1_Pooling (and the projection's Dense, Normalize) for
+    SentenceTransformer(path)."""
     modules = [{"idx": 0, "name": "0", "path": "", "type": "sentence_transformers.models.Transformer"}]
     (path / "1_Pooling").mkdir(exist_ok=True)
     pooling = {
@@ -143,9 +176,13 @@ def _write_sentence_transformers_files(path: Path, spec: EncoderSpec, hidden: in
     }
     (path / "1_Pooling" / "config.json").write_text(json.dumps(pooling, indent=2) + "\n")
     modules.append({"idx": 1, "name": "1", "path": "1_Pooling", "type": "sentence_transformers.models.Pooling"})
+    if spec.projection_dim:
+        modules.append({"idx": 2, "name": "2", "path": DENSE_DIR, "type": "sentence_transformers.models.Dense"})
     if spec.similarity == "cosine":
-        modules.append({"idx": 2, "name": "2", "path": "2_Normalize", "type": "sentence_transformers.models.Normalize"})
-        (path / "2_Normalize").mkdir(exist_ok=True)
+        i = len(modules)
+        folder = f"{i}_Normalize"
+        modules.append({"idx": i, "name": str(i), "path": folder, "type": "sentence_transformers.models.Normalize"})
+        (path / folder).mkdir(exist_ok=True)
     (path / "modules.json").write_text(json.dumps(modules, indent=2) + "\n")
     st_config = {"max_seq_length": spec.p_max_len, "do_lower_case": False}
     (path / "sentence_bert_config.json").write_text(json.dumps(st_config, indent=2) + "\n")

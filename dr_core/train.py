@@ -1,4 +1,5 @@
-"""The trainer: contrastive training of a bi-encoder, single- or multi-process, with checkpoints and resume."""
+"""The trainer: contrastive and/or distillation training of a bi-encoder, single- or multi-process (torchrun),
+with checkpoints, resume, a held-out validation loss and CSV / TensorBoard logs."""
 
 from __future__ import annotations
 
@@ -22,11 +23,21 @@ from dr_core import __version__
 from dr_core.atomic import atomic_path
 from dr_core.batching import Padder
 from dr_core.device import autocast, pick_device, resolve_precision
-from dr_core.distributed import World, gather_with_grad, init_world
-from dr_core.loss import info_nce
+from dr_core.distributed import World, finish_world, gather_with_grad, init_world
+from dr_core.loss import group_scores, info_nce, listwise_kl, margin_mse
 from dr_core.model import BiEncoder, load_tokenizer
+from dr_core.optim import OPTIMIZERS, make_optimizer
 from dr_core.tokenization import TokenStore
-from dr_core.train_data import GroupDataset, GroupSampler, build_examples, rank_batches, steps_per_epoch
+from dr_core.train_data import (
+    Example,
+    GroupDataset,
+    GroupSampler,
+    build_examples,
+    keep_scored,
+    rank_batches,
+    split_validation,
+    steps_per_epoch,
+)
 
 log = logging.getLogger(__name__)
 
@@ -47,21 +58,45 @@ class TrainSettings:
     warmup_ratio: float = 0.1
     warmup_steps: int = 0  # > 0 overrides warmup_ratio
     schedule: str = "linear"  # linear | constant
+    optimizer: str = "adamw"  # adamw | lamb
     max_grad_norm: float = 1.0
     temperature: float = 1.0
     cross_device: bool = True
     mask_false_negatives: bool = True
+    contrastive_weight: float = 1.0  # InfoNCE
+    margin_mse_weight: float = 0.0  # distillation: needs teacher scores
+    kl_weight: float = 0.0  # distillation: needs teacher scores
+    kl_temperature: float = 1.0  # student softmax temperature in the KL term
+    teacher_temperature: float = 1.0  # teacher softmax temperature in the KL term
+    sample_neg_from_topk: int = 0  # > 0: negatives only from the first k of each query's list
+    neg_skip_top: int = 0  # skip the first n of each query's negatives list
+    val_fraction: float = 0.0  # train queries held out for a validation loss
+    val_queries: int = 0  # > 0 overrides val_fraction
+    eval_every: int = 0  # optimizer steps between validation losses (always at the end); 0: end only
     seed: int = 42
     precision: str = "auto"  # auto | fp32 | fp16 | bf16 (the last two on CUDA only)
+    gradient_checkpointing: bool = False
     num_workers: int = 0
     checkpoint_every: int = 200  # optimizer steps; 0 disables
     log_every: int = 10
+    tensorboard: bool = False  # also log to <out>_tensorboard/ beside the model folder
 
     def __post_init__(self) -> None:
         if self.schedule not in ("linear", "constant"):
             raise ValueError(f"train.schedule must be 'linear' or 'constant', not {self.schedule!r}")
+        if self.optimizer not in OPTIMIZERS:
+            raise ValueError(f"train.optimizer must be one of {OPTIMIZERS}, not {self.optimizer!r}")
         if self.batch_size < 1 or self.grad_accum < 1:
             raise ValueError("train.batch_size and train.grad_accum must be at least 1")
+        weights = (self.contrastive_weight, self.margin_mse_weight, self.kl_weight)
+        if min(weights) < 0 or max(weights) == 0:
+            raise ValueError("train loss weights must be >= 0 with at least one > 0")
+        if not 0 <= self.val_fraction < 1:
+            raise ValueError("train.val_fraction must be in [0, 1)")
+
+    @property
+    def distills(self) -> bool:
+        return self.margin_mse_weight > 0 or self.kl_weight > 0
 
 
 def total_steps(settings: TrainSettings, num_examples: int, world: int) -> int:
@@ -83,6 +118,10 @@ def lr_lambda(settings: TrainSettings, steps: int):
         return max(0.0, (steps - step) / max(1, steps - warmup))
 
     return f
+
+
+def validation_size(settings: TrainSettings, num_examples: int) -> int:
+    return settings.val_queries if settings.val_queries > 0 else round(settings.val_fraction * num_examples)
 
 
 def collate(padder_q: Padder, padder_p: Padder):
@@ -137,8 +176,12 @@ class Trainer:
         negatives: dict[str, list[str]],
         settings: TrainSettings,
         checkpoint_dir: str | Path,
+        teacher_scores: dict[str, dict[str, float]] | None = None,
     ) -> None:
+        if settings.distills and teacher_scores is None:
+            raise ValueError("margin_mse_weight or kl_weight > 0 needs teacher scores (--teacher-scores)")
         self.settings = settings
+        self.teacher = teacher_scores
         self.checkpoint_dir = Path(checkpoint_dir)
         self.device = pick_device()
         self.world = init_world(self.device)
@@ -146,20 +189,18 @@ class Trainer:
         _seed_all(settings.seed)
         self.tokenizer = load_tokenizer(init_model)
         self.model = BiEncoder.load(init_model).to(self.device)
+        if settings.gradient_checkpointing:
+            self.model.gradient_checkpointing_enable()
         self.queries, self.corpus = TokenStore(queries), TokenStore(corpus)
-        examples = build_examples(qrels, negatives, self.queries, self.corpus)
+        examples = self._examples(qrels, negatives)
         self.positives = {ex.qid: set(ex.positives) for ex in examples}
-        sampler = GroupSampler(examples, len(self.corpus), settings.group_size, settings.seed)
-        self.dataset = GroupDataset(sampler, self.queries, self.corpus)
+        examples, val = split_validation(examples, validation_size(settings, len(examples)), settings.seed)
+        self.dataset = self._dataset(examples)
+        self.val_dataset = self._dataset(val) if val else None
         self.collate = collate(Padder(self.tokenizer, self.model.spec.q_max_len), Padder(self.tokenizer, self.model.spec.p_max_len))
         self.steps = total_steps(settings, len(examples), self.world.size)
         self.micro_per_epoch = steps_per_epoch(len(examples), settings.batch_size, self.world.size)
-        decay = [p for n, p in self.model.named_parameters() if p.ndim > 1]
-        no_decay = [p for n, p in self.model.named_parameters() if p.ndim <= 1]
-        self.optimizer = torch.optim.AdamW(
-            [{"params": decay, "weight_decay": settings.weight_decay}, {"params": no_decay, "weight_decay": 0.0}],
-            lr=settings.lr,
-        )
+        self.optimizer = make_optimizer(settings.optimizer, self.model, settings.lr, settings.weight_decay)
         self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, lr_lambda(settings, self.steps))
         self.scaler = torch.amp.GradScaler("cuda", enabled=self.precision == "fp16")
         self.ddp = (
@@ -169,6 +210,17 @@ class Trainer:
         )
         self.step = 0
         self.log_rows: list[dict] = []
+
+    def _examples(self, qrels: pd.DataFrame, negatives: dict[str, list[str]]) -> list[Example]:
+        s = self.settings
+        examples = build_examples(qrels, negatives, self.queries, self.corpus, s.neg_skip_top, s.sample_neg_from_topk)
+        if s.distills:
+            examples = keep_scored(examples, self.teacher, need_negatives=s.group_size > 1)
+        return examples
+
+    def _dataset(self, examples: list[Example]) -> GroupDataset:
+        sampler = GroupSampler(examples, len(self.corpus), self.settings.group_size, self.settings.seed)
+        return GroupDataset(sampler, self.queries, self.corpus)
 
     # -- checkpoints -------------------------------------------------------------------------------------
     def _fingerprint(self) -> dict:
@@ -209,23 +261,63 @@ class Trainer:
         return True
 
     # -- one optimizer step ------------------------------------------------------------------------------
-    def _loss(self, queries: dict, passages: dict, ids: list[list[str]]) -> torch.Tensor:
+    def _loss(self, queries: dict, passages: dict, ids: list[list[str]], local: bool = False) -> torch.Tensor:
+        """The weighted loss of a micro-batch; across processes (cross_device) unless `local`.
+
+        Gathered across processes, every rank computes the loss of the whole global batch, of which only
+        its own rows carry gradient: DDP's mean over ranks is undone by the factor world size.
+        """
         s = self.settings
         with autocast(self.precision, self.device):
-            q, p = self.ddp(queries, passages)
+            q, p = (self.model if local else self.ddp)(queries, passages)
         q, p = q.float(), p.float()
-        if s.cross_device and self.world.size > 1:
-            q, p = gather_with_grad(q, self.world), gather_with_grad(p, self.world)
-            ids = _gather_ids(ids, self.world)
-        mask = false_negative_mask(ids, self.positives, s.group_size).to(q.device) if s.mask_false_negatives else None
-        loss = info_nce(q, p, s.group_size, s.temperature, mask)
-        return loss * self.world.size if (s.cross_device and self.world.size > 1) else loss
+        if local or not (s.cross_device and self.world.size > 1):
+            return self.objective(q, p, ids)
+        q, p = gather_with_grad(q, self.world), gather_with_grad(p, self.world)
+        return self.objective(q, p, _gather_ids(ids, self.world)) * self.world.size
+
+    def objective(self, q: torch.Tensor, p: torch.Tensor, ids: list[list[str]]) -> torch.Tensor:
+        """Weighted sum of InfoNCE, Margin-MSE and listwise KL for q [B, D], p [B*G, D], ids [B][1+G]."""
+        s = self.settings
+        loss = torch.zeros((), device=q.device)
+        if s.contrastive_weight > 0:
+            mask = false_negative_mask(ids, self.positives, s.group_size).to(q.device) if s.mask_false_negatives else None
+            loss = loss + s.contrastive_weight * info_nce(q, p, s.group_size, s.temperature, mask)
+        if s.distills:
+            student = group_scores(q, p, s.group_size)  # [B, G]
+            teacher = self.teacher_matrix(ids).to(q.device)
+            if s.margin_mse_weight > 0:
+                loss = loss + s.margin_mse_weight * margin_mse(student, teacher)
+            if s.kl_weight > 0:
+                loss = loss + s.kl_weight * listwise_kl(student, teacher, s.kl_temperature, s.teacher_temperature)
+        return loss
+
+    def teacher_matrix(self, ids: list[list[str]]) -> torch.Tensor:
+        """[B, G] teacher scores of each group (every sampled passage has one: see `keep_scored`)."""
+        return torch.tensor([[self.teacher[row[0]][pid] for pid in row[1:]] for row in ids], dtype=torch.float32)
+
+    @torch.no_grad()
+    def validation_loss(self) -> float:
+        """Mean loss over the held-out queries (fixed groups and batches, eval mode, this process alone)."""
+        self.model.eval()
+        loader = torch.utils.data.DataLoader(
+            self.val_dataset, batch_size=self.settings.batch_size, collate_fn=self.collate, num_workers=0
+        )
+        total, n = 0.0, 0
+        for queries, passages, ids in loader:
+            queries = {k: v.to(self.device) for k, v in queries.items()}
+            passages = {k: v.to(self.device) for k, v in passages.items()}
+            total += float(self._loss(queries, passages, ids, local=True)) * len(ids)
+            n += len(ids)
+        self.model.train()
+        return total / n
 
     def train(self, out_dir: str | Path, log_path: str | Path) -> None:
-        """Run (or resume) to `self.steps` optimizer steps, then save the model to `out_dir`."""
+        """Run (or resume) to `self.steps` optimizer steps, then save the model to `out_dir` (rank 0)."""
         s = self.settings
         self.maybe_resume()
         self.model.train()
+        board = _tensorboard(out_dir, self.step) if s.tensorboard and self.world.is_main else None
         bar = tqdm(total=self.steps, initial=self.step, desc="train", unit="step", disable=not self.world.is_main)
         t0, seen = time.time(), 0
         while self.step < self.steps:
@@ -247,25 +339,13 @@ class Trainer:
                 if pending < s.grad_accum:
                     continue
                 pending = 0
-                self.scaler.unscale_(self.optimizer)
-                grad_norm = torch.nn.utils.clip_grad_norm_(self.model.parameters(), s.max_grad_norm)
-                self.scaler.step(self.optimizer)
-                self.scaler.update()
-                self.scheduler.step()
-                self.optimizer.zero_grad(set_to_none=True)
-                self.step += 1
+                grad_norm = self._optimizer_step()
                 bar.update(1)
-                if self.step % s.log_every == 0 or self.step == self.steps:
-                    row = {
-                        "step": self.step,
-                        "epoch": round(self.step * s.grad_accum / self.micro_per_epoch, 4),
-                        "loss": float(loss.detach()) * s.grad_accum / (self.world.size if s.cross_device else 1),
-                        "lr": self.scheduler.get_last_lr()[0],
-                        "grad_norm": float(grad_norm),
-                        "groups_per_s": seen / max(time.time() - t0, 1e-9),
-                    }
+                row = self._log_row(loss, grad_norm, seen, t0)
+                if row is not None:
                     self.log_rows.append(row)
                     bar.set_postfix(loss=f"{row['loss']:.4f}")
+                    _board_write(board, row)
                 if s.checkpoint_every and self.step % s.checkpoint_every == 0 and self.step < self.steps:
                     self.save_checkpoint()
                 if self.step >= self.steps:
@@ -273,8 +353,41 @@ class Trainer:
             if pending:  # an epoch ended inside an accumulation window: drop the partial gradient
                 self.optimizer.zero_grad(set_to_none=True)
         bar.close()
+        if board is not None:
+            board.close()
         if self.world.is_main:
             self._finish(out_dir, log_path)
+        finish_world(self.world)
+
+    def _optimizer_step(self) -> torch.Tensor:
+        self.scaler.unscale_(self.optimizer)
+        grad_norm = torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.settings.max_grad_norm)
+        self.scaler.step(self.optimizer)
+        self.scaler.update()
+        self.scheduler.step()
+        self.optimizer.zero_grad(set_to_none=True)
+        self.step += 1
+        return grad_norm
+
+    def _log_row(self, loss: torch.Tensor, grad_norm: torch.Tensor, seen: int, t0: float) -> dict | None:
+        """The CSV row of this step when it is a logging or validation step (the last step is both)."""
+        s = self.settings
+        last = self.step == self.steps
+        evaluate = self.val_dataset is not None and (last or (s.eval_every and self.step % s.eval_every == 0))
+        if not (evaluate or last or self.step % s.log_every == 0):
+            return None
+        scale = self.world.size if (s.cross_device and self.world.size > 1) else 1
+        elapsed = time.time() - t0
+        return {
+            "step": self.step,
+            "epoch": round(self.step * s.grad_accum / self.micro_per_epoch, 4),
+            "loss": float(loss.detach()) * s.grad_accum / scale,
+            "val_loss": self.validation_loss() if evaluate and self.world.is_main else None,
+            "lr": self.scheduler.get_last_lr()[0],
+            "grad_norm": float(grad_norm),
+            "groups_per_s": seen * self.world.size / max(elapsed, 1e-9),
+            "elapsed_s": round(elapsed, 3),
+        }
 
     def _finish(self, out_dir: str | Path, log_path: str | Path) -> None:
         with atomic_path(out_dir, is_dir=True) as tmp:
@@ -291,6 +404,23 @@ def _gather_ids(ids: list[list[str]], world: World) -> list[list[str]]:
     parts: list = [None] * world.size
     dist.all_gather_object(parts, ids)
     return [row for part in parts for row in part]
+
+
+def _tensorboard(out_dir: str | Path, step: int):
+    """A SummaryWriter in `<out_dir>_tensorboard` beside the model folder; a resumed run drops later events."""
+    from torch.utils.tensorboard import SummaryWriter
+
+    out = Path(out_dir)
+    return SummaryWriter(log_dir=str(out.with_name(out.name + "_tensorboard")), purge_step=step or None)
+
+
+def _board_write(board, row: dict) -> None:
+    if board is None:
+        return
+    for key, value in row.items():
+        if key != "step" and value is not None:
+            board.add_scalar(f"train/{key}", value, row["step"])
+    board.flush()
 
 
 def _write_csv(path: str | Path, rows: list[dict]) -> None:

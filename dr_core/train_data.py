@@ -26,23 +26,67 @@ class Example:
 
 
 def build_examples(
-    qrels: pd.DataFrame, negatives: dict[str, list[str]], queries: TokenStore, corpus: TokenStore
+    qrels: pd.DataFrame,
+    negatives: dict[str, list[str]],
+    queries: TokenStore,
+    corpus: TokenStore,
+    skip_top: int = 0,
+    topk: int = 0,
 ) -> list[Example]:
-    """One example per judged query with at least one positive in the corpus; unknown negatives are dropped."""
+    """One example per judged query with at least one positive in the corpus; unknown negatives are dropped.
+
+    Each query's negatives are first cut to the rank window (skip_top, topk] of its list as given (1-based,
+    `topk` <= 0: to the end), so `topk` is RetroMAE's `sample_neg_from_topk`.
+    """
+    if topk > 0 and topk <= skip_top:
+        raise ValueError(f"negatives rank window ({skip_top}, {topk}] is empty")
     examples, dropped_negs = [], 0
     rel = qrels[qrels["rel"] > 0]
     for qid, docids in rel.groupby("qid", sort=True)["docid"]:
         pos = [d for d in docids if d in corpus]
         if not pos or qid not in queries:
             continue
-        negs = [d for d in negatives.get(qid, []) if d in corpus and d not in set(pos)]
-        dropped_negs += len(negatives.get(qid, [])) - len(negs)
+        window = negatives.get(qid, [])[skip_top : topk if topk > 0 else None]
+        negs = [d for d in window if d in corpus and d not in set(pos)]
+        dropped_negs += len(window) - len(negs)
         examples.append(Example(qid, pos, negs))
     if dropped_negs:
         log.warning("dropped %d negatives that are positives or not in the corpus", dropped_negs)
     if not examples:
         raise ValueError("no training query has a positive passage in the corpus")
     return examples
+
+
+def split_validation(examples: list[Example], n_val: int, seed: int) -> tuple[list[Example], list[Example]]:
+    """(train, validation): `n_val` examples held out, chosen by `seed` alone (OpenMatch's val.jsonl idea)."""
+    if n_val <= 0:
+        return examples, []
+    if n_val >= len(examples):
+        raise ValueError(f"{n_val} validation queries leave none of {len(examples)} for training")
+    held = set(np.random.default_rng([seed, 0x7A1]).permutation(len(examples))[:n_val].tolist())
+    train = [ex for i, ex in enumerate(examples) if i not in held]
+    return train, [ex for i, ex in enumerate(examples) if i in held]
+
+
+def keep_scored(examples: list[Example], scores: dict[str, dict[str, float]], need_negatives: bool) -> list[Example]:
+    """Examples restricted to passages the teacher scored, so every sampled group has teacher scores.
+
+    Unscored positives and negatives are dropped; a query left without a scored positive, or without a
+    scored negative when groups need negatives (random corpus negatives have no teacher score), is dropped.
+    """
+    out, dropped = [], 0
+    for ex in examples:
+        known = scores.get(ex.qid, {})
+        pos = [d for d in ex.positives if d in known]
+        negs = [d for d in ex.negatives if d in known]
+        dropped += len(ex.positives) + len(ex.negatives) - len(pos) - len(negs)
+        if pos and (negs or not need_negatives):
+            out.append(Example(ex.qid, pos, negs))
+    if dropped or len(out) < len(examples):
+        log.warning("teacher scores: dropped %d unscored passages and %d queries", dropped, len(examples) - len(out))
+    if not out:
+        raise ValueError("no training query has teacher scores for a positive and a negative")
+    return out
 
 
 class GroupSampler:

@@ -33,10 +33,13 @@ def test_save_load_round_trip_and_plain_transformers(tiny_bert, tmp_path, poolin
         assert torch.allclose(a.norm(dim=-1), torch.ones(2))
 
 
-@pytest.mark.parametrize("pooling, similarity", [("cls", "dot"), ("mean", "cosine")])
-def test_sentence_transformers_loads_the_same_embeddings(tiny_bert, tmp_path, pooling, similarity):
+@pytest.mark.parametrize(
+    "pooling, similarity, projection", [("cls", "dot", None), ("mean", "cosine", None), ("mean", "cosine", 8), ("cls", "dot", 24)]
+)
+def test_sentence_transformers_loads_the_same_embeddings(tiny_bert, tmp_path, pooling, similarity, projection):
     st = pytest.importorskip("sentence_transformers")
-    spec = EncoderSpec(pooling=pooling, similarity=similarity, q_max_len=16, p_max_len=32)
+    spec = EncoderSpec(pooling=pooling, similarity=similarity, q_max_len=16, p_max_len=32, projection_dim=projection)
+    torch.manual_seed(1)
     model = BiEncoder.from_base(str(tiny_bert), spec).eval()
     tok = load_tokenizer(tiny_bert)
     model.save(tmp_path / "m", tok)
@@ -44,6 +47,24 @@ def test_sentence_transformers_loads_the_same_embeddings(tiny_bert, tmp_path, po
     ours = embed(model, Padder(tok, 32), [np.array(tok(t, add_special_tokens=False)["input_ids"]) for t in texts], False, 8)
     theirs = st.SentenceTransformer(str(tmp_path / "m"), device="cpu").encode(texts, convert_to_numpy=True)
     np.testing.assert_allclose(ours, theirs, rtol=1e-4, atol=1e-5)
+    assert theirs.shape == (2, projection or 32)
+
+
+def test_gradient_checkpointing_keeps_the_gradients(tiny_bert):
+    tok = load_tokenizer(tiny_bert)
+    batch = _batch(tok, ["solar panels and sunlight", "coffee beans"])
+    grads = []
+    for checkpointing in (False, True):
+        model = BiEncoder.from_base(str(tiny_bert), EncoderSpec(pooling="mean", untied=True)).eval()
+        if checkpointing:
+            model.gradient_checkpointing_enable()
+        q, p = model(batch, batch)
+        (q @ p.T).logsumexp(-1).sum().backward()
+        grads.append({n: w.grad for n, w in model.named_parameters() if w.grad is not None})
+    assert grads[0].keys() == grads[1].keys() and len(grads[0]) > 10
+    for name, g in grads[0].items():
+        torch.testing.assert_close(g, grads[1][name], rtol=1e-5, atol=1e-6)
+    assert not any("pooler" in n for n in grads[0])  # frozen: DDP must not wait on it
 
 
 def test_untied_towers_differ_after_divergence(tiny_bert, tmp_path):
