@@ -4,9 +4,9 @@ import numpy as np
 import pytest
 import torch
 
-from dr_core.loss import info_nce
+from dr_core.loss import group_scores, info_nce, listwise_kl, margin_mse
 from dr_core.train import false_negative_mask, lr_lambda, TrainSettings
-from dr_core.train_data import Example, GroupSampler, rank_batches, steps_per_epoch
+from dr_core.train_data import Example, GroupDataset, GroupSampler, keep_scored, rank_batches, split_validation, steps_per_epoch
 
 
 def test_info_nce_matches_hand_computation():
@@ -73,3 +73,100 @@ def test_schedules():
     assert g(0) == g(9) == 1.0
     with pytest.raises(ValueError, match="train.schedule"):
         TrainSettings(schedule="cosine")
+
+
+def test_group_scores_and_margin_mse_by_hand():
+    q = torch.tensor([[1.0, 0.0], [0.0, 2.0]])
+    p = torch.tensor([[2.0, 1.0], [1.0, 1.0], [0.0, 3.0], [3.0, 0.0], [1.0, 1.0], [0.0, 0.0]])  # groups of 3
+    s = group_scores(q, p, 3)
+    assert s.tolist() == [[2.0, 1.0, 0.0], [0.0, 2.0, 0.0]]
+    t = torch.tensor([[5.0, 4.0, 1.0], [1.0, 3.0, 0.0]])
+    # student margins [1, 2], [-2, 0]; teacher margins [1, 4], [-2, 1]
+    assert margin_mse(s, t).item() == pytest.approx((0 + 4 + 0 + 1) / 4)
+    with pytest.raises(ValueError, match="at least one negative"):
+        margin_mse(s[:, :1], t[:, :1])
+
+
+def test_listwise_kl_by_hand_and_zero_at_the_teacher():
+    s = torch.tensor([[1.0, 0.0, -1.0]])
+    t = torch.tensor([[4.0, 2.0, 2.0]])
+    ps = torch.softmax(s / 0.5, -1)[0]
+    pt = torch.softmax(t / 2.0, -1)[0]
+    expected = sum(float(pt[j] * (pt[j].log() - ps[j].log())) for j in range(3))
+    assert listwise_kl(s, t, 0.5, 2.0).item() == pytest.approx(expected, rel=1e-5)
+    assert listwise_kl(t, t * 3, 1.0, 3.0).item() == pytest.approx(0.0, abs=1e-6)
+
+
+def _examples(n=10, negs=6):
+    return [Example(f"q{i}", [f"p{i}"], [f"n{i}_{j}" for j in range(negs)]) for i in range(n)]
+
+
+def test_validation_split_is_fixed_by_the_seed_and_disjoint():
+    ex = _examples()
+    train, val = split_validation(ex, 3, seed=5)
+    assert len(val) == 3 and len(train) == 7
+    assert {e.qid for e in train} | {e.qid for e in val} == {e.qid for e in ex}
+    assert [e.qid for e in split_validation(ex, 3, seed=5)[1]] == [e.qid for e in val]
+    assert [e.qid for e in split_validation(ex, 3, seed=6)[1]] != [e.qid for e in val]
+    assert split_validation(ex, 0, 5) == (ex, [])
+    with pytest.raises(ValueError, match="leave none"):
+        split_validation(ex, 10, 5)
+
+
+def test_keep_scored_drops_unscored_passages_and_queries():
+    ex = [Example("a", ["p1", "p2"], ["n1", "n2"]), Example("b", ["p3"], ["n3"]), Example("c", ["p4"], [])]
+    scores = {"a": {"p2": 1.0, "n2": 0.0, "n1": 0.5}, "b": {"p3": 1.0}, "c": {"p4": 2.0}}
+    kept = keep_scored(ex, scores, need_negatives=True)
+    assert kept == [Example("a", ["p2"], ["n1", "n2"])]
+    assert [e.qid for e in keep_scored(ex, scores, need_negatives=False)] == ["a", "b", "c"]
+
+
+def test_negatives_rank_window(train_store):
+    from dr_core.train_data import build_examples
+
+    qrels, queries, corpus = train_store
+    negs = {"q1": ["1007", "1014", "1021", "1028", "1035"]}  # 1014 is a positive of q1
+    ex = {e.qid: e for e in build_examples(qrels, negs, queries, corpus, skip_top=1, topk=4)}
+    assert ex["q1"].negatives == ["1021", "1028"]  # ranks 2-4, positive 1014 removed
+    assert {e.qid: e for e in build_examples(qrels, negs, queries, corpus, topk=2)}["q1"].negatives == ["1007"]
+    with pytest.raises(ValueError, match="window"):
+        build_examples(qrels, negs, queries, corpus, skip_top=3, topk=3)
+
+
+@pytest.fixture()
+def train_store(tiny_bert, tiny_beir, tmp_path):
+    import pandas as pd
+
+    from dr_core.beir import prepare_collection, prepare_qrels
+    from dr_core.model import load_tokenizer
+    from dr_core.tokenization import TokenStore, tokenize_table
+
+    prepare_collection(tiny_beir, tmp_path)
+    prepare_qrels(tiny_beir, "train", tmp_path / "corpus.parquet", tmp_path / "queries.parquet", tmp_path / "qrels.parquet")
+    tok = load_tokenizer(tiny_bert)
+    tokenize_table(tmp_path / "corpus.parquet", tmp_path / "tc.parquet", tok, 48, "id", "{title} {text}")
+    tokenize_table(tmp_path / "queries.parquet", tmp_path / "tq.parquet", tok, 16, "qid")
+    return pd.read_parquet(tmp_path / "qrels.parquet"), TokenStore(tmp_path / "tq.parquet"), TokenStore(tmp_path / "tc.parquet")
+
+
+def _batches(dataset, epoch, workers):
+    dataset.set_epoch(epoch)
+    loader = torch.utils.data.DataLoader(
+        dataset, batch_sampler=rank_batches(len(dataset), 3, 0, 1), collate_fn=lambda items: [i for *_, i in items],
+        num_workers=workers,
+    )
+    return list(loader)
+
+
+def test_each_query_once_per_epoch_with_any_number_of_workers(train_store):
+    from dr_core.train_data import build_examples
+
+    qrels, queries, corpus = train_store
+    examples = build_examples(qrels, {"q1": ["1007", "1021", "1028"], "q3": ["1021"]}, queries, corpus)
+    dataset = GroupDataset(GroupSampler(examples, len(corpus), 3, seed=9), queries, corpus)
+    for epoch in (0, 1):
+        serial, parallel = _batches(dataset, epoch, 0), _batches(dataset, epoch, 2)
+        assert serial == parallel  # the same groups in the same batches
+        qids = [row[0] for batch in serial for row in batch]
+        assert sorted(qids) == sorted(e.qid for e in examples)  # every query exactly once
+    assert _batches(dataset, 0, 0) != _batches(dataset, 1, 0)

@@ -91,3 +91,31 @@ def test_sigkill_mid_run_then_resume_ends_with_the_same_weights(train_inputs):
         torch.testing.assert_close(a[k], b[k], rtol=0, atol=0)
     rows_a, rows_b = (list(csv.DictReader(open(d / f"{x}.csv"))) for x in "ab")
     assert [r["loss"] for r in rows_a] == [r["loss"] for r in rows_b]
+
+
+def test_distillation_with_validation_lamb_and_tensorboard(train_inputs):
+    d = train_inputs
+    qrels = pd.read_parquet(d / "qrels.parquet")
+    docs = pd.read_parquet(d / "corpus.parquet")["id"].tolist()
+    pos = qrels[qrels["rel"] > 0].groupby("qid")["docid"].agg(list).to_dict()
+    negatives = {q: [x for x in docs if x not in p][:6] for q, p in pos.items()}
+    teacher = {q: {**{x: 8.0 for x in p}, **{x: float(i % 3) for i, x in enumerate(negatives[q])}} for q, p in pos.items()}
+    settings = TrainSettings(
+        max_steps=6, batch_size=4, group_size=3, lr=1e-2, optimizer="lamb", warmup_ratio=0.0, contrastive_weight=0.0,
+        margin_mse_weight=1.0, kl_weight=0.5, teacher_temperature=2.0, sample_neg_from_topk=4, val_queries=4,
+        eval_every=2, log_every=3, tensorboard=True,
+    )
+    with pytest.raises(ValueError, match="teacher scores"):
+        Trainer(d / "init", d / "tq.parquet", d / "tc.parquet", qrels, negatives, settings, d / "ck")
+    trainer = Trainer(d / "init", d / "tq.parquet", d / "tc.parquet", qrels, negatives, settings, d / "ck", teacher)
+    assert len(trainer.dataset) == 12 and len(trainer.val_dataset) == 4  # 16 train queries, 4 held out
+    val_qids = {trainer.val_dataset.sampler.examples[i].qid for i in range(4)}
+    assert val_qids.isdisjoint(ex.qid for ex in trainer.dataset.sampler.examples)
+    assert all(len(ex.negatives) <= 4 for ex in trainer.dataset.sampler.examples)
+    first = trainer.validation_loss()
+    trainer.train(d / "model", d / "log.csv")
+    rows = list(csv.DictReader(open(d / "log.csv")))
+    assert [r["step"] for r in rows] == ["2", "3", "4", "6"]
+    assert [bool(r["val_loss"]) for r in rows] == [True, False, True, True]
+    assert float(rows[-1]["val_loss"]) < first
+    assert list((d / "model_tensorboard").glob("events.out.tfevents.*"))
