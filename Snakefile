@@ -9,6 +9,7 @@ configfile: f"{workflow.basedir}/config/config.yaml"
 
 include: "workflow/rules/common.smk"
 include: "workflow/rules/data.smk"
+include: "workflow/rules/msmarco.smk"
 include: "workflow/rules/bm25.smk"
 include: "workflow/rules/negatives.smk"
 include: "workflow/rules/model.smk"

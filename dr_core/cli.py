@@ -112,6 +112,29 @@ def _teacher_scores(a: argparse.Namespace) -> None:
     write_teacher_scores(scores, a.out, {"teacher": a.model, "kind": a.kind, "template": a.template})
 
 
+def _msmarco(a: argparse.Namespace) -> None:
+    from dr_core import msmarco, msmarco_prepare as prep
+
+    if a.step == "join":
+        msmarco.join_titles(a.inputs[0], a.inputs[1], a.out)
+    elif a.step == "triples":
+        msmarco.negatives_from_triples(a.inputs[0], a.out)
+    elif a.step == "corpus":
+        prep.corpus_to_parquet(a.inputs[0], a.out)
+    elif a.step == "queries":
+        prep.queries_to_parquet(a.inputs, a.out)
+    elif a.step == "qrels":
+        prep.qrels_to_parquet(a.inputs[0], a.inputs[1], a.inputs[2], a.out)
+    elif a.step == "run":
+        prep.trec_to_msmarco_run(a.inputs[0], a.out)
+
+
+def _fetch(a: argparse.Namespace) -> None:
+    from dr_core.msmarco_prepare import fetch_raw_file
+
+    fetch_raw_file(a.name, a.out, a.archive_dir)
+
+
 def _encode(a: argparse.Namespace) -> None:
     from dr_core.encode import encode_corpus_shard
 
@@ -199,8 +222,8 @@ def build_parser() -> argparse.ArgumentParser:
     for name in ("--corpus", "--queries", "--qrels", "--out"):
         s.add_argument(name, required=True)
     s.add_argument("--k", type=int, default=1000)
-    s.add_argument("--k1", type=float, default=0.9)
-    s.add_argument("--b", type=float, default=0.4)
+    s.add_argument("--k1", type=float, default=1.5)
+    s.add_argument("--b", type=float, default=0.75)
     s.add_argument("--stemmer", default="english")
     s.add_argument("--stopwords", default="en")
     s.set_defaults(func=_bm25)
@@ -250,6 +273,18 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--max-len", type=int, default=256, help="passage (bi) or pair (cross) length")
     s.set_defaults(func=_teacher_scores)
 
+    s = sub.add_parser("msmarco", help="MS MARCO steps: join titles, negatives from triples, Parquet, runs")
+    s.add_argument("step", choices=["join", "triples", "corpus", "queries", "qrels", "run"])
+    s.add_argument("--inputs", nargs="+", required=True)
+    s.add_argument("--out", required=True)
+    s.set_defaults(func=_msmarco)
+
+    s = sub.add_parser("fetch-msmarco", help="download one raw MS MARCO file (from its archive when it ships in one)")
+    s.add_argument("--name", required=True)
+    s.add_argument("--out", required=True)
+    s.add_argument("--archive-dir", required=True, help="where downloaded archives are kept")
+    s.set_defaults(func=_fetch)
+
     s = sub.add_parser("encode", help="embed one corpus shard")
     for name in ("--model", "--tokens", "--emb-out", "--ids-out"):
         s.add_argument(name, required=True)
@@ -295,4 +330,15 @@ def main(argv: list[str] | None = None) -> int:
     except (DataError, ValueError, FileNotFoundError) as e:
         log.error("%s", e, exc_info=not isinstance(e, DataError))
         return 1
+    _record_provenance(args)
     return 0
+
+
+def _record_provenance(args: argparse.Namespace) -> None:
+    """Write the step's arguments (settings, seeds) and the library version beside its main output."""
+    from dr_core.atomic import write_provenance
+
+    target = next((getattr(args, k) for k in ("out", "out_dir", "emb_out") if getattr(args, k, None)), None)
+    if target is not None and Path(target).exists():
+        params = {k: v for k, v in vars(args).items() if k != "func"}
+        write_provenance(target, params)

@@ -1,8 +1,10 @@
 import json
 import os
+import re
 from pathlib import Path
 
 import dr_core
+from dr_core.msmarco_prepare import RAW_FILES
 from snakemake.utils import validate
 
 validate(config, schema="../schemas/config.schema.yaml")
@@ -12,11 +14,26 @@ TRAIN_DS = config["data"]["train"]["dataset"]
 TRAIN_SPLIT = config["data"]["train"]["split"]
 ROUNDS = config["ance"]["rounds"]
 SHARDS = config["encode"]["num_shards"]
+# Every ranking system that is evaluated: BM25, the base model (round 0, zero-shot) and each trained round.
+SYSTEMS = ["bm25"] + [f"round{r}" for r in range(ROUNDS + 1)]
 # Rerun a step when the library that computes it changes.
 VERSION = dr_core.__version__
 GPU_RULES = {"train", "encode", "retrieve"}
 CPU_ENV = "../../envs/cpu.yaml"
 GPU_ENV = "../../envs/gpu.yaml"
+
+
+def names_pattern(kind):
+    """A regex matching exactly the configured datasets of one kind (beir or msmarco)."""
+    names = [re.escape(n) for n, d in config["datasets"].items() if d["kind"] == kind]
+    return "|".join(names) or "(?!)"
+
+
+BEIR_DATASETS = names_pattern("beir")
+# Raw MS MARCO files the rules read, and which qrels file backs each split.
+MSMARCO_RAW_FILES = list(RAW_FILES)
+MSMARCO_QRELS = {"train": "qrels.train.tsv", "dev": "qrels.dev.small.tsv"}
+MSMARCO_DATASETS = names_pattern("msmarco")
 
 
 wildcard_constraints:
@@ -64,11 +81,22 @@ def source_dir(wildcards):
     return f"{config['download_dir']}/{wildcards.dataset}"
 
 
+BUILTIN_RESOURCES = {
+    "default": {"threads": 2, "mem_mb": 4000, "runtime": 60, "gpu": 0},
+    "gpu_default": {"threads": 2, "mem_mb": 16000, "runtime": 720, "gpu": 1},
+}
+
+
 def res(rule_name, key):
-    """A resource of a rule from config `resources`, with defaults for CPU and GPU rules."""
-    table = config["resources"]
-    fallback = table["gpu_default"] if rule_name in GPU_RULES else table["default"]
-    return table.get(rule_name, {}).get(key, fallback.get(key))
+    """A resource of a rule: config `resources.<rule>`, else `default`/`gpu_default`, else built in."""
+    group = "gpu_default" if rule_name in GPU_RULES else "default"
+    for source in (
+        config["resources"].get(rule_name, {}),
+        config["resources"].get(group, {}),
+        BUILTIN_RESOURCES[group],
+    ):
+        if key in source:
+            return source[key]
 
 
 def rule_resources(rule_name):
@@ -102,6 +130,34 @@ def encoder_spec():
     return json.dumps({k: m[k] for k in keys})
 
 
+def first_negatives_file():
+    """The round-1 negatives file when they do not come from BM25."""
+    neg = config["negatives"]
+    if neg["source"] == "file":
+        if not neg["file"]:
+            raise ValueError(
+                "config: negatives.source is 'file' but negatives.file is not set"
+            )
+        return repo_path(neg["file"])
+    if _dataset(TRAIN_DS)["kind"] != "msmarco":
+        raise ValueError(
+            "config: negatives.source 'triples' needs an msmarco train dataset"
+        )
+    return f"{OUT}/data/{TRAIN_DS}/triples.negatives.tsv"
+
+
+def msmarco_file(name):
+    """Input function: a raw MS MARCO file, from the dataset's `path` when set, else downloaded."""
+
+    def f(wildcards):
+        ds = _dataset(wildcards.dataset)
+        if ds["path"]:
+            return f"{repo_path(ds['path'])}/{name}"
+        return f"{config['download_dir']}/{wildcards.dataset}/{name}"
+
+    return f
+
+
 def window_params(stage):
     """Rank window and sample size of a negatives stage, as scalar params (stable rerun triggers)."""
     window = config["negatives"][stage]
@@ -123,16 +179,21 @@ def launcher(wildcards, resources):
 
 def eval_metric_files():
     """Metrics of every system on every evaluation target, in table order."""
-    systems = ["bm25"] + [f"round{r}" for r in range(ROUNDS + 1)]
     return [
         f"{OUT}/{system}/{t['dataset']}/metrics.{t['split']}.json"
         for t in config["data"]["eval"]
-        for system in systems
+        for system in SYSTEMS
     ]
 
 
 def all_targets():
-    return [f"{OUT}/summary.tsv"]
+    msmarco_runs = [
+        f"{OUT}/{system}/{t['dataset']}/run.{t['split']}.msmarco.tsv"
+        for t in config["data"]["eval"]
+        if _dataset(t["dataset"])["kind"] == "msmarco"
+        for system in SYSTEMS
+    ]
+    return [f"{OUT}/summary.tsv", *msmarco_runs]
 
 
 def print_summary():

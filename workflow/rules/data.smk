@@ -3,6 +3,8 @@ rule acquire:
         directory(f"{config['download_dir']}/{{dataset}}"),
     log:
         f"{OUT}/logs/acquire/{{dataset}}.log",
+    wildcard_constraints:
+        dataset=BEIR_DATASETS,
     conda:
         CPU_ENV
     threads: res("acquire", "threads")
@@ -25,6 +27,8 @@ rule prepare:
         queries=f"{OUT}/data/{{dataset}}/queries.parquet",
     log:
         f"{OUT}/logs/prepare/{{dataset}}.log",
+    wildcard_constraints:
+        dataset=BEIR_DATASETS,
     conda:
         CPU_ENV
     threads: res("prepare", "threads")
@@ -47,6 +51,8 @@ rule qrels:
         f"{OUT}/data/{{dataset}}/qrels.{{split}}.parquet",
     log:
         f"{OUT}/logs/qrels/{{dataset}}.{{split}}.log",
+    wildcard_constraints:
+        dataset=BEIR_DATASETS,
     conda:
         CPU_ENV
     threads: res("qrels", "threads")

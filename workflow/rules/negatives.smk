@@ -1,15 +1,16 @@
-# Round 1 trains on BM25 negatives (or a given file); round r >= 2 on negatives mined with round r-1's model.
+# Round 1 trains on BM25 negatives (or a given file, or MS MARCO's triples); round r >= 2 on negatives mined
+# with round r-1's model.
 MINE_SHELL = (
     "python -m dr_core mine --run {input.run:q} --qrels {input.qrels:q} --out {output:q} "
     "--rank-min {params.rank_min} --rank-max {params.rank_max} --n {params.n} --seed {params.seed} > {log:q} 2>&1"
 )
 
 
-if config["negatives"]["file"]:
+if config["negatives"]["source"] != "bm25":
 
     rule first_negatives:
         input:
-            repo_path(config["negatives"]["file"]),
+            first_negatives_file(),
         output:
             f"{OUT}/round1/train_negatives.tsv",
         log:
