@@ -18,7 +18,7 @@ SHARDS = config["encode"]["num_shards"]
 SYSTEMS = ["bm25"] + [f"round{r}" for r in range(ROUNDS + 1)]
 # Rerun a step when the library that computes it changes.
 VERSION = dr_core.__version__
-GPU_RULES = {"train", "encode", "retrieve"}
+GPU_RULES = {"train", "encode", "retrieve", "teacher_scores"}
 CPU_ENV = "../../envs/cpu.yaml"
 GPU_ENV = "../../envs/gpu.yaml"
 
@@ -158,6 +158,20 @@ def msmarco_file(name):
     return f
 
 
+def teacher_scores(wildcards):
+    """Teacher scores for round r when the recipe distils; an empty list otherwise."""
+    train, distill = config["train"], config["distill"]
+    if not (train.get("margin_mse_weight", 0) or train.get("kl_weight", 0)):
+        return []
+    if distill["scores_file"]:
+        return repo_path(distill["scores_file"])
+    if not distill["teacher"]:
+        raise ValueError(
+            "config: distillation weights are set but neither distill.teacher nor distill.scores_file"
+        )
+    return f"{OUT}/round{wildcards.round}/teacher_scores.parquet"
+
+
 def window_params(stage):
     """Rank window and sample size of a negatives stage, as scalar params (stable rerun triggers)."""
     window = config["negatives"][stage]
@@ -193,7 +207,7 @@ def all_targets():
         if _dataset(t["dataset"])["kind"] == "msmarco"
         for system in SYSTEMS
     ]
-    return [f"{OUT}/summary.tsv", *msmarco_runs]
+    return [f"{OUT}/summary.tsv", *msmarco_runs, *report_targets()]
 
 
 def print_summary():

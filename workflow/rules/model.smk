@@ -26,6 +26,7 @@ rule train:
         corpus=f"{OUT}/data/{TRAIN_DS}/tokens.corpus.parquet",
         qrels=f"{OUT}/data/{TRAIN_DS}/qrels.{TRAIN_SPLIT}.parquet",
         negatives=f"{OUT}/round{{round}}/train_negatives.tsv",
+        teacher=teacher_scores,
     output:
         model=directory(f"{OUT}/round{{round}}/model"),
         log_csv=f"{OUT}/round{{round}}/train_log.csv",
@@ -49,4 +50,35 @@ rule train:
         "{params.launcher} -m dr_core --threads {threads} train --init {input.init:q} "
         "--queries {input.queries:q} --corpus {input.corpus:q} --qrels {input.qrels:q} "
         "--negatives {input.negatives:q} --out {output.model:q} --log {output.log_csv:q} "
-        "--checkpoint-dir {params.checkpoints:q} --settings {params.settings:q} > {log:q} 2>&1"
+        "--checkpoint-dir {params.checkpoints:q} --settings {params.settings:q} "
+        "--teacher-scores={input.teacher:q} > {log:q} 2>&1"
+
+
+rule teacher_scores:
+    input:
+        queries=f"{OUT}/data/{TRAIN_DS}/queries.parquet",
+        corpus=f"{OUT}/data/{TRAIN_DS}/corpus.parquet",
+        qrels=f"{OUT}/data/{TRAIN_DS}/qrels.{TRAIN_SPLIT}.parquet",
+        negatives=f"{OUT}/round{{round}}/train_negatives.tsv",
+    output:
+        f"{OUT}/round{{round}}/teacher_scores.parquet",
+    log:
+        f"{OUT}/logs/teacher_scores/round{{round}}.log",
+    conda:
+        GPU_ENV
+    threads: res("teacher_scores", "threads")
+    resources:
+        **rule_resources("teacher_scores"),
+    params:
+        teacher=config["distill"]["teacher"] or "",
+        kind=config["distill"]["kind"],
+        template=lambda w: config["model"]["template"],
+        batch_size=config["distill"]["batch_size"],
+        q_max_len=config["distill"]["q_max_len"],
+        max_len=config["distill"]["max_len"],
+        version=VERSION,
+    shell:
+        "python -m dr_core --threads {threads} teacher-scores --model {params.teacher:q} --kind {params.kind} "
+        "--queries {input.queries:q} --corpus {input.corpus:q} --qrels {input.qrels:q} "
+        "--negatives {input.negatives:q} --out {output:q} --template {params.template:q} "
+        "--batch-size {params.batch_size} --q-max-len {params.q_max_len} --max-len {params.max_len} > {log:q} 2>&1"
