@@ -7,6 +7,9 @@ min_version("9.0")
 configfile: f"{workflow.basedir}/config/config.yaml"
 
 
+report: "workflow/report/workflow.rst"
+
+
 include: "workflow/rules/common.smk"
 include: "workflow/rules/data.smk"
 include: "workflow/rules/msmarco.smk"
@@ -15,6 +18,7 @@ include: "workflow/rules/negatives.smk"
 include: "workflow/rules/model.smk"
 include: "workflow/rules/retrieval.smk"
 include: "workflow/rules/evaluate.smk"
+include: "workflow/rules/report.smk"
 
 
 rule all:

@@ -1,0 +1,208 @@
+"""Report figures and tables: metrics across rounds, training curves, DRO cluster weights, job runtimes.
+
+Each function reads the workflow's outputs (summary TSV, train_log CSVs, benchmark TSVs) and writes one
+PNG/SVG (format from the file suffix) or HTML file, atomically. `python -m dr_core.plots <kind> ...` runs them.
+"""
+
+from __future__ import annotations
+
+import argparse
+import re
+from pathlib import Path
+from typing import Sequence
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import pandas as pd  # noqa: E402
+from matplotlib.figure import Figure  # noqa: E402
+
+from dr_core.atomic import atomic_path  # noqa: E402
+from dr_core.errors import DataError  # noqa: E402
+
+DRO_COLUMN = re.compile(r"cluster_weight_(.+)")
+ROUND = re.compile(r"round(\d+)")
+
+
+def _save(fig: Figure, out: str | Path) -> None:
+    """Write a figure atomically; the format is the file suffix (png, svg, pdf)."""
+    with atomic_path(out) as tmp:
+        fig.savefig(tmp, format=Path(out).suffix.lstrip("."), dpi=120, bbox_inches="tight")
+    plt.close(fig)
+
+
+def _round_of(system: str) -> int | None:
+    m = ROUND.fullmatch(system)
+    return int(m.group(1)) if m else None
+
+
+def _round_label(path: Path) -> str:
+    """`.../round2/train_log.csv` -> `round2`."""
+    return path.parent.name
+
+
+def read_summary(path: str | Path) -> pd.DataFrame:
+    """The summary table; checks the columns the plots need."""
+    table = pd.read_csv(path, sep="\t")
+    missing = {"system", "dataset", "split", "ndcg@10"} - set(table.columns)
+    if missing:
+        raise DataError(path, 1, f"summary lacks columns {sorted(missing)}")
+    return table
+
+
+def recall_columns(table: pd.DataFrame) -> list[str]:
+    """recall@k columns, by increasing k."""
+    cols = [c for c in table.columns if c.startswith("recall@")]
+    return sorted(cols, key=lambda c: int(c.split("@")[1]))
+
+
+def _metric_panel(ax: plt.Axes, rows: pd.DataFrame, metrics: list[str], title: str) -> None:
+    """One line per metric over the rounds; BM25 (when present) as a dashed line of the same colour."""
+    rounds = rows.assign(round=rows["system"].map(_round_of)).dropna(subset=["round"]).sort_values("round")
+    bm25 = rows[rows["system"] == "bm25"]
+    for metric in metrics:
+        (line,) = ax.plot(rounds["round"].astype(int), rounds[metric], marker="o", label=metric)
+        if not bm25.empty:
+            ax.axhline(bm25[metric].iloc[0], ls="--", color=line.get_color(), label=f"{metric} BM25")
+    ax.set(title=title, xlabel="round (0 = base model, zero-shot)", ylim=(0, 1.02))
+    ax.set_xticks(rounds["round"].astype(int).tolist())
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize="small", loc="lower right")
+
+
+def plot_metrics(summary: str | Path, out: str | Path) -> None:
+    """nDCG@10 and recall@k per round, one row of panels per evaluation target."""
+    table = read_summary(summary)
+    targets = list(table.groupby(["dataset", "split"], sort=False))
+    fig, axes = plt.subplots(len(targets), 2, figsize=(10, 3.6 * len(targets)), squeeze=False, layout="constrained")
+    for row, ((dataset, split), rows) in zip(axes, targets):
+        _metric_panel(row[0], rows, ["ndcg@10"], f"nDCG@10 - {dataset} {split}")
+        _metric_panel(row[1], rows, recall_columns(table), f"Recall - {dataset} {split}")
+    _save(fig, out)
+
+
+def read_train_log(path: str | Path) -> pd.DataFrame:
+    """A train_log CSV; checks it has steps and losses."""
+    log = pd.read_csv(path)
+    missing = {"step", "loss"} - set(log.columns)
+    if missing:
+        raise DataError(path, 1, f"train log lacks columns {sorted(missing)}")
+    if log.empty:
+        raise DataError(path, None, "train log has no rows")
+    return log
+
+
+def plot_training(logs: Sequence[str | Path], out: str | Path) -> None:
+    """Training loss (and validation loss when logged) against step, one line per round."""
+    fig, ax = plt.subplots(figsize=(8, 4.5), layout="constrained")
+    for path in map(Path, logs):
+        log = read_train_log(path)
+        (line,) = ax.plot(log["step"], log["loss"], label=f"{_round_label(path)} train")
+        val = log.dropna(subset=["val_loss"]) if "val_loss" in log else log.iloc[0:0]
+        if not val.empty:
+            ax.plot(val["step"], val["val_loss"], "s--", color=line.get_color(), label=f"{_round_label(path)} val")
+    ax.set(title="Training loss", xlabel="step", ylabel="loss")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize="small")
+    _save(fig, out)
+
+
+def dro_weights(path: str | Path) -> pd.DataFrame:
+    """The `cluster_weight_<g>` columns of a train log, indexed by step, renamed to the cluster `<g>`."""
+    log = read_train_log(path)
+    cols = {c: m.group(1) for c in log.columns if (m := DRO_COLUMN.fullmatch(c))}
+    if not cols:
+        raise DataError(path, 1, "train log has no cluster_weight_<g> columns (the recipe uses DRO)")
+    return log.set_index("step")[list(cols)].rename(columns=cols)
+
+
+def plot_dro_weights(logs: Sequence[str | Path], out: str | Path) -> None:
+    """DRO cluster weights against step, one panel per round."""
+    paths = [Path(p) for p in logs]
+    fig, axes = plt.subplots(len(paths), 1, figsize=(8, 3.4 * len(paths)), squeeze=False, layout="constrained")
+    for ax, path in zip(axes[:, 0], paths):
+        weights = dro_weights(path)
+        ax.plot(weights.index, weights.to_numpy(), label=list(weights.columns))
+        if len(weights.columns) <= 12:
+            ax.legend(title="cluster", fontsize="small")
+        ax.set(title=f"DRO cluster weights - {_round_label(path)}", xlabel="step", ylabel="weight")
+        ax.grid(alpha=0.3)
+    _save(fig, out)
+
+
+def read_benchmarks(paths: Sequence[str | Path]) -> pd.DataFrame:
+    """Snakemake benchmark TSVs -> one row per job: rule (folder), job (file stem), wall s, max RSS MB."""
+    rows = []
+    for path in map(Path, paths):
+        bench = pd.read_csv(path, sep="\t")
+        if bench.empty or "s" not in bench:
+            raise DataError(path, 1, "not a Snakemake benchmark file (no 's' column or no rows)")
+        rss = pd.to_numeric(bench.get("max_rss"), errors="coerce")
+        rows.append({"rule": path.parent.name, "job": path.stem, "s": bench["s"].mean(), "max_rss": rss.max()})
+    return pd.DataFrame(rows)
+
+
+def plot_runtimes(benchmarks: Sequence[str | Path], out: str | Path) -> None:
+    """Wall time and peak memory of each benchmarked job, coloured by rule."""
+    table = read_benchmarks(benchmarks).sort_values(["rule", "job"], ascending=False)
+    colours = {rule: f"C{i}" for i, rule in enumerate(sorted(table["rule"].unique()))}
+    labels = table["rule"] + ": " + table["job"]
+    fig, (left, right) = plt.subplots(1, 2, figsize=(11, 0.35 * len(table) + 1.5), sharey=True, layout="constrained")
+    left.barh(labels, table["s"], color=table["rule"].map(colours))
+    left.set(title="Wall time", xlabel="seconds")
+    right.barh(labels, table["max_rss"].fillna(0), color=table["rule"].map(colours))
+    right.set(title="Peak memory", xlabel="max RSS (MB)")
+    for ax in (left, right):
+        ax.grid(axis="x", alpha=0.3)
+    _save(fig, out)
+
+
+def summary_html(summary: str | Path, out: str | Path) -> None:
+    """The summary table as a standalone HTML page; the best system per metric and target in bold."""
+    table = read_summary(summary)
+    metrics = [c for c in table.columns if c not in ("system", "dataset", "split")]
+    best = table.groupby(["dataset", "split"])[metrics].transform("max")
+    cells = table.astype(object)
+    for metric in metrics:
+        text = table[metric].map("{:.4f}".format)
+        cells[metric] = text.where(table[metric] < best[metric], "<b>" + text + "</b>")
+    page = (
+        "<!doctype html><html><head><meta charset='utf-8'><title>Retrieval metrics</title><style>"
+        "body{font-family:sans-serif;margin:1em}table{border-collapse:collapse}"
+        "th,td{border:1px solid #bbb;padding:4px 10px;text-align:right}th{background:#eee}"
+        "td:nth-child(-n+3){text-align:left}</style></head>"
+        f"<body>{cells.to_html(index=False, escape=False)}</body></html>\n"
+    )
+    with atomic_path(out) as tmp:
+        tmp.write_text(page)
+
+
+# CLI kind -> (input option, whether it takes several files, function(inputs, out)).
+KINDS = {
+    "metrics": ("summary", False, plot_metrics),
+    "table": ("summary", False, summary_html),
+    "training": ("logs", True, plot_training),
+    "dro": ("logs", True, plot_dro_weights),
+    "runtimes": ("benchmarks", True, plot_runtimes),
+}
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="python -m dr_core.plots", description=__doc__.splitlines()[0])
+    sub = p.add_subparsers(dest="kind", required=True)
+    for kind, (source, many, func) in KINDS.items():
+        s = sub.add_parser(kind, help=func.__doc__.splitlines()[0])
+        s.add_argument(f"--{source}", dest="src", nargs="+" if many else None, required=True)
+        s.add_argument("--out", required=True)
+    return p
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    KINDS[args.kind][2](args.src, args.out)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
