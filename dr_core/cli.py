@@ -135,6 +135,21 @@ def _fetch(a: argparse.Namespace) -> None:
     fetch_raw_file(a.name, a.out, a.archive_dir)
 
 
+def _cluster(a: argparse.Namespace) -> None:
+    import pandas as pd
+
+    from dr_core.clustering import kmeans, write_assignments
+    from dr_core.device import pick_device
+    from dr_core.encode import encode_queries
+    from dr_core.model import BiEncoder, load_tokenizer
+    from dr_core.tokenization import TokenStore
+
+    qids = sorted(pd.read_parquet(a.qrels)["qid"].unique())
+    model = BiEncoder.load(a.model).to(pick_device())
+    emb = encode_queries(model, load_tokenizer(a.model), TokenStore(a.query_tokens), qids, a.batch_size)
+    write_assignments(a.out, qids, kmeans(emb, a.num_clusters, seed=a.seed))
+
+
 def _encode(a: argparse.Namespace) -> None:
     from dr_core.encode import encode_corpus_shard
 
@@ -284,6 +299,14 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--out", required=True)
     s.add_argument("--archive-dir", required=True, help="where downloaded archives are kept")
     s.set_defaults(func=_fetch)
+
+    s = sub.add_parser("cluster", help="k-means over the train queries' embeddings (DRO groups)")
+    for name in ("--model", "--query-tokens", "--qrels", "--out"):
+        s.add_argument(name, required=True)
+    s.add_argument("--num-clusters", type=int, required=True)
+    s.add_argument("--seed", type=int, default=42)
+    s.add_argument("--batch-size", type=int, default=256)
+    s.set_defaults(func=_cluster)
 
     s = sub.add_parser("encode", help="embed one corpus shard")
     for name in ("--model", "--tokens", "--emb-out", "--ids-out"):

@@ -9,6 +9,7 @@ import re
 import tarfile
 import threading
 import zipfile
+from pathlib import Path
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
@@ -177,3 +178,39 @@ def test_extract_failure_leaves_no_directory(tmp_path):
     with pytest.raises(tarfile.TarError):
         extract(bad, tmp_path / "out")
     assert sorted(p.name for p in tmp_path.iterdir()) == ["broken.tar.gz"]
+
+
+def test_acquire_beir_unpacks_the_dataset_folder(server, tmp_path):
+    from dr_core.acquire import acquire_beir
+
+    tiny = Path(__file__).parent / "fixtures" / "beir" / "tiny"
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w") as zf:
+        for path in tiny.rglob("*"):
+            if path.is_file():
+                zf.write(path, f"tiny/{path.relative_to(tiny)}")
+    server.files["/tiny.zip"] = buf.getvalue()
+    out = tmp_path / "downloads" / "tiny"
+    acquire_beir(f"{server.url}/tiny.zip", out, md5=hashlib.md5(buf.getvalue()).hexdigest(), cache_dir=tmp_path / "downloads")
+    assert (out / "corpus.jsonl").read_bytes() == (tiny / "corpus.jsonl").read_bytes()
+    assert (out / "qrels" / "test.tsv").exists()
+    assert sorted(p.name for p in (tmp_path / "downloads").iterdir()) == ["tiny", "tiny.zip"]
+
+
+def test_fetch_msmarco_member_from_its_archive(server, tmp_path, monkeypatch):
+    from dr_core import msmarco, msmarco_prepare
+
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w:gz") as tar:
+        for name, data in (("marco/para.txt", b"1\tsome text\n"), ("marco/para.title.txt", b"1\ta title\n")):
+            info = tarfile.TarInfo(name)
+            info.size = len(data)
+            tar.addfile(info, io.BytesIO(data))
+    server.files["/marco.tar.gz"] = buf.getvalue()
+    spec = msmarco.MSMARCO_FILES["marco.tar.gz"]
+    monkeypatch.setitem(msmarco.MSMARCO_FILES, "marco.tar.gz", msmarco.MsMarcoFile(f"{server.url}/marco.tar.gz", None, spec.contents))
+    msmarco_prepare.fetch_raw_file("para.title.txt", tmp_path / "para.title.txt", tmp_path / "archives")
+    assert (tmp_path / "para.title.txt").read_bytes() == b"1\ta title\n"
+    assert (tmp_path / "archives" / "marco.tar.gz").exists()
+    with pytest.raises(ValueError, match="unknown MS MARCO file"):
+        msmarco_prepare.fetch_raw_file("nope.txt", tmp_path / "x", tmp_path / "archives")

@@ -82,3 +82,28 @@ rule teacher_scores:
         "--queries {input.queries:q} --corpus {input.corpus:q} --qrels {input.qrels:q} "
         "--negatives {input.negatives:q} --out {output:q} --template {params.template:q} "
         "--batch-size {params.batch_size} --q-max-len {params.q_max_len} --max-len {params.max_len} > {log:q} 2>&1"
+
+
+rule cluster:
+    input:
+        model=lambda w: f"{OUT}/round{int(w.round) - 1}/model",
+        queries=f"{OUT}/data/{TRAIN_DS}/tokens.queries.parquet",
+        qrels=f"{OUT}/data/{TRAIN_DS}/qrels.{TRAIN_SPLIT}.parquet",
+    output:
+        f"{OUT}/round{{round}}/query_clusters.tsv",
+    log:
+        f"{OUT}/logs/cluster/round{{round}}.log",
+    wildcard_constraints:
+        round=r"[1-9]\d*",
+    conda:
+        GPU_ENV
+    threads: res("cluster", "threads")
+    resources:
+        **rule_resources("cluster"),
+    params:
+        num_clusters=config["dro"]["num_clusters"],
+        seed=config["train"]["seed"],
+        version=VERSION,
+    shell:
+        "python -m dr_core --threads {threads} cluster --model {input.model:q} --query-tokens {input.queries:q} "
+        "--qrels {input.qrels:q} --num-clusters {params.num_clusters} --seed {params.seed} --out {output:q} > {log:q} 2>&1"
