@@ -108,26 +108,37 @@ def plot_training(logs: Sequence[str | Path], out: str | Path) -> None:
     _save(fig, out)
 
 
-def dro_weights(path: str | Path) -> pd.DataFrame:
-    """The `cluster_weight_<g>` columns of a train log, indexed by step, renamed to the cluster `<g>`."""
-    log = read_train_log(path)
-    cols = {c: m.group(1) for c in log.columns if (m := DRO_COLUMN.fullmatch(c))}
-    if not cols:
-        raise DataError(path, 1, "train log has no cluster_weight_<g> columns (the recipe uses DRO)")
-    return log.set_index("step")[list(cols)].rename(columns=cols)
+def dro_panels(path: str | Path) -> dict[str, pd.DataFrame]:
+    """Panel title -> columns to draw against step: the per-cluster weights (`cluster_weight_<g>`, renamed
+    `<g>`) when the log has them, else one panel per `dro/<stat>` summary column."""
+    log = read_train_log(path).set_index("step")
+    weights = {c: m.group(1) for c in log.columns if (m := DRO_COLUMN.fullmatch(c))}
+    if weights:
+        return {"cluster weights": log[list(weights)].rename(columns=weights)}
+    stats = [c for c in log.columns if c.startswith("dro/")]
+    if not stats:
+        raise DataError(path, 1, "train log has neither cluster_weight_<g> nor dro/<stat> columns (recipe uses DRO)")
+    return {c.removeprefix("dro/").replace("_", " "): log[[c]].dropna() for c in stats}
 
 
 def plot_dro_weights(logs: Sequence[str | Path], out: str | Path) -> None:
-    """DRO cluster weights against step, one panel per round."""
+    """DRO cluster weights (or the logged DRO summaries) against step, one row of panels per round."""
     paths = [Path(p) for p in logs]
-    fig, axes = plt.subplots(len(paths), 1, figsize=(8, 3.4 * len(paths)), squeeze=False, layout="constrained")
-    for ax, path in zip(axes[:, 0], paths):
-        weights = dro_weights(path)
-        ax.plot(weights.index, weights.to_numpy(), label=list(weights.columns))
-        if len(weights.columns) <= 12:
-            ax.legend(title="cluster", fontsize="small")
-        ax.set(title=f"DRO cluster weights - {_round_label(path)}", xlabel="step", ylabel="weight")
-        ax.grid(alpha=0.3)
+    panels = [dro_panels(p) for p in paths]
+    ncols = max(map(len, panels))
+    fig, axes = plt.subplots(
+        len(paths), ncols, figsize=(8 if ncols == 1 else 3.6 * ncols, 3.4 * len(paths)), squeeze=False,
+        layout="constrained",
+    )
+    for row, path, round_panels in zip(axes, paths, panels):
+        for ax, (title, frame) in zip(row, round_panels.items()):
+            ax.plot(frame.index, frame.to_numpy(), label=list(frame.columns))
+            ax.set(title=f"DRO {title} - {_round_label(path)}", xlabel="step")
+            ax.grid(alpha=0.3)
+            if title == "cluster weights" and len(frame.columns) <= 12:
+                ax.legend(title="cluster", fontsize="small")
+        for ax in row[len(round_panels):]:
+            ax.set_axis_off()
     _save(fig, out)
 
 

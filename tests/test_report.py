@@ -71,13 +71,16 @@ def test_metric_and_training_plots_are_drawn(tmp_path):
     assert plots.recall_columns(pd.read_csv(summary, sep="\t")) == ["recall@100", "recall@1000"]
 
 
-def test_dro_plot_reads_cluster_weight_columns_and_refuses_logs_without_them(tmp_path):
+def test_dro_plot_reads_cluster_weights_or_dro_summaries_and_refuses_logs_without_either(tmp_path):
     logs = [write_train_log(tmp_path / f"round{r}", clusters=3) for r in (1, 2)]
-    assert plots.dro_weights(logs[0]).columns.tolist() == ["0", "1", "2"]
+    assert plots.dro_panels(logs[0])["cluster weights"].columns.tolist() == ["0", "1", "2"]
     plots.main(["dro", "--logs", *map(str, logs), "--out", str(tmp_path / "dro.png")])
     assert_not_blank(tmp_path / "dro.png")
     plain = write_train_log(tmp_path / "plain" / "round1")
-    with pytest.raises(DataError, match="no cluster_weight_<g> columns"):
+    summaries = pd.read_csv(plain).assign(**{"dro/max_weight": 0.5, "dro/effective_clusters": 3.0})
+    summaries.to_csv(tmp_path / "summaries.csv", index=False)
+    assert set(plots.dro_panels(tmp_path / "summaries.csv")) == {"max weight", "effective clusters"}
+    with pytest.raises(DataError, match="neither cluster_weight_<g> nor dro/<stat> columns"):
         plots.plot_dro_weights([plain], tmp_path / "x.png")
     assert not (tmp_path / "x.png").exists()
 
