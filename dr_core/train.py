@@ -193,7 +193,7 @@ class Trainer:
             self.model.gradient_checkpointing_enable()
         self.queries, self.corpus = TokenStore(queries), TokenStore(corpus)
         examples = self._examples(qrels, negatives)
-        self.positives = {ex.qid: set(ex.positives) for ex in examples}
+        self.positives = qrels[qrels["rel"] > 0].groupby("qid")["docid"].agg(set).to_dict()  # false-negative mask
         examples, val = split_validation(examples, validation_size(settings, len(examples)), settings.seed)
         self.dataset = self._dataset(examples)
         self.val_dataset = self._dataset(val) if val else None
