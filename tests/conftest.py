@@ -62,3 +62,18 @@ def shared_or_skip(name: str) -> Path:
     if not (path / "corpus.jsonl").exists():
         pytest.skip(f"{path} is absent")
     return path
+
+
+@pytest.fixture(scope="session")
+def fixture_run(tmp_path_factory) -> Path:
+    """A working directory where the whole fixture recipe (2 rounds) has run once, shared by the slow tests."""
+    import subprocess
+    import sys
+
+    workdir = tmp_path_factory.mktemp("fixture_run")
+    cmd = [sys.executable, "-m", "snakemake", "-s", str(REPO / "Snakefile"), "--cores", "2",
+           "--configfile", str(FIXTURES / "workflow_config.yaml"), "--directory", str(workdir)]
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=1200)
+    if proc.returncode != 0:
+        raise AssertionError(f"fixture run failed:\n{proc.stdout[-4000:]}\n{proc.stderr[-4000:]}")
+    return workdir

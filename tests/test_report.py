@@ -157,17 +157,16 @@ window.addEventListener("load", () => setTimeout(() => {{
 
 
 @pytest.mark.slow
-def test_report_is_self_contained_and_its_plots_render_in_chromium(tmp_path):
+def test_report_is_self_contained_and_its_plots_render_in_chromium(fixture_run, tmp_path):
     if not CHROMIUM.exists():
         pytest.skip(f"{CHROMIUM} is absent (apt-get install chromium)")
-    snakemake("--cores", "2", "--configfile", str(FIXTURE_CONFIG), "--directory", str(tmp_path))
     report = tmp_path / "report.html"
-    snakemake("--configfile", str(FIXTURE_CONFIG), "--directory", str(tmp_path), "--report", str(report))
+    snakemake("--configfile", str(FIXTURE_CONFIG), "--directory", str(fixture_run), "--report", str(report))
     results = report_results(report)
     by_name = {entry["name"]: (Path(path), entry) for path, entry in results.items()}
     assert set(by_name) == REPORT_FILES
     for name, (path, entry) in by_name.items():
-        assert data_uri_bytes(entry["data_uri"]) == (tmp_path / path).read_bytes(), name  # embedded, not linked
+        assert data_uri_bytes(entry["data_uri"]) == (fixture_run / path).read_bytes(), name  # embedded, not linked
         assert entry["caption"].strip(), f"{name} has no caption"
         if name.endswith(".png"):
             assert_not_blank(data_uri_bytes(entry["data_uri"]))

@@ -89,9 +89,8 @@ def test_bad_corpus_line_fails_clearly_and_leaves_no_output(tmp_path):
 
 
 @pytest.mark.slow
-def test_end_to_end_two_rounds_on_the_fixture(tmp_path):
-    snakemake("--cores", "2", "--configfile", str(FIXTURE_CONFIG), "--directory", str(tmp_path))
-    out = tmp_path / "results" / "tiny"
+def test_end_to_end_two_rounds_on_the_fixture(fixture_run, tmp_path):
+    out = fixture_run / "results" / "tiny"
     summary = pd.read_csv(out / "summary.tsv", sep="\t")
     assert summary["system"].tolist() == ["bm25", "round0", "round1", "round2"]
     assert set(summary.columns) >= {"ndcg@10", "mrr@10", "recall@100", "recall@1000", "map"}
@@ -106,12 +105,13 @@ def test_end_to_end_two_rounds_on_the_fixture(tmp_path):
     metrics = json.loads((out / "round2" / "tiny" / "metrics.test.json").read_text())
     assert metrics["system"] == "round2" and set(metrics["per_query"]) == {f"q{i}" for i in (4, 8, 12, 16, 18, 20, 22, 24)}
 
-    # Nothing left to do; changing only an evaluation setting reruns only evaluation.
-    assert "Nothing to be done" in snakemake("-n", "--configfile", str(FIXTURE_CONFIG), "--directory", str(tmp_path)).stdout
+    # Nothing left to do; changing only an evaluation setting reruns only evaluation (and what reports it).
+    run = ("--directory", str(fixture_run))
+    assert "Nothing to be done" in snakemake("-n", "--configfile", str(FIXTURE_CONFIG), *run).stdout
     changed = write_config(tmp_path, **{"eval.metrics": ["ndcg@10", "recall@10"]})
-    jobs = planned_jobs(snakemake("-n", "--configfile", str(changed), "--directory", str(tmp_path)).stdout)
-    assert set(jobs) == {"evaluate", "summary", "all"}
+    jobs = planned_jobs(snakemake("-n", "--configfile", str(changed), *run).stdout)
+    assert set(jobs) == {"evaluate", "summary", "report_table", "report_metrics", "all"}
     # Changing a mining setting reruns round 2 and what follows, not round 1.
     changed = write_config(tmp_path, **{"negatives.mine": {"depth": 20, "rank_min": 3, "rank_max": 20, "n": 8}})
-    jobs = planned_jobs(snakemake("-n", "--configfile", str(changed), "--directory", str(tmp_path)).stdout)
+    jobs = planned_jobs(snakemake("-n", "--configfile", str(changed), *run).stdout)
     assert jobs["train"] == 1 and jobs["mine"] == 1 and jobs["encode"] == 2 and "bm25" not in jobs

@@ -7,6 +7,8 @@ rule bm25:
         f"{OUT}/bm25/{{dataset}}/run.{{split}}.trec",
     log:
         f"{OUT}/logs/bm25/{{dataset}}.{{split}}.log",
+    benchmark:
+        f"{OUT}/benchmarks/bm25/{{dataset}}.{{split}}.tsv"
     conda:
         CPU_ENV
     threads: res("bm25", "threads")

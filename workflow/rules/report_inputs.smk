@@ -12,20 +12,31 @@ def train_logs() -> list[str]:
 
 
 def benchmark_files() -> list[str]:
-    """Benchmark TSVs of the jobs the DAG runs: train for every round; encode for every round on each
-    evaluation dataset, and for rounds 1..R-1 on the train dataset (their runs mine the next round).
+    """Benchmark TSVs of the jobs the DAG runs: train for every round; encode and retrieve for every round
+    on each evaluation target, and for rounds 1..R-1 on the train split (their runs mine the next round);
+    BM25 on each evaluation target and, when it gives round 1's negatives, on the train split.
     """
-    pairs = {
-        (r, t["dataset"]) for t in config["data"]["eval"] for r in range(ROUNDS + 1)
-    }
-    pairs |= {(r, TRAIN_DS) for r in range(1, ROUNDS)}
-    encode = [
-        expand(rules.encode.benchmark, round=r, dataset=ds, shard=range(SHARDS))
-        for r, ds in sorted(pairs)
-    ]
+    train_target = (TRAIN_DS, TRAIN_SPLIT)
+    eval_targets = {(t["dataset"], t["split"]) for t in config["data"]["eval"]}
+    runs = {(r, ds, split) for ds, split in eval_targets for r in range(ROUNDS + 1)}
+    runs |= {(r, *train_target) for r in range(1, ROUNDS)}
+    bm25 = eval_targets | (
+        {train_target} if config["negatives"]["source"] == "bm25" else set()
+    )
     return [
         *expand(rules.train.benchmark, round=range(1, ROUNDS + 1)),
-        *sum(encode, []),
+        *[
+            path
+            for r, ds in sorted({(r, ds) for r, ds, _ in runs})
+            for path in expand(
+                rules.encode.benchmark, round=r, dataset=ds, shard=range(SHARDS)
+            )
+        ],
+        *[
+            rules.retrieve.benchmark.format(round=r, dataset=ds, split=sp)
+            for r, ds, sp in sorted(runs)
+        ],
+        *[rules.bm25.benchmark.format(dataset=ds, split=sp) for ds, sp in sorted(bm25)],
     ]
 
 

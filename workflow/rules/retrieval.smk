@@ -39,6 +39,8 @@ rule retrieve:
         f"{OUT}/round{{round}}/{{dataset}}/run.{{split}}.trec",
     log:
         f"{OUT}/logs/retrieve/round{{round}}.{{dataset}}.{{split}}.log",
+    benchmark:
+        f"{OUT}/benchmarks/retrieve/round{{round}}.{{dataset}}.{{split}}.tsv"
     conda:
         GPU_ENV
     threads: res("retrieve", "threads")
