@@ -62,7 +62,7 @@ def ours(work: Path, qrels: pd.DataFrame, negatives: dict[str, list[str]], max_l
     trainer.train(work / f"model{max_len}", work / f"log{max_len}.csv")
     log = pd.read_csv(work / f"log{max_len}.csv")
     elapsed = log.set_index("step")["elapsed_s"]
-    return steps * BATCH / (elapsed[warmup + steps] - elapsed[warmup])
+    return float(steps * BATCH / (elapsed[warmup + steps] - elapsed[warmup]))
 
 
 def sentence_transformers(work: Path, qrels: pd.DataFrame, negatives: dict[str, list[str]], max_len: int, warmup: int, steps: int) -> float:
