@@ -82,6 +82,8 @@ def _train(a: argparse.Namespace) -> None:
     import pandas as pd
 
     from dr_core.negatives import read_negatives
+    from dr_core.clustering import read_assignments
+    from dr_core.dro import DroSettings
     from dr_core.train import Trainer, TrainSettings
 
     settings = TrainSettings(**json.loads(a.settings))
@@ -91,8 +93,10 @@ def _train(a: argparse.Namespace) -> None:
         from dr_core.teacher import read_teacher_scores
 
         teacher = read_teacher_scores(a.teacher_scores, set(qrels["qid"]))
+    dro = DroSettings(**json.loads(a.dro)) if a.dro else None
+    clusters = read_assignments(a.clusters) if a.clusters else None
     trainer = Trainer(
-        a.init, a.queries, a.corpus, qrels, read_negatives(a.negatives), settings, a.checkpoint_dir, teacher
+        a.init, a.queries, a.corpus, qrels, read_negatives(a.negatives), settings, a.checkpoint_dir, teacher, dro, clusters
     )
     trainer.train(a.out, a.log)
 
@@ -276,6 +280,8 @@ def build_parser() -> argparse.ArgumentParser:
         s.add_argument(name, required=True)
     s.add_argument("--settings", required=True, help="TrainSettings as JSON")
     s.add_argument("--teacher-scores", default="", help="Parquet (qid, pid, score) or sentence-transformers .pkl.gz")
+    s.add_argument("--dro", default="", help="DroSettings as JSON (COCO-DR cluster re-weighting)")
+    s.add_argument("--clusters", default="", help="query clusters (qid<TAB>cluster) for DRO")
     s.set_defaults(func=_train)
 
     s = sub.add_parser("teacher-scores", help="score each train query's positives and negatives with a teacher")

@@ -10,7 +10,7 @@ which gives a cluster absent from the previous batch only the floor weight eps).
 Trainer step (sketch):
 
     dro = make_dro(cfg.type, num_clusters, **hparams)            # None for 'none'
-    per_query = info_nce(q, p, G, temperature, reduction="none")  # [B]; loss.info_nce needs this option
+    per_query = info_nce(q, p, G, temperature, reduction="none")  # [B]
     if dro is None:
         loss = per_query.mean()
     else:
@@ -29,6 +29,8 @@ per-rank gradients add up to the exact gradient of each cluster's global mean lo
 """
 
 from __future__ import annotations
+
+from dataclasses import dataclass
 
 import math
 import re
@@ -301,6 +303,28 @@ def dro_summary(info: dict[str, Tensor]) -> dict[str, float]:
 
 
 DRO_KINDS = ("idro", "greedy", "none")
+
+
+@dataclass
+class DroSettings:
+    """The `dro` section of a recipe (documented in workflow/schemas/config.schema.yaml)."""
+
+    type: str = "none"  # idro | greedy | none
+    num_clusters: int = 50
+    alpha: float = 0.25
+    ema: float = 0.1
+    rho: float = 0.05
+    eps: float = 0.01
+    grad_layers: int = 2  # iDRO: last transformer layers whose gradients are compared
+
+    def __post_init__(self) -> None:
+        if self.type not in DRO_KINDS:
+            raise ValueError(f"dro.type must be one of {DRO_KINDS}, not {self.type!r}")
+
+    def hparams(self) -> dict[str, float]:
+        """Keyword arguments of the chosen method's class."""
+        common = {"alpha": self.alpha, "ema": self.ema, "eps": self.eps}
+        return {**common, "rho": self.rho} if self.type == "idro" else common
 
 
 def make_dro(kind: str, num_clusters: int, **hparams: float) -> IDRO | GreedyDRO | None:

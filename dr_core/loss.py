@@ -16,8 +16,10 @@ def info_nce(
     group_size: int,
     temperature: float = 1.0,
     false_negatives: torch.Tensor | None = None,
+    reduction: str = "mean",
 ) -> torch.Tensor:
-    """Mean InfoNCE: query i's positive is passage i*group_size; every other passage is a negative.
+    """InfoNCE (mean, or per query with reduction='none'): query i's positive is passage i*group_size; every
+    other passage is a negative.
 
     q: [B, D] queries; p: [B*G, D] passages, grouped per query (positive first, then its hard negatives).
     false_negatives: optional bool [B, B*G], True where a passage is relevant to query i but is not its
@@ -28,7 +30,7 @@ def info_nce(
     if false_negatives is not None:
         scores = scores.masked_fill(false_negatives, torch.finfo(scores.dtype).min)
     targets = torch.arange(q.shape[0], device=q.device) * group_size
-    return F.cross_entropy(scores, targets)
+    return F.cross_entropy(scores, targets, reduction=reduction)
 
 
 def group_scores(q: torch.Tensor, p: torch.Tensor, group_size: int) -> torch.Tensor:

@@ -24,6 +24,7 @@ from dr_core.atomic import atomic_path
 from dr_core.batching import Padder
 from dr_core.device import autocast, pick_device, resolve_precision
 from dr_core.distributed import World, finish_world, gather_with_grad, init_world
+from dr_core.dro import DroSettings, dro_summary, last_layer_params, make_dro
 from dr_core.loss import group_scores, info_nce, listwise_kl, margin_mse
 from dr_core.model import BiEncoder, load_tokenizer
 from dr_core.optim import OPTIMIZERS, make_optimizer
@@ -177,6 +178,8 @@ class Trainer:
         settings: TrainSettings,
         checkpoint_dir: str | Path,
         teacher_scores: dict[str, dict[str, float]] | None = None,
+        dro: DroSettings | None = None,
+        clusters: dict[str, int] | None = None,
     ) -> None:
         if settings.distills and teacher_scores is None:
             raise ValueError("margin_mse_weight or kl_weight > 0 needs teacher scores (--teacher-scores)")
@@ -210,6 +213,21 @@ class Trainer:
         )
         self.step = 0
         self.log_rows: list[dict] = []
+        self.dro, self.clusters, self.dro_params, self.dro_info = None, clusters, None, None
+        if dro is not None and dro.type != "none":
+            self._init_dro(dro)
+
+    def _init_dro(self, dro: DroSettings) -> None:
+        """Cluster re-weighting of the contrastive loss (COCO-DR); every train query needs a cluster."""
+        if not self.clusters:
+            raise ValueError("dro.type is set but no query clusters were given (--clusters)")
+        missing = [ex.qid for ex in self.dataset.sampler.examples if ex.qid not in self.clusters]
+        if missing:
+            raise ValueError(f"{len(missing)} train queries have no cluster, e.g. '{missing[0]}'")
+        num_clusters = max(dro.num_clusters, max(self.clusters.values()) + 1)
+        self.dro = make_dro(dro.type, num_clusters, **dro.hparams())
+        if dro.type == "idro":
+            self.dro_params = last_layer_params(self.model, dro.grad_layers)
 
     def _examples(self, qrels: pd.DataFrame, negatives: dict[str, list[str]]) -> list[Example]:
         s = self.settings
@@ -237,6 +255,7 @@ class Trainer:
             "rng": _rng_state(),
             "step": self.step,
             "log_rows": self.log_rows,
+            "dro": self.dro.state_dict() if self.dro is not None else None,
             "fingerprint": self._fingerprint(),
         }
         with atomic_path(self.checkpoint_dir / STATE_FILE) as tmp:
@@ -257,6 +276,8 @@ class Trainer:
         _set_rng_state(state["rng"])
         self.step = state["step"]
         self.log_rows = state["log_rows"]
+        if self.dro is not None:
+            self.dro.load_state_dict(state["dro"])
         log.info("resumed from %s at step %d of %d", path, self.step, self.steps)
         return True
 
@@ -272,17 +293,30 @@ class Trainer:
             q, p = (self.model if local else self.ddp)(queries, passages)
         q, p = q.float(), p.float()
         if local or not (s.cross_device and self.world.size > 1):
-            return self.objective(q, p, ids)
+            return self.objective(q, p, ids, update_dro=not local)
         q, p = gather_with_grad(q, self.world), gather_with_grad(p, self.world)
-        return self.objective(q, p, _gather_ids(ids, self.world)) * self.world.size
+        return self.objective(q, p, _gather_ids(ids, self.world), global_batch=True) * self.world.size
 
-    def objective(self, q: torch.Tensor, p: torch.Tensor, ids: list[list[str]]) -> torch.Tensor:
-        """Weighted sum of InfoNCE, Margin-MSE and listwise KL for q [B, D], p [B*G, D], ids [B][1+G]."""
+    def objective(
+        self, q: torch.Tensor, p: torch.Tensor, ids: list[list[str]], update_dro: bool = True, global_batch: bool = False
+    ) -> torch.Tensor:
+        """Weighted sum of InfoNCE (cluster re-weighted under DRO), Margin-MSE and listwise KL for q [B, D],
+        p [B*G, D], ids [B][1+G]. update_dro=False (validation) leaves the DRO weights as they are."""
         s = self.settings
         loss = torch.zeros((), device=q.device)
         if s.contrastive_weight > 0:
             mask = false_negative_mask(ids, self.positives, s.group_size).to(q.device) if s.mask_false_negatives else None
-            loss = loss + s.contrastive_weight * info_nce(q, p, s.group_size, s.temperature, mask)
+            if self.dro is None:
+                contrastive = info_nce(q, p, s.group_size, s.temperature, mask)
+            else:
+                per_query = info_nce(q, p, s.group_size, s.temperature, mask, reduction="none")
+                clusters = torch.tensor([self.clusters[row[0]] for row in ids], device=q.device)
+                contrastive, info = self.dro.robust_loss(
+                    per_query, clusters, self.dro_params, update=update_dro, global_batch=global_batch
+                )
+                if update_dro:
+                    self.dro_info = info
+            loss = loss + s.contrastive_weight * contrastive
         if s.distills:
             student = group_scores(q, p, s.group_size)  # [B, G]
             teacher = self.teacher_matrix(ids).to(q.device)
@@ -387,7 +421,19 @@ class Trainer:
             "grad_norm": float(grad_norm),
             "groups_per_s": seen * self.world.size / max(elapsed, 1e-9),
             "elapsed_s": round(elapsed, 3),
+            **self._dro_columns(),
         }
+
+    def _dro_columns(self) -> dict[str, float]:
+        """Per-cluster weights and losses of the last step, and summaries, for the log (DRO only)."""
+        if self.dro_info is None:
+            return {}
+        info = self.dro_info
+        columns = dict(dro_summary(info))
+        for g, (w, l) in enumerate(zip(info["weights"].tolist(), info["cluster_loss"].tolist())):
+            columns[f"cluster_weight_{g}"] = w
+            columns[f"cluster_loss_{g}"] = l
+        return columns
 
     def _finish(self, out_dir: str | Path, log_path: str | Path) -> None:
         with atomic_path(out_dir, is_dir=True) as tmp:

@@ -115,3 +115,21 @@ def test_end_to_end_two_rounds_on_the_fixture(fixture_run, tmp_path):
     changed = write_config(tmp_path, **{"negatives.mine": {"depth": 20, "rank_min": 3, "rank_max": 20, "n": 8}})
     jobs = planned_jobs(snakemake("-n", "--configfile", str(changed), *run).stdout)
     assert jobs["train"] == 1 and jobs["mine"] == 1 and jobs["encode"] == 2 and "bm25" not in jobs
+
+
+@pytest.mark.slow
+def test_dro_two_clusters_two_rounds_on_the_fixture(tmp_path):
+    """iDRO end to end (greedy DRO differs only inside dr_core.dro, whose tests cover it)."""
+    dro = "idro"
+    config = write_config(tmp_path, **{"dro": {"type": dro, "num_clusters": 2}, "train.epochs": 1})
+    snakemake("--cores", "2", "--configfile", str(config), "--directory", str(tmp_path))
+    out = tmp_path / "results" / "tiny"
+    for r in (1, 2):
+        clusters = pd.read_csv(out / f"round{r}" / "query_clusters.tsv", sep="\t", dtype=str)
+        assert len(clusters) == 16 and set(clusters["cluster"]) == {"0", "1"}
+        log = pd.read_csv(out / f"round{r}" / "train_log.csv")
+        weights = log[["cluster_weight_0", "cluster_weight_1"]]
+        assert (weights >= 0.01 - 1e-9).all().all()  # clamped below at eps
+        assert (weights.sum(axis=1) - 1).abs().max() < 0.05  # normalised, then clamped
+    assert pd.read_csv(out / "summary.tsv", sep="\t")["system"].tolist() == ["bm25", "round0", "round1", "round2"]
+    assert (out / "report" / "dro_weights.png").exists()

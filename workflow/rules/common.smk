@@ -172,6 +172,13 @@ def teacher_scores(wildcards):
     return f"{OUT}/round{wildcards.round}/teacher_scores.parquet"
 
 
+def query_clusters(wildcards):
+    """Round r's query clusters when the recipe trains with DRO; an empty list otherwise."""
+    if config["dro"]["type"] == "none":
+        return []
+    return f"{OUT}/round{wildcards.round}/query_clusters.tsv"
+
+
 def window_params(stage):
     """Rank window and sample size of a negatives stage, as scalar params (stable rerun triggers)."""
     window = config["negatives"][stage]
@@ -186,9 +193,11 @@ def train_init(wildcards):
 
 def launcher(wildcards, resources):
     """torchrun for a multi-GPU job, plain python otherwise."""
-    if resources.gpu > 1:
-        return f"torchrun --standalone --nproc_per_node {resources.gpu}"
-    return "python"
+    if (
+        resources.gpu > 1
+    ):  # `--` keeps torchrun from reading our options (it would take --log as its own)
+        return f"torchrun --standalone --nproc_per_node {resources.gpu} -m --"
+    return "python -m"
 
 
 def eval_metric_files():

@@ -27,6 +27,7 @@ rule train:
         qrels=f"{OUT}/data/{TRAIN_DS}/qrels.{TRAIN_SPLIT}.parquet",
         negatives=f"{OUT}/round{{round}}/train_negatives.tsv",
         teacher=teacher_scores,
+        clusters=query_clusters,
     output:
         model=directory(f"{OUT}/round{{round}}/model"),
         log_csv=f"{OUT}/round{{round}}/train_log.csv",
@@ -43,15 +44,20 @@ rule train:
         **rule_resources("train"),
     params:
         settings=json.dumps(config["train"], sort_keys=True),
+        dro=(
+            json.dumps(config["dro"], sort_keys=True)
+            if config["dro"]["type"] != "none"
+            else ""
+        ),
         checkpoints=lambda w: f"{OUT}/round{w.round}/checkpoints",
         launcher=launcher,
         version=VERSION,
     shell:
-        "{params.launcher} -m dr_core --threads {threads} train --init {input.init:q} "
+        "{params.launcher} dr_core --threads {threads} train --init {input.init:q} "
         "--queries {input.queries:q} --corpus {input.corpus:q} --qrels {input.qrels:q} "
         "--negatives {input.negatives:q} --out {output.model:q} --log {output.log_csv:q} "
         "--checkpoint-dir {params.checkpoints:q} --settings {params.settings:q} "
-        "--teacher-scores={input.teacher:q} > {log:q} 2>&1"
+        "--teacher-scores={input.teacher:q} --dro={params.dro:q} --clusters={input.clusters:q} > {log:q} 2>&1"
 
 
 rule teacher_scores:
