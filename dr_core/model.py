@@ -80,11 +80,17 @@ class BiEncoder(nn.Module):
 
     @classmethod
     def from_base(cls, name: str, spec: EncoderSpec) -> "BiEncoder":
-        """Start from a pretrained transformer (hub name, local path or `pkg:` path)."""
+        """Start from a pretrained transformer (hub name, local path or `pkg:` path).
+
+        Weights the checkpoint lacks (a pooler, a projection) are initialised from a fixed seed, so the same
+        base gives the same round-0 model every time.
+        """
         path = resolve_model_path(name)
-        q = AutoModel.from_pretrained(path)
-        p = AutoModel.from_pretrained(path) if spec.untied else None
-        return cls(q, p, spec)
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(0)
+            q = AutoModel.from_pretrained(path)
+            p = AutoModel.from_pretrained(path) if spec.untied else None
+            return cls(q, p, spec)
 
     @classmethod
     def load(cls, path: str | Path) -> "BiEncoder":

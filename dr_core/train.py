@@ -335,7 +335,8 @@ class Trainer:
         """Mean loss over the held-out queries (fixed groups and batches, eval mode, this process alone)."""
         self.model.eval()
         loader = torch.utils.data.DataLoader(
-            self.val_dataset, batch_size=self.settings.batch_size, collate_fn=self.collate, num_workers=0
+            self.val_dataset, batch_size=self.settings.batch_size, collate_fn=self.collate, num_workers=0,
+            generator=_loader_generator(self.settings.seed, -1),
         )
         total, n = 0.0, 0
         for queries, passages, ids in loader:
@@ -360,7 +361,8 @@ class Trainer:
             self.dataset.set_epoch(epoch)
             batches = rank_batches(len(self.dataset), s.batch_size, self.world.rank, self.world.size, offset)
             loader = torch.utils.data.DataLoader(
-                self.dataset, batch_sampler=batches, collate_fn=self.collate, num_workers=s.num_workers
+                self.dataset, batch_sampler=batches, collate_fn=self.collate, num_workers=s.num_workers,
+                generator=_loader_generator(s.seed, epoch),
             )
             pending = 0
             for queries, passages, ids in loader:
@@ -442,6 +444,12 @@ class Trainer:
             (tmp / "dr_training.json").write_text(json.dumps(meta, indent=2) + "\n")
         _write_csv(log_path, self.log_rows)
         shutil.rmtree(self.checkpoint_dir, ignore_errors=True)
+
+
+def _loader_generator(seed: int, epoch: int) -> torch.Generator:
+    """A DataLoader's own generator: without one, every new iterator draws its base seed from the global
+    torch RNG, so a run resumed mid-epoch (one extra iterator) would see other dropout masks afterwards."""
+    return torch.Generator().manual_seed(hash((seed, epoch)) % 2**63)
 
 
 def _gather_ids(ids: list[list[str]], world: World) -> list[list[str]]:

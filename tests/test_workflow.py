@@ -133,3 +133,45 @@ def test_dro_two_clusters_two_rounds_on_the_fixture(tmp_path):
         assert (weights.sum(axis=1) - 1).abs().max() < 0.05  # normalised, then clamped
     assert pd.read_csv(out / "summary.tsv", sep="\t")["system"].tolist() == ["bm25", "round0", "round1", "round2"]
     assert (out / "report" / "dro_weights.png").exists()
+
+
+@pytest.mark.slow
+def test_killed_training_resumes_when_snakemake_runs_again(fixture_run, tmp_path):
+    """SIGKILL the round-1 training job mid-run; running Snakemake again resumes from the last checkpoint
+    and ends with the same weights as the uninterrupted run (CPU, deterministic)."""
+    import os
+    import signal
+    import subprocess
+    import time
+
+    import torch
+
+    config = write_config(tmp_path, **{"train.checkpoint_every": 1, "train.epochs": 2})
+    target = "results/tiny/round1/model"
+    cmd = [sys.executable, "-m", "snakemake", "-s", str(REPO / "Snakefile"), "--cores", "1", target,
+           "--configfile", str(config), "--directory", str(tmp_path)]
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    state = tmp_path / "results/tiny/round1/checkpoints/state.pt"
+    deadline = time.time() + 600
+    while time.time() < deadline and proc.poll() is None:
+        if state.exists() and torch.load(state, weights_only=False)["step"] >= 3:
+            break
+        time.sleep(0.05)
+    train = subprocess.run(["pgrep", "-f", "dr_core --threads 1 train"], capture_output=True, text=True)
+    pids = [int(p) for p in train.stdout.split() if os.path.realpath(f"/proc/{p}/cwd") == str(tmp_path.resolve())]
+    assert pids, "the training job was not running"
+    for pid in pids:
+        os.kill(pid, signal.SIGKILL)
+    assert proc.wait(timeout=120) != 0
+    assert not (tmp_path / target).exists()  # nothing that looks done
+    killed_at = torch.load(state, weights_only=False)["step"]
+    assert 3 <= killed_at < 8  # 16 queries / 4 per step * 2 epochs
+
+    subprocess.run(cmd, check=True, capture_output=True, timeout=600)
+    log = (tmp_path / "results/tiny/logs/train/round1.log").read_text()
+    assert f"resumed from {state.relative_to(tmp_path)} at step {killed_at}" in log
+    from dr_core.model import BiEncoder
+
+    reference = BiEncoder.load(fixture_run / target).state_dict()
+    for key, value in BiEncoder.load(tmp_path / target).state_dict().items():
+        torch.testing.assert_close(value, reference[key], rtol=0, atol=0)
