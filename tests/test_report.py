@@ -182,7 +182,7 @@ def test_report_is_self_contained_and_its_plots_render_in_chromium(fixture_run, 
         shown = re.search(r'data-shown="([^"]*)"', dom)
         assert shown, f"{name}: the report did not open the result"
         if name.endswith(".png"):
-            width, height = Image.open(tmp_path / by_name[name][0]).size
+            width, height = Image.open(fixture_run / by_name[name][0]).size
             assert shown.group(1) == f"img true {width}x{height}", name  # decoded at full size
         else:
             assert shown.group(1).startswith("iframe data:text/html"), name
