@@ -31,11 +31,15 @@ class Padder:
         self.pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
 
     def __call__(self, rows: Sequence[np.ndarray]) -> dict[str, torch.Tensor]:
-        lengths = [min(len(r), self.budget) + len(self.prefix) + len(self.suffix) for r in rows]
-        width = max(lengths)
-        ids = torch.full((len(rows), width), self.pad_id, dtype=torch.long)
-        mask = torch.zeros((len(rows), width), dtype=torch.long)
-        for i, (row, n) in enumerate(zip(rows, lengths)):
-            ids[i, :n] = torch.as_tensor(self.prefix + [int(x) for x in row[: self.budget]] + self.suffix)
-            mask[i, :n] = 1
-        return {"input_ids": ids, "attention_mask": mask}
+        head, tail = len(self.prefix), len(self.suffix)
+        bodies = [row[: self.budget] for row in rows]
+        width = max(len(b) for b in bodies) + head + tail
+        ids = np.full((len(rows), width), self.pad_id, dtype=np.int64)
+        mask = np.zeros((len(rows), width), dtype=np.int64)
+        ids[:, :head] = self.prefix
+        for i, body in enumerate(bodies):
+            end = head + len(body)
+            ids[i, head:end] = body
+            ids[i, end : end + tail] = self.suffix
+            mask[i, : end + tail] = 1
+        return {"input_ids": torch.from_numpy(ids), "attention_mask": torch.from_numpy(mask)}
