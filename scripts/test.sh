@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
-# The test suite (unit tests, the workflow end to end on the fixture, real-data checks when ../shared exists).
+# The tests: set up (idempotent), then unit tests, the workflow end to end on the fixture, real-data checks
+# when ../shared exists. SLURM tests run when DR_SLURM_TEST=1 (as root); the report test needs chromium.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+bash scripts/setup.sh
 export HF_HUB_OFFLINE=1 TOKENIZERS_PARALLELISM=false
 exec python -m pytest -q tests "$@"
