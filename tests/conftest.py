@@ -52,6 +52,21 @@ def tiny_bert(tmp_path_factory) -> Path:
     return path
 
 
+def prepare_tokenized(model_dir: Path, dest: Path, template: str = "Title: {title} Text: {text}") -> Path:
+    """The tiny collection prepared in `dest` (corpus, queries, train qrels) and tokenized with `model_dir`'s
+    tokenizer: tc.parquet (passages, 48 tokens) and tq.parquet (queries, 16 tokens)."""
+    from dr_core.beir import prepare_collection, prepare_qrels
+    from dr_core.model import load_tokenizer
+    from dr_core.tokenization import tokenize_table
+
+    prepare_collection(TINY_BEIR, dest)
+    prepare_qrels(TINY_BEIR, "train", dest / "corpus.parquet", dest / "queries.parquet", dest / "qrels.parquet")
+    tok = load_tokenizer(model_dir)
+    tokenize_table(dest / "corpus.parquet", dest / "tc.parquet", tok, 48, "id", template)
+    tokenize_table(dest / "queries.parquet", dest / "tq.parquet", tok, 16, "qid")
+    return dest
+
+
 @pytest.fixture()
 def tiny_beir() -> Path:
     return TINY_BEIR

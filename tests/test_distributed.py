@@ -20,11 +20,10 @@ import torch.distributed as dist
 import torch.multiprocessing as mp
 from torch.nn.parallel import DistributedDataParallel
 
-from dr_core.beir import prepare_collection, prepare_qrels
 from dr_core.distributed import World, gather_with_grad
 from dr_core.loss import group_scores, info_nce, listwise_kl, margin_mse
 from dr_core.model import BiEncoder, EncoderSpec, load_tokenizer
-from dr_core.tokenization import tokenize_table
+from conftest import prepare_tokenized
 
 B, G, L = 5, 3, 7  # 5 queries split 3 + 2 over two ranks: an uneven split
 
@@ -99,12 +98,9 @@ def test_two_processes_give_the_loss_and_gradients_of_one(no_dropout_bert):
 
 
 @pytest.fixture()
-def train_inputs(no_dropout_bert, tiny_beir, tmp_path):
-    prepare_collection(tiny_beir, tmp_path)
-    prepare_qrels(tiny_beir, "train", tmp_path / "corpus.parquet", tmp_path / "queries.parquet", tmp_path / "qrels.parquet")
+def train_inputs(no_dropout_bert, tmp_path):
+    prepare_tokenized(no_dropout_bert, tmp_path)
     tok = load_tokenizer(no_dropout_bert)
-    tokenize_table(tmp_path / "corpus.parquet", tmp_path / "tc.parquet", tok, 48, "id", "Title: {title} Text: {text}")
-    tokenize_table(tmp_path / "queries.parquet", tmp_path / "tq.parquet", tok, 16, "qid")
     spec = EncoderSpec(pooling="mean", q_max_len=16, p_max_len=48)
     BiEncoder.from_base(str(no_dropout_bert), spec).save(tmp_path / "init", tok)
     (tmp_path / "negs.tsv").write_text("q1\t1007,1014,1021\nq3\t1021,1000\nq5\t1000\n")

@@ -6,6 +6,7 @@ import torch
 from dr_core.loss import group_scores, info_nce, listwise_kl, margin_mse
 from dr_core.train import false_negative_mask, lr_lambda, TrainSettings
 from dr_core.train_data import Example, GroupDataset, GroupSampler, keep_scored, rank_batches, split_validation, steps_per_epoch
+from conftest import prepare_tokenized
 
 
 def test_info_nce_matches_hand_computation():
@@ -133,18 +134,12 @@ def test_negatives_rank_window(train_store):
 
 
 @pytest.fixture()
-def train_store(tiny_bert, tiny_beir, tmp_path):
+def train_store(tiny_bert, tmp_path):
     import pandas as pd
 
-    from dr_core.beir import prepare_collection, prepare_qrels
-    from dr_core.model import load_tokenizer
-    from dr_core.tokenization import TokenStore, tokenize_table
+    from dr_core.tokenization import TokenStore
 
-    prepare_collection(tiny_beir, tmp_path)
-    prepare_qrels(tiny_beir, "train", tmp_path / "corpus.parquet", tmp_path / "queries.parquet", tmp_path / "qrels.parquet")
-    tok = load_tokenizer(tiny_bert)
-    tokenize_table(tmp_path / "corpus.parquet", tmp_path / "tc.parquet", tok, 48, "id", "{title} {text}")
-    tokenize_table(tmp_path / "queries.parquet", tmp_path / "tq.parquet", tok, 16, "qid")
+    prepare_tokenized(tiny_bert, tmp_path, "{title} {text}")
     return pd.read_parquet(tmp_path / "qrels.parquet"), TokenStore(tmp_path / "tq.parquet"), TokenStore(tmp_path / "tc.parquet")
 
 

@@ -10,19 +10,15 @@ import pandas as pd
 import pytest
 import torch
 
-from dr_core.beir import prepare_collection, prepare_qrels
 from dr_core.model import BiEncoder, EncoderSpec, load_tokenizer
-from dr_core.tokenization import tokenize_table
 from dr_core.train import Trainer, TrainSettings
+from conftest import prepare_tokenized
 
 
 @pytest.fixture()
-def train_inputs(tiny_bert, tiny_beir, tmp_path):
-    prepare_collection(tiny_beir, tmp_path)
-    prepare_qrels(tiny_beir, "train", tmp_path / "corpus.parquet", tmp_path / "queries.parquet", tmp_path / "qrels.parquet")
+def train_inputs(tiny_bert, tmp_path):
+    prepare_tokenized(tiny_bert, tmp_path)
     tok = load_tokenizer(tiny_bert)
-    tokenize_table(tmp_path / "corpus.parquet", tmp_path / "tc.parquet", tok, 48, "id", "Title: {title} Text: {text}")
-    tokenize_table(tmp_path / "queries.parquet", tmp_path / "tq.parquet", tok, 16, "qid")
     spec = EncoderSpec(pooling="mean", q_max_len=16, p_max_len=48)  # a random BERT's CLS barely depends on the input
     BiEncoder.from_base(str(tiny_bert), spec).save(tmp_path / "init", tok)
     return tmp_path
