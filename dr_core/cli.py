@@ -140,17 +140,10 @@ def _fetch(a: argparse.Namespace) -> None:
 
 
 def _cluster(a: argparse.Namespace) -> None:
-    import pandas as pd
-
     from dr_core.clustering import kmeans, write_assignments
-    from dr_core.device import pick_device
-    from dr_core.encode import encode_queries
-    from dr_core.model import BiEncoder, load_tokenizer
-    from dr_core.tokenization import TokenStore
+    from dr_core.encode import encode_judged_queries
 
-    qids = sorted(pd.read_parquet(a.qrels)["qid"].unique())
-    model = BiEncoder.load(a.model).to(pick_device())
-    emb = encode_queries(model, load_tokenizer(a.model), TokenStore(a.query_tokens), qids, a.batch_size)
+    qids, emb = encode_judged_queries(a.model, a.query_tokens, a.qrels, a.batch_size)
     write_assignments(a.out, qids, kmeans(emb, a.num_clusters, seed=a.seed))
 
 
@@ -161,20 +154,13 @@ def _encode(a: argparse.Namespace) -> None:
 
 
 def _retrieve(a: argparse.Namespace) -> None:
-    import pandas as pd
-
-    from dr_core.encode import encode_queries
-    from dr_core.model import BiEncoder, load_tokenizer
-    from dr_core.device import pick_device
+    from dr_core.encode import encode_judged_queries
     from dr_core.runs import write_trec
     from dr_core.search import search_shards
-    from dr_core.tokenization import TokenStore
 
-    qids = sorted(pd.read_parquet(a.qrels)["qid"].unique())
-    model = BiEncoder.load(a.model).to(pick_device())
-    q = encode_queries(model, load_tokenizer(a.model), TokenStore(a.query_tokens), qids, a.batch_size, a.max_len or None)
     if len(a.shards) % 2:
         raise SystemExit("--shards takes pairs: embeddings.npy ids.txt")
+    qids, q = encode_judged_queries(a.model, a.query_tokens, a.qrels, a.batch_size, a.max_len or None)
     pairs = list(zip(a.shards[::2], a.shards[1::2]))
     ids, scores = search_shards(q, pairs, a.k)
     write_trec(a.out, qids, ids, scores, tag=a.tag)

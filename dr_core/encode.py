@@ -93,3 +93,14 @@ def encode_queries(
     """Embeddings of the given queries, in the order of `qids`."""
     padder = Padder(tokenizer, max_len or model.spec.q_max_len)
     return embed(model, padder, [tokens[q] for q in qids], True, batch_size, precision, desc="encode queries")
+
+
+def encode_judged_queries(
+    model_dir: str | Path, query_tokens: str | Path, qrels: str | Path, batch_size: int = 256, max_len: int | None = None
+) -> tuple[list[str], np.ndarray]:
+    """The queries judged in a qrels Parquet file (sorted qids) and their embeddings by a saved bi-encoder."""
+    import pandas as pd
+
+    qids = sorted(pd.read_parquet(qrels, columns=["qid"])["qid"].unique())
+    model = BiEncoder.load(model_dir).to(pick_device())
+    return qids, encode_queries(model, load_tokenizer(model_dir), TokenStore(query_tokens), qids, batch_size, max_len)
