@@ -23,8 +23,11 @@ log = logging.getLogger(__name__)
 _RETRYABLE_STATUS = {408, 429, 500, 502, 503, 504}
 
 
-def _checksum_problem(path: Path, md5: str | None, sha256: str | None) -> str | None:
-    """None when `path` matches every given digest, else a description of the first mismatch."""
+def _integrity_problem(path: Path, size: int | None, md5: str | None, sha256: str | None) -> str | None:
+    """None when `path` has the given size and matches every given digest, else a description of the first
+    mismatch (the size is checked first: it is free and catches a truncated file)."""
+    if size is not None and (got_size := path.stat().st_size) != size:
+        return f"size mismatch: expected {size:,} bytes, got {got_size:,}"
     wanted = {name: value.lower() for name, value in (("md5", md5), ("sha256", sha256)) if value}
     if not wanted:
         return None
@@ -48,10 +51,10 @@ def _total_from_content_range(value: str | None) -> int | None:
     return int(total) if total.isdigit() else None
 
 
-def _fetch_once(url: str, part: Path, chunk_size: int, timeout: float) -> bool:
+def _fetch_once(url: str, part: Path, chunk_size: int, timeout: float, headers: dict[str, str]) -> bool:
     """One request appending to `part` from its current size; True when the file is complete."""
     offset = part.stat().st_size if part.exists() else 0
-    headers = {"Range": f"bytes={offset}-"} if offset else {}
+    headers = {**headers, "Range": f"bytes={offset}-"} if offset else headers
     with requests.get(url, headers=headers, stream=True, timeout=timeout) as r:
         if r.status_code == 416:  # nothing left to send: the part is complete, or longer than the file
             if _total_from_content_range(r.headers.get("Content-Range")) == offset:
@@ -81,6 +84,8 @@ def download(
     *,
     md5: str | None = None,
     sha256: str | None = None,
+    size: int | None = None,
+    headers: dict[str, str] | None = None,
     chunk_size: int = 1 << 20,
     retries: int = 5,
     backoff: float = 2.0,
@@ -88,12 +93,13 @@ def download(
 ) -> Path:
     """Fetch `url` to `dest` through `dest.part`, resuming with HTTP Range after a broken connection.
 
-    Skips the fetch when `dest` exists and matches the given checksums; a mismatch after download removes the
-    file and raises `DataError`. `retries` counts consecutive failed attempts (waits `backoff * 2**k` s).
+    Skips the fetch when `dest` exists and matches the given size and checksums; a mismatch after download
+    removes the file and raises `DataError`. `headers` go with every request (MS MARCO's Azure storage serves
+    byte ranges only to requests that name a recent API version). `retries` counts consecutive failed attempts (waits `backoff * 2**k` s).
     """
     dest = Path(dest)
     if dest.exists():
-        problem = _checksum_problem(dest, md5, sha256)
+        problem = _integrity_problem(dest, size, md5, sha256)
         if problem is None:
             return dest
         log.warning("%s: %s; downloading again", dest, problem)
@@ -104,7 +110,7 @@ def download(
     while True:
         before = part.stat().st_size if part.exists() else 0
         try:
-            if _fetch_once(url, part, chunk_size, timeout):
+            if _fetch_once(url, part, chunk_size, timeout, headers or {}):
                 break
             error: Exception = OSError(f"{url}: connection closed early")
         except requests.HTTPError as e:
@@ -120,7 +126,7 @@ def download(
         wait = backoff * 2 ** max(failures - 1, 0)
         log.warning("%s: %s; resuming from byte %d in %.1f s", url, error, after, wait)
         time.sleep(wait)
-    problem = _checksum_problem(part, md5, sha256)
+    problem = _integrity_problem(part, size, md5, sha256)
     if problem is not None:
         part.unlink()
         raise DataError(dest, None, f"{problem} (downloaded from {url}); the file was removed")

@@ -26,16 +26,28 @@ from dr_core.textio import json_records, open_binary, text_lines
 
 @dataclass(frozen=True)
 class MsMarcoFile:
-    """A published MS MARCO file: where it is, its md5 when published, and what it holds."""
+    """A published MS MARCO file: where it is, its md5 and size when published, and what it holds."""
 
     url: str
     md5: str | None
     contents: str
     member: str | None = None  # path inside the archive at `url`, when the file ships inside one
+    size: int | None = None  # bytes
+
+    @property
+    def headers(self) -> dict[str, str]:
+        """Request headers: Microsoft's Azure storage answers Range requests (resume) only when a recent API
+        version is named (microsoft/msmarco#7; ir_datasets sends the same header)."""
+        return {"X-Ms-Version": "2019-12-12"} if self.url.startswith(_MARCO) else {}
 
 
 _MARCO = "https://msmarco.z22.web.core.windows.net/msmarcoranking"  # was msmarco.blob.core.windows.net
 _SBERT = "https://sbert.net/datasets"
+
+# md5s and sizes as published by Anserini's MS MARCO passage guide (collectionandqueries.tar.gz) and by
+# ir_datasets' downloads.json, whose CI re-verifies them against the live files. RocketQA and
+# sentence-transformers publish none, so those downloads are checked for completeness only.
+_COLLECTION = dict(md5="31644046b18952c1386cd4564ba2ae69", size=1_057_717_952)
 
 MSMARCO_FILES: dict[str, MsMarcoFile] = {
     "marco.tar.gz": MsMarcoFile(
@@ -46,29 +58,33 @@ MSMARCO_FILES: dict[str, MsMarcoFile] = {
     ),
     "collectionandqueries.tar.gz": MsMarcoFile(
         f"{_MARCO}/collectionandqueries.tar.gz",
-        None,
-        "official passage collection.tsv (8,841,823 passages), queries.{train,dev,eval}.tsv, "
+        contents="official passage collection.tsv (8,841,823 passages), queries.{train,dev,eval}.tsv, "
         "queries.dev.small.tsv, qrels.train.tsv, qrels.dev.small.tsv",
+        **_COLLECTION,
     ),
     "qrels.train.tsv": MsMarcoFile(
-        f"{_MARCO}/qrels.train.tsv", None, "train qrels, TREC format 'qid 0 pid 1' (tab-separated)"
+        f"{_MARCO}/qrels.train.tsv",
+        "733fb9fe12d93e497f7289409316eccf",
+        "train qrels, TREC format 'qid 0 pid 1' (tab-separated)",
+        size=10_589_532,
     ),
     "qidpidtriples.train.full.2.tsv.gz": MsMarcoFile(
         f"{_MARCO}/qidpidtriples.train.full.2.tsv.gz",
-        None,
+        "219083e80a0a751c08b968c2f31a4e0b",
         "~397M training triples 'qid<TAB>pos_pid<TAB>neg_pid' with CRLF line ends",
+        size=1_841_693_309,
     ),
     "queries.dev.small.tsv": MsMarcoFile(
         f"{_MARCO}/collectionandqueries.tar.gz",
-        None,
-        "the 6,980 dev queries (qid, text) that MRR@10 is reported on",
+        contents="the 6,980 dev queries (qid, text) that MRR@10 is reported on",
         member="queries.dev.small.tsv",
+        **_COLLECTION,
     ),
     "qrels.dev.small.tsv": MsMarcoFile(
         f"{_MARCO}/collectionandqueries.tar.gz",
-        None,
-        "qrels for queries.dev.small.tsv, TREC format 'qid 0 pid 1'",
+        contents="qrels for queries.dev.small.tsv, TREC format 'qid 0 pid 1'",
         member="qrels.dev.small.tsv",
+        **_COLLECTION,
     ),
     "msmarco-hard-negatives.jsonl.gz": MsMarcoFile(
         f"{_SBERT}/msmarco-hard-negatives.jsonl.gz",

@@ -39,10 +39,11 @@ def fetch_raw_file(name: str, dest: str | Path, archive_dir: str | Path) -> None
         raise ValueError(f"unknown MS MARCO file {name!r}; known: {sorted(RAW_FILES)}")
     published, member = RAW_FILES[name]
     spec = MSMARCO_FILES[published]
+    checks = dict(md5=spec.md5, size=spec.size, headers=spec.headers)
     if member is None:
-        download(spec.url, Path(dest), md5=spec.md5)
+        download(spec.url, Path(dest), **checks)
         return
-    archive = download(spec.url, Path(archive_dir) / published, md5=spec.md5)
+    archive = download(spec.url, Path(archive_dir) / published, **checks)
     with tarfile.open(archive, "r:*") as tar:
         found = next((m for m in tar if m.isfile() and Path(m.name).name == member), None)
         if found is None:

@@ -30,6 +30,7 @@ class _Handler(BaseHTTPRequestHandler):
     def do_GET(self) -> None:
         server = self.server
         server.requests.append((self.path, self.headers.get("Range")))
+        server.seen_headers.append(dict(self.headers))
         data = server.files.get(self.path)
         if data is None:
             self.send_error(404)
@@ -64,6 +65,7 @@ class _Handler(BaseHTTPRequestHandler):
 def server():
     httpd = ThreadingHTTPServer(("127.0.0.1", 0), _Handler)
     httpd.files, httpd.cuts, httpd.requests, httpd.honour_range = {"/data.bin": PAYLOAD}, {}, [], True
+    httpd.seen_headers = []
     httpd.url = f"http://127.0.0.1:{httpd.server_address[1]}"
     thread = threading.Thread(target=httpd.serve_forever, kwargs={"poll_interval": 0.01}, daemon=True)
     thread.start()
@@ -93,6 +95,21 @@ def test_download_resumes_after_dropped_connections(server, tmp_path):
     offsets = [int(re.fullmatch(r"bytes=(\d+)-", r).group(1)) for r in ranges[1:]]
     assert 0 < offsets[0] <= 10_000 < offsets[1] <= offsets[0] + 20_000
     assert not (tmp_path / "data.bin.part").exists()
+
+
+def test_extra_headers_go_with_every_request_including_resumes(server, tmp_path):
+    server.cuts["/data.bin"] = [10_000]
+    download(f"{server.url}/data.bin", tmp_path / "data.bin", headers={"X-Ms-Version": "2019-12-12"}, **FAST)
+    assert [h.get("X-Ms-Version") for h in server.seen_headers] == ["2019-12-12", "2019-12-12"]
+    assert server.requests[1][1] is not None  # the second request was a resume
+
+
+def test_size_mismatch_is_refused_before_hashing(server, tmp_path):
+    with pytest.raises(DataError, match=rf"size mismatch: expected 40,197 bytes, got {len(PAYLOAD):,}"):
+        download(f"{server.url}/data.bin", tmp_path / "data.bin", size=len(PAYLOAD) + 1, md5=MD5, **FAST)
+    assert list(tmp_path.iterdir()) == []
+    dest = download(f"{server.url}/data.bin", tmp_path / "data.bin", size=len(PAYLOAD), md5=MD5, **FAST)
+    assert dest.read_bytes() == PAYLOAD
 
 
 def test_download_resumes_an_existing_part_file(server, tmp_path):
@@ -208,9 +225,21 @@ def test_fetch_msmarco_member_from_its_archive(server, tmp_path, monkeypatch):
             tar.addfile(info, io.BytesIO(data))
     server.files["/marco.tar.gz"] = buf.getvalue()
     spec = msmarco.MSMARCO_FILES["marco.tar.gz"]
-    monkeypatch.setitem(msmarco.MSMARCO_FILES, "marco.tar.gz", msmarco.MsMarcoFile(f"{server.url}/marco.tar.gz", None, spec.contents))
+    local = msmarco.MsMarcoFile(f"{server.url}/marco.tar.gz", hashlib.md5(buf.getvalue()).hexdigest(), spec.contents,
+                                size=len(buf.getvalue()))
+    monkeypatch.setitem(msmarco.MSMARCO_FILES, "marco.tar.gz", local)
     msmarco_prepare.fetch_raw_file("para.title.txt", tmp_path / "para.title.txt", tmp_path / "archives")
     assert (tmp_path / "para.title.txt").read_bytes() == b"1\ta title\n"
     assert (tmp_path / "archives" / "marco.tar.gz").exists()
     with pytest.raises(ValueError, match="unknown MS MARCO file"):
         msmarco_prepare.fetch_raw_file("nope.txt", tmp_path / "x", tmp_path / "archives")
+
+
+def test_published_msmarco_files_carry_their_checks():
+    from dr_core.msmarco import MSMARCO_FILES
+
+    collection = MSMARCO_FILES["collectionandqueries.tar.gz"]
+    assert collection.md5 == "31644046b18952c1386cd4564ba2ae69" and collection.size == 1_057_717_952
+    assert collection.headers == {"X-Ms-Version": "2019-12-12"}  # Azure resumes only with an API version
+    assert MSMARCO_FILES["qrels.dev.small.tsv"].md5 == collection.md5  # a member is checked via its archive
+    assert MSMARCO_FILES["marco.tar.gz"].headers == {}  # RocketQA's host is not Azure
