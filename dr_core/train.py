@@ -4,6 +4,7 @@ with checkpoints, resume, a held-out validation loss and CSV / TensorBoard logs.
 from __future__ import annotations
 
 import csv
+import hashlib
 import json
 import logging
 import math
@@ -196,6 +197,7 @@ class Trainer:
             self.model.gradient_checkpointing_enable()
         self.queries, self.corpus = TokenStore(queries), TokenStore(corpus)
         examples = self._examples(qrels, negatives)
+        self.inputs_digest = _inputs_digest(init_model, examples, teacher_scores, clusters)
         self.positives = qrels[qrels["rel"] > 0].groupby("qid")["docid"].agg(set).to_dict()  # false-negative mask
         examples, val = split_validation(examples, validation_size(settings, len(examples)), settings.seed)
         self.dataset = self._dataset(examples)
@@ -242,7 +244,7 @@ class Trainer:
 
     # -- checkpoints -------------------------------------------------------------------------------------
     def _fingerprint(self) -> dict:
-        return {"settings": asdict(self.settings), "world": self.world.size, "steps": self.steps}
+        return {"settings": asdict(self.settings), "world": self.world.size, "steps": self.steps, "inputs": self.inputs_digest}
 
     def save_checkpoint(self) -> None:
         if not self.world.is_main:
@@ -267,7 +269,7 @@ class Trainer:
             return False
         state = torch.load(path, map_location=self.device, weights_only=False)
         if state["fingerprint"] != self._fingerprint():
-            log.warning("%s was written with other settings; starting afresh", path)
+            log.warning("%s was written with other settings or inputs; starting afresh", path)
             return False
         self.model.load_state_dict(state["model"])
         self.optimizer.load_state_dict(state["optimizer"])
@@ -444,6 +446,31 @@ class Trainer:
             (tmp / "dr_training.json").write_text(json.dumps(meta, indent=2) + "\n")
         _write_csv(log_path, self.log_rows)
         shutil.rmtree(self.checkpoint_dir, ignore_errors=True)
+
+
+def _inputs_digest(
+    init_model: str | Path,
+    examples: list[Example],
+    teacher: dict[str, dict[str, float]] | None,
+    clusters: dict[str, int] | None,
+) -> str:
+    """sha256 of what a checkpoint was trained from: the initial model's files, the training groups, the
+    teacher scores of their queries and the query clusters. A checkpoint left by a run whose inputs have
+    changed since (new negatives, a retrained previous round) is not resumed."""
+    h = hashlib.sha256()
+    for path in sorted(p for p in Path(init_model).rglob("*") if p.is_file()):
+        h.update(str(path.relative_to(init_model)).encode() + b"\0")
+        with open(path, "rb") as f:
+            while block := f.read(1 << 22):
+                h.update(block)
+    used = {ex.qid for ex in examples}
+    data = {
+        "examples": [(ex.qid, ex.positives, ex.negatives) for ex in examples],
+        "teacher": {q: teacher[q] for q in sorted(used & teacher.keys())} if teacher else None,
+        "clusters": {q: clusters[q] for q in sorted(used & clusters.keys())} if clusters else None,
+    }
+    h.update(json.dumps(data, sort_keys=True).encode())
+    return h.hexdigest()
 
 
 def _loader_generator(seed: int, epoch: int) -> torch.Generator:

@@ -56,6 +56,20 @@ def test_training_lowers_the_loss_and_saves_a_loadable_model(train_inputs):
     assert not (d / "ckpt").exists()  # checkpoints are removed once the model is saved
 
 
+def test_a_checkpoint_is_resumed_only_with_the_inputs_it_was_trained_on(train_inputs):
+    d = train_inputs
+    settings = TrainSettings(max_steps=8, batch_size=4, group_size=3, checkpoint_every=4)
+    trainer = _trainer(d, settings)
+    trainer.step = 4
+    trainer.save_checkpoint()
+    assert _trainer(d, settings).maybe_resume()
+    qrels = pd.read_parquet(d / "qrels.parquet")
+    other = Trainer(d / "init", d / "tq.parquet", d / "tc.parquet", qrels, {"q1": ["1014"], "q3": ["1021"]}, settings, d / "ckpt")
+    assert not other.maybe_resume()  # the negatives changed since the checkpoint
+    (d / "init" / "extra.txt").write_text("the previous round was retrained\n")
+    assert not _trainer(d, settings).maybe_resume()
+
+
 def _train_cmd(d, out, ckpt, settings):
     return [
         sys.executable, "-m", "dr_core", "--threads", "1", "train", "--init", str(d / "init"),
