@@ -27,8 +27,8 @@ SEED_JOIN = (
     " | sort -k1,1 -n > corpus.seed.tsv"
 )
 SEED_AWK = (
-    "awk -v RS='\\r\\n' '$1==last {printf \",%s\",$3; next} NR>1 {print \"\";} "
-    "{last=$1; printf \"%s\\t%s\",$1,$3;} END{print \"\";}' triples.tsv > negatives.seed.tsv"
+    'awk -v RS=\'\\r\\n\' \'$1==last {printf ",%s",$3; next} NR>1 {print "";} '
+    '{last=$1; printf "%s\\t%s",$1,$3;} END{print "";}\' triples.tsv > negatives.seed.tsv'
 )
 OURS_JOIN = "from dr_core.msmarco import join_titles; join_titles('para.txt', 'para.title.txt', 'corpus.ours.tsv')"
 OURS_NEG = (
@@ -129,8 +129,11 @@ def main() -> None:
     write_triples(args.workdir, queries, args.triples_per_query, passages, rng)
     lines = sum(1 for _ in open(args.workdir / "triples.tsv", "rb"))
     sizes = {n: (args.workdir / n).stat().st_size / 1e9 for n in ("para.txt", "para.title.txt", "triples.tsv")}
-    print(f"generated {passages:,} passages, {queries:,} queries, {lines:,} triples in {time.perf_counter() - t:.0f} s;"
-          f" sizes GB: {', '.join(f'{n} {s:.2f}' for n, s in sizes.items())}", flush=True)
+    print(
+        f"generated {passages:,} passages, {queries:,} queries, {lines:,} triples in {time.perf_counter() - t:.0f} s;"
+        f" sizes GB: {', '.join(f'{n} {s:.2f}' for n, s in sizes.items())}",
+        flush=True,
+    )
 
     python = [sys.executable, "-c"]
     steps = [
@@ -143,11 +146,16 @@ def main() -> None:
         ours_wall, ours_rss = measure(ours_cmd, args.workdir)
         same = subprocess.run(["cmp", f"{out}.seed.tsv", f"{out}.ours.tsv"], cwd=args.workdir).returncode == 0
         rows.append((name, seed_wall, seed_rss, ours_wall, ours_rss, same))
-        print(f"{name}: seed {seed_wall:.1f} s {seed_rss:.2f} GB, ours {ours_wall:.1f} s {ours_rss:.2f} GB, "
-              f"identical={same}", flush=True)
+        print(
+            f"{name}: seed {seed_wall:.1f} s {seed_rss:.2f} GB, ours {ours_wall:.1f} s {ours_rss:.2f} GB, "
+            f"identical={same}",
+            flush=True,
+        )
 
-    print("\n| step | seed wall (s) | seed peak RSS (GB) | ours wall (s) | ours peak RSS (GB) | wall ours/seed "
-          "| RSS ours/seed | byte-identical |")
+    print(
+        "\n| step | seed wall (s) | seed peak RSS (GB) | ours wall (s) | ours peak RSS (GB) | wall ours/seed "
+        "| RSS ours/seed | byte-identical |"
+    )
     print("|---|---|---|---|---|---|---|---|")
     for name, sw, sr, ow, orr, same in rows:
         print(f"| {name} | {sw:.1f} | {sr:.2f} | {ow:.1f} | {orr:.2f} | {ow / sw:.2f} | {orr / sr:.2f} | {same} |")

@@ -72,10 +72,15 @@ def main() -> None:
     ours_wall, ours_rss = measure([sys.executable, "-c", OURS], args.workdir)
     rows = pq.read_metadata(args.workdir / "tokens.parquet").num_rows
     print(f"{args.passages:,} passages ({rows:,} tokenized rows)")
-    print("| step | seed wall (s) | seed peak RSS (GB) | ours wall (s) | ours peak RSS (GB) | wall ours/seed | RSS ours/seed |")
+    print(
+        "| step | seed wall (s) | seed peak RSS (GB) | ours wall (s) | ours peak RSS (GB) "
+        "| wall ours/seed | RSS ours/seed |"
+    )
     print("|---|---|---|---|---|---|---|")
-    print(f"| tokenize to Arrow | {seed_wall:.1f} | {seed_rss:.2f} | {ours_wall:.1f} | {ours_rss:.2f} | "
-          f"{ours_wall / seed_wall:.2f} | {ours_rss / seed_rss:.2f} |")
+    print(
+        f"| tokenize to Arrow | {seed_wall:.1f} | {seed_rss:.2f} | {ours_wall:.1f} | {ours_rss:.2f} | "
+        f"{ours_wall / seed_wall:.2f} | {ours_rss / seed_rss:.2f} |"
+    )
 
 
 if __name__ == "__main__":

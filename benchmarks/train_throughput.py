@@ -50,13 +50,25 @@ def prepare_ours(work: Path, max_len: int) -> None:
     BiEncoder.from_base(BASE, spec).save(work / f"init{max_len}", tok)
 
 
-def ours(work: Path, qrels: pd.DataFrame, negatives: dict[str, list[str]], max_len: int, warmup: int, steps: int) -> float:
+def ours(
+    work: Path, qrels: pd.DataFrame, negatives: dict[str, list[str]], max_len: int, warmup: int, steps: int
+) -> float:
     settings = TrainSettings(
-        max_steps=warmup + steps, batch_size=BATCH, group_size=GROUP, temperature=0.05, checkpoint_every=0, log_every=1,
+        max_steps=warmup + steps,
+        batch_size=BATCH,
+        group_size=GROUP,
+        temperature=0.05,
+        checkpoint_every=0,
+        log_every=1,
         mask_false_negatives=False,
     )
     trainer = Trainer(
-        work / f"init{max_len}", work / "tq.parquet", work / f"tc{max_len}.parquet", qrels, negatives, settings,
+        work / f"init{max_len}",
+        work / "tq.parquet",
+        work / f"tc{max_len}.parquet",
+        qrels,
+        negatives,
+        settings,
         work / "ckpt",
     )
     trainer.train(work / f"model{max_len}", work / f"log{max_len}.csv")
@@ -65,7 +77,9 @@ def ours(work: Path, qrels: pd.DataFrame, negatives: dict[str, list[str]], max_l
     return float(steps * BATCH / (elapsed[warmup + steps] - elapsed[warmup]))
 
 
-def sentence_transformers(work: Path, qrels: pd.DataFrame, negatives: dict[str, list[str]], max_len: int, warmup: int, steps: int) -> float:
+def sentence_transformers(
+    work: Path, qrels: pd.DataFrame, negatives: dict[str, list[str]], max_len: int, warmup: int, steps: int
+) -> float:
     from sentence_transformers import SentenceTransformer, losses, models
 
     corpus = pd.read_parquet(work / "corpus.parquet").set_index("id")
@@ -117,7 +131,8 @@ def main() -> None:
             for _ in range(a.repeats):  # alternate, so that load from other processes hits both sides alike
                 st.append(sentence_transformers(work, qrels, negatives, max_len, a.warmup, a.steps))
                 dr.append(ours(work, qrels, negatives, max_len, a.warmup, a.steps))
-            print(f"max length {max_len}: dr_core {[round(x, 2) for x in dr]}, sentence-transformers {[round(x, 2) for x in st]}")
+            rounded = [[round(x, 2) for x in runs] for runs in (dr, st)]
+            print(f"max length {max_len}: dr_core {rounded[0]}, sentence-transformers {rounded[1]}")
             rows.append((max_len, max(dr), max(st)))
     print(
         f"\nbatch {BATCH} queries x group {GROUP}, {a.steps} timed steps after {a.warmup} warm-up, "

@@ -86,7 +86,9 @@ def read_qrels(
             if lineno == 1 and fields[0] == "query-id":
                 continue
             if len(fields) != 3:
-                raise DataError(path, lineno, f"expected 3 tab-separated fields (query-id, corpus-id, score), got {len(fields)}")
+                raise DataError(
+                    path, lineno, f"expected 3 tab-separated fields (query-id, corpus-id, score), got {len(fields)}"
+                )
             qid, docid, score = (x.strip() for x in fields)
             try:
                 rel = int(score)
@@ -120,7 +122,12 @@ def prepare_collection(src_dir: str | Path, out_dir: str | Path, empty_docs: str
 
 
 def prepare_qrels(
-    src_dir: str | Path, split: str, corpus: str | Path, queries: str | Path, dest: str | Path, empty_docs: str = "error"
+    src_dir: str | Path,
+    split: str,
+    corpus: str | Path,
+    queries: str | Path,
+    dest: str | Path,
+    empty_docs: str = "error",
 ) -> None:
     """Validate `qrels/<split>.tsv` against the prepared corpus and queries; write it as Parquet."""
     src_dir = Path(src_dir)

@@ -38,7 +38,14 @@ def _bm25(a: argparse.Namespace) -> None:
     corpus = pd.read_parquet(a.corpus)
     queries = _split_queries(a.queries, a.qrels)
     ids, scores = bm25_search(
-        corpus, queries, a.k, k1=a.k1, b=a.b, stemmer=a.stemmer or None, stopwords=a.stopwords or None, threads=max(1, a.threads)
+        corpus,
+        queries,
+        a.k,
+        k1=a.k1,
+        b=a.b,
+        stemmer=a.stemmer or None,
+        stopwords=a.stopwords or None,
+        threads=max(1, a.threads),
     )
     write_trec(a.out, queries["qid"].tolist(), ids, scores, tag="bm25")
 
@@ -81,9 +88,9 @@ def _init_model(a: argparse.Namespace) -> None:
 def _train(a: argparse.Namespace) -> None:
     import pandas as pd
 
-    from dr_core.negatives import read_negatives
     from dr_core.clustering import read_assignments
     from dr_core.dro import DroSettings
+    from dr_core.negatives import read_negatives
     from dr_core.train import Trainer, TrainSettings
 
     settings = TrainSettings(**json.loads(a.settings))
@@ -96,7 +103,16 @@ def _train(a: argparse.Namespace) -> None:
     dro = DroSettings(**json.loads(a.dro)) if a.dro else None
     clusters = read_assignments(a.clusters) if a.clusters else None
     trainer = Trainer(
-        a.init, a.queries, a.corpus, qrels, read_negatives(a.negatives), settings, a.checkpoint_dir, teacher, dro, clusters
+        a.init,
+        a.queries,
+        a.corpus,
+        qrels,
+        read_negatives(a.negatives),
+        settings,
+        a.checkpoint_dir,
+        teacher,
+        dro,
+        clusters,
     )
     trainer.train(a.out, a.log)
 
@@ -109,15 +125,14 @@ def _teacher_scores(a: argparse.Namespace) -> None:
 
     groups = candidates(pd.read_parquet(a.qrels), read_negatives(a.negatives))
     query_text, passage_text = load_texts(a.queries, a.corpus, groups, a.template)
-    scores = score_candidates(
-        a.model, groups, query_text, passage_text, a.kind, a.batch_size, a.q_max_len, a.max_len
-    )
+    scores = score_candidates(a.model, groups, query_text, passage_text, a.kind, a.batch_size, a.q_max_len, a.max_len)
     log.info("teacher %s: %d scores for %d queries", a.model, len(scores), scores["qid"].nunique())
     write_teacher_scores(scores, a.out, {"teacher": a.model, "kind": a.kind, "template": a.template})
 
 
 def _msmarco(a: argparse.Namespace) -> None:
-    from dr_core import msmarco, msmarco_prepare as prep
+    from dr_core import msmarco
+    from dr_core import msmarco_prepare as prep
 
     if a.step == "join":
         msmarco.join_titles(a.inputs[0], a.inputs[1], a.out)
@@ -273,7 +288,9 @@ def build_parser() -> argparse.ArgumentParser:
     s = sub.add_parser("teacher-scores", help="score each train query's positives and negatives with a teacher")
     for name in ("--model", "--queries", "--corpus", "--qrels", "--negatives", "--out"):
         s.add_argument(name, required=True)
-    s.add_argument("--kind", choices=["auto", "cross", "bi"], default="auto", help="auto: cross for *ForSequenceClassification")
+    s.add_argument(
+        "--kind", choices=["auto", "cross", "bi"], default="auto", help="auto: cross for *ForSequenceClassification"
+    )
     s.add_argument("--template", default="Title: {title} Text: {text}")
     s.add_argument("--batch-size", type=int, default=32)
     s.add_argument("--q-max-len", type=int, default=32, help="bi-encoder query length")

@@ -8,8 +8,8 @@ reads it back with `read_assignments` and turns each batch's qids into a LongTen
 from __future__ import annotations
 
 import logging
+from collections.abc import Iterable, Sequence
 from pathlib import Path
-from typing import Iterable, Sequence
 
 import numpy as np
 import torch

@@ -69,9 +69,10 @@ def _fetch_once(url: str, part: Path, chunk_size: int, timeout: float, headers: 
         length = r.headers.get("Content-Length")
         total = offset + int(length) if length is not None else None
         mode = "ab" if offset else "wb"
-        with open(part, mode) as f, tqdm(
-            total=total, initial=offset, unit="B", unit_scale=True, desc=part.name, disable=None
-        ) as bar:
+        with (
+            open(part, mode) as f,
+            tqdm(total=total, initial=offset, unit="B", unit_scale=True, desc=part.name, disable=None) as bar,
+        ):
             for block in r.iter_content(chunk_size=chunk_size):
                 f.write(block)
                 bar.update(len(block))
@@ -95,7 +96,8 @@ def download(
 
     Skips the fetch when `dest` exists and matches the given size and checksums; a mismatch after download
     removes the file and raises `DataError`. `headers` go with every request (MS MARCO's Azure storage serves
-    byte ranges only to requests that name a recent API version). `retries` counts consecutive failed attempts (waits `backoff * 2**k` s).
+    byte ranges only to requests that name a recent API version). `retries` counts consecutive failed
+    attempts (waits `backoff * 2**k` s).
     """
     dest = Path(dest)
     if dest.exists():

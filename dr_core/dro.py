@@ -30,11 +30,10 @@ per-rank gradients add up to the exact gradient of each cluster's global mean lo
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import math
 import re
-from typing import Sequence
+from collections.abc import Sequence
+from dataclasses import dataclass
 
 import torch
 import torch.distributed as dist

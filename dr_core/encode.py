@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
 import numpy as np
 import torch
@@ -96,7 +96,11 @@ def encode_queries(
 
 
 def encode_judged_queries(
-    model_dir: str | Path, query_tokens: str | Path, qrels: str | Path, batch_size: int = 256, max_len: int | None = None
+    model_dir: str | Path,
+    query_tokens: str | Path,
+    qrels: str | Path,
+    batch_size: int = 256,
+    max_len: int | None = None,
 ) -> tuple[list[str], np.ndarray]:
     """The queries judged in a qrels Parquet file (sorted qids) and their embeddings by a saved bi-encoder."""
     import pandas as pd

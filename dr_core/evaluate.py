@@ -24,7 +24,7 @@ METRICS: dict[str, tuple[str, int | None]] = {
 def _measure_family(measure: str) -> str:
     for prefix in ("ndcg_cut", "recall", "P"):
         if measure.startswith(prefix + "_"):
-            return f"{prefix}.{measure[len(prefix) + 1:]}"
+            return f"{prefix}.{measure[len(prefix) + 1 :]}"
     return measure
 
 

@@ -79,7 +79,7 @@ class BiEncoder(nn.Module):
                 tower.activation_checkpointing_enable({"use_reentrant": False})
 
     @classmethod
-    def from_base(cls, name: str, spec: EncoderSpec) -> "BiEncoder":
+    def from_base(cls, name: str, spec: EncoderSpec) -> BiEncoder:
         """Start from a pretrained transformer (hub name, local path or `pkg:` path).
 
         Weights the checkpoint lacks (a pooler, a projection) are initialised from a fixed seed, so the same
@@ -93,12 +93,14 @@ class BiEncoder(nn.Module):
             return cls(q, p, spec)
 
     @classmethod
-    def load(cls, path: str | Path) -> "BiEncoder":
+    def load(cls, path: str | Path) -> BiEncoder:
         """Load a directory written by `save`."""
         path = Path(path)
         spec = EncoderSpec(**json.loads((path / ENCODER_FILE).read_text()))
         if spec.untied:
-            model = cls(AutoModel.from_pretrained(path / "query_model"), AutoModel.from_pretrained(path / "passage_model"), spec)
+            model = cls(
+                AutoModel.from_pretrained(path / "query_model"), AutoModel.from_pretrained(path / "passage_model"), spec
+            )
         else:
             model = cls(AutoModel.from_pretrained(path), None, spec)
         if model.projection is not None:
@@ -123,7 +125,9 @@ class BiEncoder(nn.Module):
             _write_dense(path / DENSE_DIR, self.projection)
         (path / ENCODER_FILE).write_text(json.dumps(asdict(self.spec), indent=2) + "\n")
 
-    def forward(self, queries: dict[str, torch.Tensor], passages: dict[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
+    def forward(
+        self, queries: dict[str, torch.Tensor], passages: dict[str, torch.Tensor]
+    ) -> tuple[torch.Tensor, torch.Tensor]:
         """(query embeddings, passage embeddings) for two padded batches; the training entry point (DDP)."""
         return self.encode(**queries, is_query=True), self.encode(**passages, is_query=False)
 

@@ -12,10 +12,10 @@ import heapq
 import itertools
 import pickle
 import re
+from collections.abc import Collection, Iterator
 from dataclasses import dataclass
 from decimal import Decimal
 from pathlib import Path
-from typing import Collection, Iterator
 
 import numpy as np
 

@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-from typing import Sequence
-
 import shutil
 import tarfile
+from collections.abc import Sequence
+from pathlib import Path
 
 import pandas as pd
 import pyarrow as pa
@@ -14,8 +13,8 @@ import pyarrow.parquet as pq
 
 from dr_core.atomic import atomic_path
 from dr_core.beir import write_parquet
-from dr_core.errors import DataError
 from dr_core.download import download
+from dr_core.errors import DataError
 from dr_core.msmarco import MSMARCO_FILES, iter_corpus_tsv, read_msmarco_qrels, read_queries, write_msmarco_run
 from dr_core.runs import read_trec
 
@@ -102,7 +101,5 @@ def qrels_to_parquet(qrels_file: str | Path, corpus: str | Path, queries: str | 
 def trec_to_msmarco_run(run_trec: str | Path, dest: str | Path) -> None:
     """The same ranking in the MS MARCO format `qid<TAB>pid<TAB>rank`."""
     run = read_trec(run_trec)
-    ranked = {
-        qid: list(zip(group["docid"], group["score"])) for qid, group in run.groupby("qid", sort=False)
-    }
+    ranked = {qid: list(zip(group["docid"], group["score"])) for qid, group in run.groupby("qid", sort=False)}
     write_msmarco_run(ranked, dest)

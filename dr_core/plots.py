@@ -8,8 +8,8 @@ from __future__ import annotations
 
 import argparse
 import re
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
 import matplotlib
 
@@ -127,7 +127,10 @@ def plot_dro_weights(logs: Sequence[str | Path], out: str | Path) -> None:
     panels = [dro_panels(p) for p in paths]
     ncols = max(map(len, panels))
     fig, axes = plt.subplots(
-        len(paths), ncols, figsize=(8 if ncols == 1 else 3.6 * ncols, 3.4 * len(paths)), squeeze=False,
+        len(paths),
+        ncols,
+        figsize=(8 if ncols == 1 else 3.6 * ncols, 3.4 * len(paths)),
+        squeeze=False,
         layout="constrained",
     )
     for row, path, round_panels in zip(axes, paths, panels):
@@ -137,7 +140,7 @@ def plot_dro_weights(logs: Sequence[str | Path], out: str | Path) -> None:
             ax.grid(alpha=0.3)
             if title == "cluster weights" and len(frame.columns) <= 12:
                 ax.legend(title="cluster", fontsize="small")
-        for ax in row[len(round_panels):]:
+        for ax in row[len(round_panels) :]:
             ax.set_axis_off()
     _save(fig, out)
 

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
 import numpy as np
 import pandas as pd
@@ -12,9 +12,7 @@ from dr_core.atomic import atomic_path
 from dr_core.errors import DataError
 
 
-def write_trec(
-    dest: str | Path, qids: Sequence[str], docids: np.ndarray, scores: np.ndarray, tag: str
-) -> None:
+def write_trec(dest: str | Path, qids: Sequence[str], docids: np.ndarray, scores: np.ndarray, tag: str) -> None:
     """Write a ranking: row i of `docids`/`scores` (sorted best first) belongs to `qids[i]`; '' pads short rows."""
     with atomic_path(dest) as tmp, open(tmp, "w", encoding="utf-8") as f:
         for qid, row_ids, row_scores in zip(qids, docids, scores):

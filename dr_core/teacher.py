@@ -81,8 +81,12 @@ def cross_encoder_scores(model: str, pairs: list[tuple[str, str]], batch_size: i
     for start in tqdm(range(0, len(pairs), batch_size), desc="cross-encoder", unit="batch"):
         idx = order[start : start + batch_size]
         batch = tok(
-            [pairs[i][0] for i in idx], [pairs[i][1] for i in idx],
-            truncation="only_second", max_length=max_len, padding=True, return_tensors="pt",
+            [pairs[i][0] for i in idx],
+            [pairs[i][1] for i in idx],
+            truncation="only_second",
+            max_length=max_len,
+            padding=True,
+            return_tensors="pt",
         ).to(device)
         with torch.inference_mode(), autocast(precision, device):
             logits = net(**batch).logits.float()

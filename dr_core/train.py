@@ -202,7 +202,9 @@ class Trainer:
         examples, val = split_validation(examples, validation_size(settings, len(examples)), settings.seed)
         self.dataset = self._dataset(examples)
         self.val_dataset = self._dataset(val) if val else None
-        self.collate = collate(Padder(self.tokenizer, self.model.spec.q_max_len), Padder(self.tokenizer, self.model.spec.p_max_len))
+        self.collate = collate(
+            Padder(self.tokenizer, self.model.spec.q_max_len), Padder(self.tokenizer, self.model.spec.p_max_len)
+        )
         self.steps = total_steps(settings, len(examples), self.world.size)
         self.micro_per_epoch = steps_per_epoch(len(examples), settings.batch_size, self.world.size)
         self.optimizer = make_optimizer(settings.optimizer, self.model, settings.lr, settings.weight_decay)
@@ -244,7 +246,12 @@ class Trainer:
 
     # -- checkpoints -------------------------------------------------------------------------------------
     def _fingerprint(self) -> dict:
-        return {"settings": asdict(self.settings), "world": self.world.size, "steps": self.steps, "inputs": self.inputs_digest}
+        return {
+            "settings": asdict(self.settings),
+            "world": self.world.size,
+            "steps": self.steps,
+            "inputs": self.inputs_digest,
+        }
 
     def save_checkpoint(self) -> None:
         if not self.world.is_main:
@@ -300,14 +307,21 @@ class Trainer:
         return self.objective(q, p, _gather_ids(ids, self.world), global_batch=True) * self.world.size
 
     def objective(
-        self, q: torch.Tensor, p: torch.Tensor, ids: list[list[str]], update_dro: bool = True, global_batch: bool = False
+        self,
+        q: torch.Tensor,
+        p: torch.Tensor,
+        ids: list[list[str]],
+        update_dro: bool = True,
+        global_batch: bool = False,
     ) -> torch.Tensor:
         """Weighted sum of InfoNCE (cluster re-weighted under DRO), Margin-MSE and listwise KL for q [B, D],
         p [B*G, D], ids [B][1+G]. update_dro=False (validation) leaves the DRO weights as they are."""
         s = self.settings
         loss = torch.zeros((), device=q.device)
         if s.contrastive_weight > 0:
-            mask = false_negative_mask(ids, self.positives, s.group_size).to(q.device) if s.mask_false_negatives else None
+            mask = (
+                false_negative_mask(ids, self.positives, s.group_size).to(q.device) if s.mask_false_negatives else None
+            )
             if self.dro is None:
                 contrastive = info_nce(q, p, s.group_size, s.temperature, mask)
             else:
@@ -337,7 +351,10 @@ class Trainer:
         """Mean loss over the held-out queries (fixed groups and batches, eval mode, this process alone)."""
         self.model.eval()
         loader = torch.utils.data.DataLoader(
-            self.val_dataset, batch_size=self.settings.batch_size, collate_fn=self.collate, num_workers=0,
+            self.val_dataset,
+            batch_size=self.settings.batch_size,
+            collate_fn=self.collate,
+            num_workers=0,
             generator=_loader_generator(self.settings.seed, -1),
         )
         total, n = 0.0, 0
@@ -363,7 +380,10 @@ class Trainer:
             self.dataset.set_epoch(epoch)
             batches = rank_batches(len(self.dataset), s.batch_size, self.world.rank, self.world.size, offset)
             loader = torch.utils.data.DataLoader(
-                self.dataset, batch_sampler=batches, collate_fn=self.collate, num_workers=s.num_workers,
+                self.dataset,
+                batch_sampler=batches,
+                collate_fn=self.collate,
+                num_workers=s.num_workers,
                 generator=_loader_generator(s.seed, epoch),
             )
             pending = 0
@@ -434,15 +454,20 @@ class Trainer:
             return {}
         info = self.dro_info
         columns = dict(dro_summary(info))
-        for g, (w, l) in enumerate(zip(info["weights"].tolist(), info["cluster_loss"].tolist())):
-            columns[f"cluster_weight_{g}"] = w
-            columns[f"cluster_loss_{g}"] = l
+        for g, (weight, loss) in enumerate(zip(info["weights"].tolist(), info["cluster_loss"].tolist())):
+            columns[f"cluster_weight_{g}"] = weight
+            columns[f"cluster_loss_{g}"] = loss
         return columns
 
     def _finish(self, out_dir: str | Path, log_path: str | Path) -> None:
         with atomic_path(out_dir, is_dir=True) as tmp:
             self.model.save(tmp, self.tokenizer)
-            meta = {"dr_core_version": __version__, "train": asdict(self.settings), "steps": self.steps, "world_size": self.world.size}
+            meta = {
+                "dr_core_version": __version__,
+                "train": asdict(self.settings),
+                "steps": self.steps,
+                "world_size": self.world.size,
+            }
             (tmp / "dr_training.json").write_text(json.dumps(meta, indent=2) + "\n")
         _write_csv(log_path, self.log_rows)
         shutil.rmtree(self.checkpoint_dir, ignore_errors=True)

@@ -18,12 +18,12 @@ import pytest
 import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
+from conftest import prepare_tokenized
 from torch.nn.parallel import DistributedDataParallel
 
 from dr_core.distributed import World, gather_with_grad
 from dr_core.loss import group_scores, info_nce, listwise_kl, margin_mse
 from dr_core.model import BiEncoder, EncoderSpec, load_tokenizer
-from conftest import prepare_tokenized
 
 B, G, L = 5, 3, 7  # 5 queries split 3 + 2 over two ranks: an uneven split
 
@@ -58,7 +58,12 @@ def _inputs(vocab: int):
     teacher = torch.randn(B, G, generator=g)
     false_neg = torch.zeros(B, B * G, dtype=torch.bool)
     false_neg[0, G] = True  # passage 3 is relevant to query 0 as well
-    return {"input_ids": q_ids, "attention_mask": mask_q}, {"input_ids": p_ids, "attention_mask": mask_p}, teacher, false_neg
+    return (
+        {"input_ids": q_ids, "attention_mask": mask_q},
+        {"input_ids": p_ids, "attention_mask": mask_p},
+        teacher,
+        false_neg,
+    )
 
 
 def _grad_worker(rank: int, world: int, port: int, model_dir: str) -> None:
@@ -112,10 +117,28 @@ def _train_args(d, out):
     # 16 train queries, batch 7: global batches 7, 7, 2, split 4+3, 4+3, 1+1 over two ranks
     settings = {"max_steps": 6, "batch_size": 7, "group_size": 3, "lr": 1e-3, "warmup_ratio": 0.0, "log_every": 1}
     return [
-        "dr_core", "--threads", "1", "train", "--init", str(d / "init"), "--queries", str(d / "tq.parquet"),
-        "--corpus", str(d / "tc.parquet"), "--qrels", str(d / "qrels.parquet"), "--negatives", str(d / "negs.tsv"),
-        "--out", str(d / out), "--log", str(d / f"{out}.csv"), "--checkpoint-dir", str(d / f"ck_{out}"),
-        "--settings", json.dumps(settings),
+        "dr_core",
+        "--threads",
+        "1",
+        "train",
+        "--init",
+        str(d / "init"),
+        "--queries",
+        str(d / "tq.parquet"),
+        "--corpus",
+        str(d / "tc.parquet"),
+        "--qrels",
+        str(d / "qrels.parquet"),
+        "--negatives",
+        str(d / "negs.tsv"),
+        "--out",
+        str(d / out),
+        "--log",
+        str(d / f"{out}.csv"),
+        "--checkpoint-dir",
+        str(d / f"ck_{out}"),
+        "--settings",
+        json.dumps(settings),
     ]
 
 
@@ -124,9 +147,20 @@ def test_torchrun_world_2_ends_with_the_weights_of_world_1(train_inputs):
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     one = subprocess.Popen([sys.executable, "-m", *_train_args(d, "one")], env=env, stderr=subprocess.PIPE)
     two = subprocess.run(
-        [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2", "-m", "--",
-         *_train_args(d, "two")],
-        env=env, capture_output=True, text=True,
+        [
+            sys.executable,
+            "-m",
+            "torch.distributed.run",
+            "--standalone",
+            "--nproc-per-node",
+            "2",
+            "-m",
+            "--",
+            *_train_args(d, "two"),
+        ],
+        env=env,
+        capture_output=True,
+        text=True,
     )
     assert one.wait() == 0, one.stderr.read().decode()[-3000:]
     assert two.returncode == 0, two.stderr[-3000:]

@@ -9,8 +9,8 @@ import re
 import tarfile
 import threading
 import zipfile
-from pathlib import Path
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 
 import pytest
 import requests
@@ -179,8 +179,11 @@ def _archives(tmp_path):
         t.addfile(info, io.BytesIO(b"0\tabc\n"))
     gpath = tmp_path / "triples.tsv.gz"
     gpath.write_bytes(gzip.compress(b"1\t2\t3\r\n"))
-    return [(zpath, "scifact/corpus.jsonl", b"{}\n"), (tpath, "marco/para.txt", b"0\tabc\n"),
-            (gpath, "triples.tsv", b"1\t2\t3\r\n")]
+    return [
+        (zpath, "scifact/corpus.jsonl", b"{}\n"),
+        (tpath, "marco/para.txt", b"0\tabc\n"),
+        (gpath, "triples.tsv", b"1\t2\t3\r\n"),
+    ]
 
 
 def test_extract_formats(tmp_path):
@@ -208,7 +211,9 @@ def test_acquire_beir_unpacks_the_dataset_folder(server, tmp_path):
                 zf.write(path, f"tiny/{path.relative_to(tiny)}")
     server.files["/tiny.zip"] = buf.getvalue()
     out = tmp_path / "downloads" / "tiny"
-    acquire_beir(f"{server.url}/tiny.zip", out, md5=hashlib.md5(buf.getvalue()).hexdigest(), cache_dir=tmp_path / "downloads")
+    acquire_beir(
+        f"{server.url}/tiny.zip", out, md5=hashlib.md5(buf.getvalue()).hexdigest(), cache_dir=tmp_path / "downloads"
+    )
     assert (out / "corpus.jsonl").read_bytes() == (tiny / "corpus.jsonl").read_bytes()
     assert (out / "qrels" / "test.tsv").exists()
     assert sorted(p.name for p in (tmp_path / "downloads").iterdir()) == ["tiny", "tiny.zip"]
@@ -225,8 +230,9 @@ def test_fetch_msmarco_member_from_its_archive(server, tmp_path, monkeypatch):
             tar.addfile(info, io.BytesIO(data))
     server.files["/marco.tar.gz"] = buf.getvalue()
     spec = msmarco.MSMARCO_FILES["marco.tar.gz"]
-    local = msmarco.MsMarcoFile(f"{server.url}/marco.tar.gz", hashlib.md5(buf.getvalue()).hexdigest(), spec.contents,
-                                size=len(buf.getvalue()))
+    local = msmarco.MsMarcoFile(
+        f"{server.url}/marco.tar.gz", hashlib.md5(buf.getvalue()).hexdigest(), spec.contents, size=len(buf.getvalue())
+    )
     monkeypatch.setitem(msmarco.MSMARCO_FILES, "marco.tar.gz", local)
     msmarco_prepare.fetch_raw_file("para.title.txt", tmp_path / "para.title.txt", tmp_path / "archives")
     assert (tmp_path / "para.title.txt").read_bytes() == b"1\ta title\n"

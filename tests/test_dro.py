@@ -12,7 +12,7 @@ import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
 
-from dr_core.dro import GreedyDRO, IDRO, cluster_losses, dro_summary, greedy_weights, last_layer_params, make_dro
+from dr_core.dro import IDRO, GreedyDRO, cluster_losses, dro_summary, greedy_weights, last_layer_params, make_dro
 
 
 def _linear_batch(xs, w):

@@ -2,11 +2,19 @@ import math
 
 import pytest
 import torch
+from conftest import prepare_tokenized
 
 from dr_core.loss import group_scores, info_nce, listwise_kl, margin_mse
-from dr_core.train import false_negative_mask, lr_lambda, TrainSettings
-from dr_core.train_data import Example, GroupDataset, GroupSampler, keep_scored, rank_batches, split_validation, steps_per_epoch
-from conftest import prepare_tokenized
+from dr_core.train import TrainSettings, false_negative_mask, lr_lambda
+from dr_core.train_data import (
+    Example,
+    GroupDataset,
+    GroupSampler,
+    keep_scored,
+    rank_batches,
+    split_validation,
+    steps_per_epoch,
+)
 
 
 def test_info_nce_matches_hand_computation():
@@ -140,13 +148,19 @@ def train_store(tiny_bert, tmp_path):
     from dr_core.tokenization import TokenStore
 
     prepare_tokenized(tiny_bert, tmp_path, "{title} {text}")
-    return pd.read_parquet(tmp_path / "qrels.parquet"), TokenStore(tmp_path / "tq.parquet"), TokenStore(tmp_path / "tc.parquet")
+    return (
+        pd.read_parquet(tmp_path / "qrels.parquet"),
+        TokenStore(tmp_path / "tq.parquet"),
+        TokenStore(tmp_path / "tc.parquet"),
+    )
 
 
 def _batches(dataset, epoch, workers):
     dataset.set_epoch(epoch)
     loader = torch.utils.data.DataLoader(
-        dataset, batch_sampler=rank_batches(len(dataset), 3, 0, 1), collate_fn=lambda items: [i for *_, i in items],
+        dataset,
+        batch_sampler=rank_batches(len(dataset), 3, 0, 1),
+        collate_fn=lambda items: [i for *_, i in items],
         num_workers=workers,
     )
     return list(loader)

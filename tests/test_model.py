@@ -34,7 +34,8 @@ def test_save_load_round_trip_and_plain_transformers(tiny_bert, tmp_path, poolin
 
 
 @pytest.mark.parametrize(
-    "pooling, similarity, projection", [("cls", "dot", None), ("mean", "cosine", None), ("mean", "cosine", 8), ("cls", "dot", 24)]
+    "pooling, similarity, projection",
+    [("cls", "dot", None), ("mean", "cosine", None), ("mean", "cosine", 8), ("cls", "dot", 24)],
 )
 def test_sentence_transformers_loads_the_same_embeddings(tiny_bert, tmp_path, pooling, similarity, projection):
     st = pytest.importorskip("sentence_transformers")
@@ -44,7 +45,9 @@ def test_sentence_transformers_loads_the_same_embeddings(tiny_bert, tmp_path, po
     tok = load_tokenizer(tiny_bert)
     model.save(tmp_path / "m", tok)
     texts = ["whale songs in the ocean", "chess endgame"]
-    ours = embed(model, Padder(tok, 32), [np.array(tok(t, add_special_tokens=False)["input_ids"]) for t in texts], False, 8)
+    ours = embed(
+        model, Padder(tok, 32), [np.array(tok(t, add_special_tokens=False)["input_ids"]) for t in texts], False, 8
+    )
     theirs = st.SentenceTransformer(str(tmp_path / "m"), device="cpu").encode(texts, convert_to_numpy=True)
     np.testing.assert_allclose(ours, theirs, rtol=1e-4, atol=1e-5)
     assert theirs.shape == (2, projection or 32)

@@ -15,18 +15,15 @@ from pathlib import Path
 
 import pytest
 
-from dr_core.negatives import read_negatives
 from dr_core import msmarco
 from dr_core.errors import DataError
+from dr_core.negatives import read_negatives
 
 FIXTURES = Path(__file__).parent / "fixtures" / "msmarco"
 SEED_JOIN = (
-    "join -t \"$(echo -en '\\t')\" -e '' -a 1 -o 1.1 2.2 1.2 <(sort -k1,1 \"$1\") <(sort -k1,1 \"$2\")"
-    " | sort -k1,1 -n"
+    'join -t "$(echo -en \'\\t\')" -e \'\' -a 1 -o 1.1 2.2 1.2 <(sort -k1,1 "$1") <(sort -k1,1 "$2") | sort -k1,1 -n'
 )
-SEED_AWK = (
-    "$1==last {printf \",%s\",$3; next} NR>1 {print \"\";} {last=$1; printf \"%s\\t%s\",$1,$3;} END{print \"\";}"
-)
+SEED_AWK = '$1==last {printf ",%s",$3; next} NR>1 {print "";} {last=$1; printf "%s\\t%s",$1,$3;} END{print "";}'
 AWKS = [a for a in ("mawk", "gawk") if shutil.which(a)]
 C_LOCALE = {**os.environ, "LC_ALL": "C"}
 
@@ -307,9 +304,15 @@ def test_mrr_at_10_follows_official_definition():
 
 
 def test_msmarco_files_table():
-    for name in ("marco.tar.gz", "qrels.train.tsv", "qidpidtriples.train.full.2.tsv.gz", "queries.dev.small.tsv",
-                 "qrels.dev.small.tsv", "msmarco-hard-negatives.jsonl.gz",
-                 "cross-encoder-ms-marco-MiniLM-L-6-v2-scores.pkl.gz"):
+    for name in (
+        "marco.tar.gz",
+        "qrels.train.tsv",
+        "qidpidtriples.train.full.2.tsv.gz",
+        "queries.dev.small.tsv",
+        "qrels.dev.small.tsv",
+        "msmarco-hard-negatives.jsonl.gz",
+        "cross-encoder-ms-marco-MiniLM-L-6-v2-scores.pkl.gz",
+    ):
         entry = msmarco.MSMARCO_FILES[name]
         assert entry.url.startswith("https://") and entry.contents
         assert entry.url.endswith(name) or entry.member == name

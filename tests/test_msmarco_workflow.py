@@ -8,10 +8,10 @@ import json
 import pandas as pd
 import pytest
 import yaml
-
 from conftest import REPO, TINY_BEIR
-from dr_core.msmarco import mrr_at_10, read_msmarco_qrels
 from test_workflow import planned_jobs, snakemake
+
+from dr_core.msmarco import mrr_at_10, read_msmarco_qrels
 
 
 def write_msmarco_files(dest) -> None:
@@ -26,25 +26,47 @@ def write_msmarco_files(dest) -> None:
         rows = pd.read_csv(TINY_BEIR / "qrels" / f"{split}.tsv", sep="\t", dtype=str)
         splits[split] = rows
         (dest / name).write_text("".join(f"{q}\t{queries[q]}\n" for q in dict.fromkeys(rows["query-id"])))
-    (dest / "qrels.train.tsv").write_text("".join(f"{q}\t0\t{d}\t1\n" for q, d in zip(splits["train"]["query-id"], splits["train"]["corpus-id"])))
-    (dest / "qrels.dev.small.tsv").write_text("".join(f"{q}\t0\t{d}\t1\n" for q, d in zip(splits["test"]["query-id"], splits["test"]["corpus-id"])))
+    (dest / "qrels.train.tsv").write_text(
+        "".join(f"{q}\t0\t{d}\t1\n" for q, d in zip(splits["train"]["query-id"], splits["train"]["corpus-id"]))
+    )
+    (dest / "qrels.dev.small.tsv").write_text(
+        "".join(f"{q}\t0\t{d}\t1\n" for q, d in zip(splits["test"]["query-id"], splits["test"]["corpus-id"]))
+    )
     ids = [d["_id"] for d in docs]
-    triples = [f"{q}\t{d}\t{ids[(i * 7 + k) % len(ids)]}\r\n" for i, (q, d) in enumerate(zip(splits["train"]["query-id"], splits["train"]["corpus-id"])) for k in range(3)]
+    triples = [
+        f"{q}\t{d}\t{ids[(i * 7 + k) % len(ids)]}\r\n"
+        for i, (q, d) in enumerate(zip(splits["train"]["query-id"], splits["train"]["corpus-id"]))
+        for k in range(3)
+    ]
     with gzip.open(dest / "qidpidtriples.train.full.2.tsv.gz", "wt", newline="") as f:
         f.writelines(triples)
 
 
 def test_recipes_show_the_whole_dag_from_download_to_dev_evaluation(tmp_path):
     for recipe in ("tevatron", "openmatch", "retromae", "disentangled"):
-        proc = snakemake("-n", "--configfile", str(REPO / "config" / "msmarco" / f"{recipe}.yaml"),
-                         "--directory", str(tmp_path / recipe))
+        proc = snakemake(
+            "-n",
+            "--configfile",
+            str(REPO / "config" / "msmarco" / f"{recipe}.yaml"),
+            "--directory",
+            str(tmp_path / recipe),
+        )
         jobs = planned_jobs(proc.stdout)
         assert jobs["msmarco_fetch"] >= 6 and jobs["msmarco_join"] == 1 and jobs["msmarco_qrels"] == 2, recipe
         assert jobs["train"] >= 1 and jobs["evaluate"] >= 3 and jobs["msmarco_run"] >= 3, recipe
         assert ("msmarco_triples" in jobs) == (recipe in ("openmatch", "disentangled")), recipe
-    assert "torchrun --standalone --nproc_per_node 4 -m -- dr_core" in snakemake(
-        "-n", "-p", "--configfile", str(REPO / "config/msmarco/disentangled.yaml"), "--directory", str(tmp_path / "p"),
-        "results/msmarco-disentangled/round1/model").stdout
+    assert (
+        "torchrun --standalone --nproc_per_node 4 -m -- dr_core"
+        in snakemake(
+            "-n",
+            "-p",
+            "--configfile",
+            str(REPO / "config/msmarco/disentangled.yaml"),
+            "--directory",
+            str(tmp_path / "p"),
+            "results/msmarco-disentangled/round1/model",
+        ).stdout
+    )
 
 
 @pytest.mark.slow
@@ -80,4 +102,7 @@ def test_msmarco_fixture_runs_end_to_end(tmp_path):
         for qid, pid, rank in lines:
             run.setdefault(qid, []).append((pid, -float(rank)))
         assert mrr_at_10(run, qrels) == pytest.approx(metrics["mrr@10"], abs=1e-9), system
-    assert "Nothing to be done" in snakemake("-n", "--configfile", str(tmp_path / "config.yaml"), "--directory", str(tmp_path)).stdout
+    assert (
+        "Nothing to be done"
+        in snakemake("-n", "--configfile", str(tmp_path / "config.yaml"), "--directory", str(tmp_path)).stdout
+    )

@@ -14,18 +14,26 @@ import numpy as np
 import pandas as pd
 import pytest
 import yaml
-from PIL import Image
-
 from conftest import REPO
+from PIL import Image
+from test_workflow import FIXTURE_CONFIG, planned_jobs, snakemake, write_config
+
 from dr_core import plots
 from dr_core.errors import DataError
-from test_workflow import FIXTURE_CONFIG, planned_jobs, snakemake, write_config
 
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMIUM_FLAGS = [
-    "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-    "--disable-background-networking", "--disable-component-update", "--disable-sync",
-    "--hide-scrollbars", "--window-size=1400,1000", "--virtual-time-budget=10000",
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--hide-scrollbars",
+    "--window-size=1400,1000",
+    "--virtual-time-budget=10000",
 ]
 REPORT_FILES = {"summary.html", "metrics.png", "training_loss.png", "runtimes.png"}
 
@@ -43,8 +51,10 @@ def assert_not_blank(png: bytes | Path, min_colours: int = 50, min_ink: float = 
 def write_summary(path: Path) -> Path:
     rows = [("bm25", 0.68, 0.9), ("round0", 0.56, 0.8), ("round1", 0.50, 0.85), ("round2", 0.64, 0.95)]
     table = pd.DataFrame(
-        [{"system": s, "dataset": "tiny", "split": "test", "ndcg@10": n, "recall@100": r, "recall@1000": 1.0}
-         for s, n, r in rows]
+        [
+            {"system": s, "dataset": "tiny", "split": "test", "ndcg@10": n, "recall@100": r, "recall@1000": 1.0}
+            for s, n, r in rows
+        ]
     )
     table.to_csv(path, sep="\t", index=False)
     return path
@@ -93,8 +103,18 @@ def test_runtimes_and_table(tmp_path):
     table = plots.read_benchmarks(sorted(bench.glob("*/*.tsv")))
     assert table.set_index("job")["s"].to_dict() == {"round0.tiny.shard0": 2.5, "round1": 9.6}
     proc = subprocess.run(
-        [sys.executable, "-m", "dr_core.plots", "runtimes", "--benchmarks", *map(str, bench.glob("*/*.tsv")),
-         "--out", str(tmp_path / "runtimes.png")], capture_output=True, text=True,
+        [
+            sys.executable,
+            "-m",
+            "dr_core.plots",
+            "runtimes",
+            "--benchmarks",
+            *map(str, bench.glob("*/*.tsv")),
+            "--out",
+            str(tmp_path / "runtimes.png"),
+        ],
+        capture_output=True,
+        text=True,
     )
     assert proc.returncode == 0, proc.stderr
     assert_not_blank(tmp_path / "runtimes.png")

@@ -1,4 +1,3 @@
-
 import numpy as np
 import pandas as pd
 import pytest
@@ -39,7 +38,9 @@ def test_search_rejects_mismatched_ids(tmp_path):
 
 def test_trec_round_trip_and_bad_line(tmp_path):
     path = tmp_path / "run.trec"
-    write_trec(path, ["q1", "q2"], np.array([["a", "b"], ["c", ""]], dtype=object), np.array([[2.0, 1.0], [3.0, 0.0]]), "t")
+    write_trec(
+        path, ["q1", "q2"], np.array([["a", "b"], ["c", ""]], dtype=object), np.array([[2.0, 1.0], [3.0, 0.0]]), "t"
+    )
     assert path.read_text().splitlines() == ["q1 Q0 a 1 2.000000 t", "q1 Q0 b 2 1.000000 t", "q2 Q0 c 1 3.000000 t"]
     run = read_trec(path)
     assert run_to_dict(run) == {"q1": {"a": 2.0, "b": 1.0}, "q2": {"c": 3.0}}

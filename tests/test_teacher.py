@@ -4,14 +4,13 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
+from conftest import FIXTURES
 from transformers import AutoTokenizer, BertConfig, BertForSequenceClassification
 
 from dr_core import cli
 from dr_core.beir import prepare_collection, prepare_qrels
 from dr_core.model import BiEncoder, EncoderSpec, load_tokenizer
 from dr_core.teacher import candidates, read_teacher_scores, score_candidates, teacher_kind
-
-from conftest import FIXTURES
 
 QUERIES = {"a": "solar panels and sunlight", "b": "roasting coffee beans"}
 PASSAGES = {
@@ -57,7 +56,10 @@ def test_dr_core_bi_encoder_teacher_scores_are_dot_products(tiny_bert, tmp_path)
     assert teacher_kind(str(tmp_path / "m")) == "bi"
     scores = score_candidates(str(tmp_path / "m"), GROUPS, QUERIES, PASSAGES, batch_size=2, max_len=64)
     model = BiEncoder.load(tmp_path / "m").eval()
-    enc = lambda text, is_q: model.encode(**tok(text, return_tensors="pt", return_token_type_ids=False), is_query=is_q)
+
+    def enc(text, is_q):
+        return model.encode(**tok(text, return_tensors="pt", return_token_type_ids=False), is_query=is_q)
+
     with torch.no_grad():
         want = (enc(QUERIES["a"], True) @ enc(PASSAGES["c"], False).T).item()
     assert scores.set_index(["qid", "pid"]).loc[("a", "c"), "score"] == pytest.approx(want, abs=1e-5)
@@ -73,11 +75,27 @@ def test_minilm_teacher_ranks_the_relevant_passage_first():
 
 def test_cli_writes_parquet_that_training_reads(tiny_cross_encoder, tiny_beir, tmp_path):
     prepare_collection(tiny_beir, tmp_path)
-    prepare_qrels(tiny_beir, "train", tmp_path / "corpus.parquet", tmp_path / "queries.parquet", tmp_path / "qrels.parquet")
+    prepare_qrels(
+        tiny_beir, "train", tmp_path / "corpus.parquet", tmp_path / "queries.parquet", tmp_path / "qrels.parquet"
+    )
     (tmp_path / "negs.tsv").write_text("q1\t1007,1014,nosuchdoc\nq3\t1021\n")
-    argv = ["teacher-scores", "--model", str(tiny_cross_encoder), "--queries", str(tmp_path / "queries.parquet"),
-            "--corpus", str(tmp_path / "corpus.parquet"), "--qrels", str(tmp_path / "qrels.parquet"),
-            "--negatives", str(tmp_path / "negs.tsv"), "--out", str(tmp_path / "t.parquet"), "--max-len", "64"]
+    argv = [
+        "teacher-scores",
+        "--model",
+        str(tiny_cross_encoder),
+        "--queries",
+        str(tmp_path / "queries.parquet"),
+        "--corpus",
+        str(tmp_path / "corpus.parquet"),
+        "--qrels",
+        str(tmp_path / "qrels.parquet"),
+        "--negatives",
+        str(tmp_path / "negs.tsv"),
+        "--out",
+        str(tmp_path / "t.parquet"),
+        "--max-len",
+        "64",
+    ]
     assert cli.main(argv) == 0
     scores = read_teacher_scores(tmp_path / "t.parquet")
     qrels = pd.read_parquet(tmp_path / "qrels.parquet")

@@ -19,7 +19,9 @@ def test_template_and_missing_titles():
 def test_tokenize_table_round_trip_and_truncation(tiny_bert, tiny_beir, tmp_path):
     prepare_collection(tiny_beir, tmp_path)
     tok = load_tokenizer(tiny_bert)
-    n = tokenize_table(tmp_path / "corpus.parquet", tmp_path / "t.parquet", tok, 12, "id", "Title: {title} Text: {text}", batch_size=7)
+    n = tokenize_table(
+        tmp_path / "corpus.parquet", tmp_path / "t.parquet", tok, 12, "id", "Title: {title} Text: {text}", batch_size=7
+    )
     corpus = pd.read_parquet(tmp_path / "corpus.parquet")
     store = TokenStore(tmp_path / "t.parquet")
     assert n == len(store) == 48 and store.ids == corpus["id"].tolist()
@@ -54,7 +56,10 @@ def test_shard_bounds_partition_rows(n, shards):
 def test_embed_keeps_input_order_and_matches_unbatched(tiny_bert):
     tok = load_tokenizer(tiny_bert)
     model = BiEncoder.from_base(str(tiny_bert), EncoderSpec(pooling="mean", p_max_len=32)).eval()
-    rows = [np.array(tok(t, add_special_tokens=False)["input_ids"]) for t in ["a b c d e f", "solar", "whale song ocean", "x"]]
+    rows = [
+        np.array(tok(t, add_special_tokens=False)["input_ids"])
+        for t in ["a b c d e f", "solar", "whale song ocean", "x"]
+    ]
     padder = Padder(tok, 32)
     batched = embed(model, padder, rows, is_query=False, batch_size=3)
     with torch.no_grad():
@@ -69,7 +74,9 @@ def test_encode_corpus_shards_cover_the_corpus(tiny_bert, tiny_beir, tmp_path):
     BiEncoder.from_base(str(tiny_bert), EncoderSpec(p_max_len=32)).save(tmp_path / "m", tok)
     ids = []
     for s in range(3):
-        encode_corpus_shard(tmp_path / "m", tmp_path / "t.parquet", s, 3, tmp_path / f"e{s}.npy", tmp_path / f"e{s}.ids", batch_size=8)
+        encode_corpus_shard(
+            tmp_path / "m", tmp_path / "t.parquet", s, 3, tmp_path / f"e{s}.npy", tmp_path / f"e{s}.ids", batch_size=8
+        )
         emb = np.load(tmp_path / f"e{s}.npy")
         shard_ids = (tmp_path / f"e{s}.ids").read_text().splitlines()
         assert emb.shape == (len(shard_ids), 32) and emb.dtype == np.float32

@@ -9,10 +9,10 @@ import time
 import pandas as pd
 import pytest
 import torch
+from conftest import prepare_tokenized
 
 from dr_core.model import BiEncoder, EncoderSpec, load_tokenizer
 from dr_core.train import Trainer, TrainSettings
-from conftest import prepare_tokenized
 
 
 @pytest.fixture()
@@ -42,7 +42,9 @@ def _eval_loss(trainer):
 
 def test_training_lowers_the_loss_and_saves_a_loadable_model(train_inputs):
     d = train_inputs
-    settings = TrainSettings(epochs=10, batch_size=4, group_size=3, lr=1e-3, temperature=0.1, log_every=1, warmup_ratio=0.0)
+    settings = TrainSettings(
+        epochs=10, batch_size=4, group_size=3, lr=1e-3, temperature=0.1, log_every=1, warmup_ratio=0.0
+    )
     trainer = _trainer(d, settings)
     before = _eval_loss(trainer)
     trainer.train(d / "model", d / "log.csv")
@@ -64,7 +66,9 @@ def test_a_checkpoint_is_resumed_only_with_the_inputs_it_was_trained_on(train_in
     trainer.save_checkpoint()
     assert _trainer(d, settings).maybe_resume()
     qrels = pd.read_parquet(d / "qrels.parquet")
-    other = Trainer(d / "init", d / "tq.parquet", d / "tc.parquet", qrels, {"q1": ["1014"], "q3": ["1021"]}, settings, d / "ckpt")
+    other = Trainer(
+        d / "init", d / "tq.parquet", d / "tc.parquet", qrels, {"q1": ["1014"], "q3": ["1021"]}, settings, d / "ckpt"
+    )
     assert not other.maybe_resume()  # the negatives changed since the checkpoint
     (d / "init" / "extra.txt").write_text("the previous round was retrained\n")
     assert not _trainer(d, settings).maybe_resume()
@@ -72,10 +76,30 @@ def test_a_checkpoint_is_resumed_only_with_the_inputs_it_was_trained_on(train_in
 
 def _train_cmd(d, out, ckpt, settings):
     return [
-        sys.executable, "-m", "dr_core", "--threads", "1", "train", "--init", str(d / "init"),
-        "--queries", str(d / "tq.parquet"), "--corpus", str(d / "tc.parquet"), "--qrels", str(d / "qrels.parquet"),
-        "--negatives", str(d / "negs.tsv"), "--out", str(d / out), "--log", str(d / f"{out}.csv"),
-        "--checkpoint-dir", str(d / ckpt), "--settings", json.dumps(settings),
+        sys.executable,
+        "-m",
+        "dr_core",
+        "--threads",
+        "1",
+        "train",
+        "--init",
+        str(d / "init"),
+        "--queries",
+        str(d / "tq.parquet"),
+        "--corpus",
+        str(d / "tc.parquet"),
+        "--qrels",
+        str(d / "qrels.parquet"),
+        "--negatives",
+        str(d / "negs.tsv"),
+        "--out",
+        str(d / out),
+        "--log",
+        str(d / f"{out}.csv"),
+        "--checkpoint-dir",
+        str(d / ckpt),
+        "--settings",
+        json.dumps(settings),
     ]
 
 
@@ -109,11 +133,25 @@ def test_distillation_with_validation_lamb_and_tensorboard(train_inputs):
     docs = pd.read_parquet(d / "corpus.parquet")["id"].tolist()
     pos = qrels[qrels["rel"] > 0].groupby("qid")["docid"].agg(list).to_dict()
     negatives = {q: [x for x in docs if x not in p][:6] for q, p in pos.items()}
-    teacher = {q: {**{x: 8.0 for x in p}, **{x: float(i % 3) for i, x in enumerate(negatives[q])}} for q, p in pos.items()}
+    teacher = {
+        q: {**{x: 8.0 for x in p}, **{x: float(i % 3) for i, x in enumerate(negatives[q])}} for q, p in pos.items()
+    }
     settings = TrainSettings(
-        max_steps=6, batch_size=4, group_size=3, lr=1e-2, optimizer="lamb", warmup_ratio=0.0, contrastive_weight=0.0,
-        margin_mse_weight=1.0, kl_weight=0.5, teacher_temperature=2.0, sample_neg_from_topk=4, val_queries=4,
-        eval_every=2, log_every=3, tensorboard=True,
+        max_steps=6,
+        batch_size=4,
+        group_size=3,
+        lr=1e-2,
+        optimizer="lamb",
+        warmup_ratio=0.0,
+        contrastive_weight=0.0,
+        margin_mse_weight=1.0,
+        kl_weight=0.5,
+        teacher_temperature=2.0,
+        sample_neg_from_topk=4,
+        val_queries=4,
+        eval_every=2,
+        log_every=3,
+        tensorboard=True,
     )
     with pytest.raises(ValueError, match="teacher scores"):
         Trainer(d / "init", d / "tq.parquet", d / "tc.parquet", qrels, negatives, settings, d / "ck")

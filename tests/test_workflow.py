@@ -12,7 +12,6 @@ from pathlib import Path
 import pandas as pd
 import pytest
 import yaml
-
 from conftest import REPO
 
 FIXTURE_CONFIG = REPO / "tests" / "fixtures" / "workflow_config.yaml"
@@ -50,6 +49,16 @@ def test_lint_is_clean():
     assert "Congratulations, your workflow is in a good condition" in proc.stdout + proc.stderr
 
 
+@pytest.mark.parametrize(
+    "cmd",
+    [["snakefmt", "--check", "Snakefile", "workflow"], ["ruff", "check", "."], ["ruff", "format", "--check", "."]],
+    ids=["snakefmt", "ruff-check", "ruff-format"],
+)
+def test_style_gates_pass(cmd):
+    proc = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+
+
 def test_default_recipe_dry_run_has_the_whole_loop(tmp_path):
     proc = snakemake("-n", "--directory", str(tmp_path))
     jobs = planned_jobs(proc.stdout)
@@ -59,16 +68,28 @@ def test_default_recipe_dry_run_has_the_whole_loop(tmp_path):
 
 
 def test_one_target_runs_only_what_it_needs(tmp_path):
-    proc = snakemake("-n", "--configfile", str(FIXTURE_CONFIG), "--directory", str(tmp_path),
-                     "results/tiny/round2/train_negatives.tsv")
+    proc = snakemake(
+        "-n",
+        "--configfile",
+        str(FIXTURE_CONFIG),
+        "--directory",
+        str(tmp_path),
+        "results/tiny/round2/train_negatives.tsv",
+    )
     jobs = planned_jobs(proc.stdout)
     assert jobs["train"] == 1 and jobs["mine"] == 1
     assert "evaluate" not in jobs and "summary" not in jobs and "bm25" in jobs
 
 
 def test_config_outside_the_schema_is_refused(tmp_path):
-    proc = snakemake("-n", "--configfile", str(write_config(tmp_path, **{"train.lr": -1.0})),
-                     "--directory", str(tmp_path), check=False)
+    proc = snakemake(
+        "-n",
+        "--configfile",
+        str(write_config(tmp_path, **{"train.lr": -1.0})),
+        "--directory",
+        str(tmp_path),
+        check=False,
+    )
     assert proc.returncode != 0
     message = proc.stdout + proc.stderr
     assert "train" in message and "lr" in message and "-1.0" in message
@@ -80,8 +101,16 @@ def test_bad_corpus_line_fails_clearly_and_leaves_no_output(tmp_path):
     with open(data / "corpus.jsonl", "a") as f:
         f.write('{"_id": "x1", "title": "t", "text": "unterminated\n')
     config = write_config(tmp_path, **{"datasets.tiny.path": str(data)})
-    proc = snakemake("--cores", "1", "--configfile", str(config), "--directory", str(tmp_path),
-                     "results/tiny/data/tiny/corpus.parquet", check=False)
+    proc = snakemake(
+        "--cores",
+        "1",
+        "--configfile",
+        str(config),
+        "--directory",
+        str(tmp_path),
+        "results/tiny/data/tiny/corpus.parquet",
+        check=False,
+    )
     assert proc.returncode != 0
     log = (tmp_path / "results/tiny/logs/prepare/tiny.log").read_text()
     assert f"{data / 'corpus.jsonl'}:49: malformed JSON" in log
@@ -103,7 +132,9 @@ def test_end_to_end_two_rounds_on_the_fixture(fixture_run, tmp_path):
     run = (out / "round2" / "tiny" / "run.test.trec").read_text().splitlines()
     assert len(run) == 8 * 48 and run[0].split()[1] == "Q0"
     metrics = json.loads((out / "round2" / "tiny" / "metrics.test.json").read_text())
-    assert metrics["system"] == "round2" and set(metrics["per_query"]) == {f"q{i}" for i in (4, 8, 12, 16, 18, 20, 22, 24)}
+    assert metrics["system"] == "round2" and set(metrics["per_query"]) == {
+        f"q{i}" for i in (4, 8, 12, 16, 18, 20, 22, 24)
+    }
 
     # Nothing left to do; changing only an evaluation setting reruns only evaluation (and what reports it).
     run = ("--directory", str(fixture_run))
@@ -148,8 +179,20 @@ def test_killed_training_resumes_when_snakemake_runs_again(fixture_run, tmp_path
 
     config = write_config(tmp_path, **{"train.checkpoint_every": 1, "train.epochs": 2})
     target = "results/tiny/round1/model"
-    cmd = [sys.executable, "-m", "snakemake", "-s", str(REPO / "Snakefile"), "--cores", "1", target,
-           "--configfile", str(config), "--directory", str(tmp_path)]
+    cmd = [
+        sys.executable,
+        "-m",
+        "snakemake",
+        "-s",
+        str(REPO / "Snakefile"),
+        "--cores",
+        "1",
+        target,
+        "--configfile",
+        str(config),
+        "--directory",
+        str(tmp_path),
+    ]
     proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     state = tmp_path / "results/tiny/round1/checkpoints/state.pt"
     deadline = time.time() + 600
