@@ -43,7 +43,9 @@ def tokenize_table(
     batch_size: int = 10_000,
 ) -> int:
     """Tokenize a corpus (id, title, text; with `template`) or queries (qid, text) Parquet file. Returns rows."""
-    reader = pq.ParquetFile(src)
+    # pre_buffer (pyarrow's default) keeps every column chunk read so far until the iterator ends: memory
+    # grew with the corpus, to 4 GB at MS MARCO's 8.8M passages (benchmarks/README.md).
+    reader = pq.ParquetFile(src, pre_buffer=False)
     n = 0
     with atomic_path(dest) as tmp, pq.ParquetWriter(tmp, SCHEMA) as writer:
         bar = tqdm(total=reader.metadata.num_rows, desc=f"tokenize {Path(src).name}", unit="row")
