@@ -17,6 +17,7 @@ from tqdm import tqdm
 
 from dr_core.atomic import atomic_path
 from dr_core.errors import DataError
+from dr_core.textio import hash_file
 
 log = logging.getLogger(__name__)
 
@@ -32,10 +33,7 @@ def _integrity_problem(path: Path, size: int | None, md5: str | None, sha256: st
     if not wanted:
         return None
     hashers = {name: hashlib.new(name) for name in wanted}
-    with open(path, "rb") as f:
-        while block := f.read(1 << 22):
-            for h in hashers.values():
-                h.update(block)
+    hash_file(path, *hashers.values())
     for name, value in wanted.items():
         got = hashers[name].hexdigest()
         if got != value:

@@ -6,7 +6,7 @@ import gzip
 import json
 from collections.abc import Iterator
 from pathlib import Path
-from typing import BinaryIO
+from typing import Any, BinaryIO
 
 from dr_core.errors import DataError
 
@@ -14,6 +14,14 @@ from dr_core.errors import DataError
 def open_binary(path: Path) -> BinaryIO:
     """Open a plain or gzip-compressed file for reading bytes."""
     return gzip.open(path, "rb") if path.suffix == ".gz" else open(path, "rb")
+
+
+def hash_file(path: Path, *hashers: Any) -> None:
+    """Feed the bytes of `path` to every hashlib hasher given, in 4 MB blocks."""
+    with open(path, "rb") as f:
+        while block := f.read(1 << 22):
+            for h in hashers:
+                h.update(block)
 
 
 def text_lines(path: Path) -> Iterator[tuple[int, str]]:

@@ -29,6 +29,7 @@ from dr_core.dro import DroSettings, dro_summary, last_layer_params, make_dro
 from dr_core.loss import group_scores, info_nce, listwise_kl, margin_mse
 from dr_core.model import BiEncoder, load_tokenizer
 from dr_core.optim import OPTIMIZERS, make_optimizer
+from dr_core.textio import hash_file
 from dr_core.tokenization import TokenStore
 from dr_core.train_data import (
     Example,
@@ -485,9 +486,7 @@ def _inputs_digest(
     h = hashlib.sha256()
     for path in sorted(p for p in Path(init_model).rglob("*") if p.is_file()):
         h.update(str(path.relative_to(init_model)).encode() + b"\0")
-        with open(path, "rb") as f:
-            while block := f.read(1 << 22):
-                h.update(block)
+        hash_file(path, h)
     used = {ex.qid for ex in examples}
     data = {
         "examples": [(ex.qid, ex.positives, ex.negatives) for ex in examples],
