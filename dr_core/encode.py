@@ -6,6 +6,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
+import pyarrow.parquet as pq
 import torch
 from tqdm import tqdm
 from transformers import PreTrainedTokenizerBase
@@ -70,15 +71,14 @@ def encode_corpus_shard(
     """Write one shard's embeddings (.npy) and ids (one per line)."""
     model = BiEncoder.load(model_dir).to(pick_device())
     padder = Padder(load_tokenizer(model_dir), max_len or model.spec.p_max_len)
-    store = TokenStore(tokens)
-    start, end = shard_bounds(len(store), shard, num_shards)
-    rows = [store.by_row(i) for i in range(start, end)]
+    store = TokenStore(tokens, rows=shard_bounds(pq.read_metadata(tokens).num_rows, shard, num_shards))
+    rows = [store.by_row(i) for i in range(len(store))]
     emb = embed(model, padder, rows, False, batch_size, precision, desc=f"encode shard {shard}/{num_shards}")
     with atomic_path(emb_out) as tmp:
         with open(tmp, "wb") as f:
             np.save(f, emb)
     with atomic_path(ids_out) as tmp:
-        tmp.write_text("".join(f"{i}\n" for i in store.ids[start:end]), encoding="utf-8")
+        tmp.write_text("".join(f"{i}\n" for i in store.ids), encoding="utf-8")
 
 
 def encode_queries(

@@ -60,11 +60,26 @@ def tokenize_table(
     return n
 
 
-class TokenStore:
-    """Random access to pre-tokenized rows by id (offsets into one flat int32 array)."""
+def read_rows(path: str | Path, start: int, end: int) -> pa.Table:
+    """Rows [start, end) of a Parquet file, reading only the row groups that hold them."""
+    reader = pq.ParquetFile(path, pre_buffer=False)
+    groups, first, at = [], 0, 0
+    for g in range(reader.metadata.num_row_groups):
+        n = reader.metadata.row_group(g).num_rows
+        if at < end and at + n > start:
+            first = first if groups else at
+            groups.append(g)
+        at += n
+    table = reader.read_row_groups(groups) if groups else reader.schema_arrow.empty_table()
+    return table.slice(start - first, max(end - start, 0))
 
-    def __init__(self, path: str | Path) -> None:
-        table = pq.read_table(path)
+
+class TokenStore:
+    """Random access to pre-tokenized rows by id (offsets into one flat int32 array); `rows=(start, end)`
+    loads only that range (a corpus shard) rather than the whole file."""
+
+    def __init__(self, path: str | Path, rows: tuple[int, int] | None = None) -> None:
+        table = pq.read_table(path) if rows is None else read_rows(path, *rows)
         column = table.column("input_ids").combine_chunks()
         self.ids: list[str] = table.column("id").to_pylist()
         self.row = {doc_id: i for i, doc_id in enumerate(self.ids)}

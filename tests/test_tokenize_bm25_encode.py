@@ -1,5 +1,6 @@
 import numpy as np
 import pandas as pd
+import pyarrow.parquet as pq
 import pytest
 import torch
 
@@ -30,6 +31,11 @@ def test_tokenize_table_round_trip_and_truncation(tiny_bert, tiny_beir, tmp_path
     expected = tok(f"Title: {first['title']} Text: {first['text']}", add_special_tokens=False)["input_ids"][:10]
     assert store[first["id"]].tolist() == expected
     assert "nope" not in store
+    assert pq.read_metadata(tmp_path / "t.parquet").num_row_groups == 7  # 7 rows each, the last 6
+    for start, end in ((0, 48), (5, 19), (7, 14), (40, 48), (20, 20)):
+        part = TokenStore(tmp_path / "t.parquet", rows=(start, end))
+        assert part.ids == store.ids[start:end]
+        assert all(part.by_row(i).tolist() == store.by_row(start + i).tolist() for i in range(len(part)))
 
 
 def test_bm25_ranks_the_topic_passages_first(tiny_beir, tmp_path):
