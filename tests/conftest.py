@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import sys
 from pathlib import Path
 
 import pytest
@@ -11,6 +12,22 @@ REPO = Path(__file__).resolve().parents[1]
 FIXTURES = REPO / "tests" / "fixtures"
 TINY_BEIR = FIXTURES / "beir" / "tiny"
 SHARED_DATA = REPO.parent / "shared" / "data"
+
+
+def snakemake_cmd(*args: str) -> list[str]:
+    """`python -m snakemake` on the repository's Snakefile with `args`."""
+    return [sys.executable, "-m", "snakemake", "-s", str(REPO / "Snakefile"), *args]
+
+
+def train_cli_args(d: Path, out: str, ckpt: str, settings: dict) -> list[str]:
+    """Arguments of the `train` step after `python -m` (or `torchrun ... -m --`) on the prepared fixture in `d`."""
+    paths = {
+        "--init": d / "init", "--queries": d / "tq.parquet", "--corpus": d / "tc.parquet",
+        "--qrels": d / "qrels.parquet", "--negatives": d / "negs.tsv", "--out": d / out,
+        "--log": d / f"{out}.csv", "--checkpoint-dir": d / ckpt,
+    }  # fmt: skip
+    flags = [x for flag, path in paths.items() for x in (flag, str(path))]
+    return ["dr_core", "--threads", "1", "train", *flags, "--settings", json.dumps(settings)]
 
 
 def _texts() -> list[str]:
@@ -92,22 +109,11 @@ def shared_or_skip(name: str) -> Path:
 def fixture_run(tmp_path_factory) -> Path:
     """A working directory where the whole fixture recipe (2 rounds) has run once, shared by the slow tests."""
     import subprocess
-    import sys
 
     workdir = tmp_path_factory.mktemp("fixture_run")
-    cmd = [
-        sys.executable,
-        "-m",
-        "snakemake",
-        "-s",
-        str(REPO / "Snakefile"),
-        "--cores",
-        "2",
-        "--configfile",
-        str(FIXTURES / "workflow_config.yaml"),
-        "--directory",
-        str(workdir),
-    ]
+    cmd = snakemake_cmd(
+        "--cores", "2", "--configfile", str(FIXTURES / "workflow_config.yaml"), "--directory", str(workdir)
+    )  # fmt: skip
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=1200)
     if proc.returncode != 0:
         raise AssertionError(f"fixture run failed:\n{proc.stdout[-4000:]}\n{proc.stderr[-4000:]}")

@@ -18,7 +18,7 @@ import pytest
 import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
-from conftest import prepare_tokenized
+from conftest import prepare_tokenized, train_cli_args
 from torch.nn.parallel import DistributedDataParallel
 
 from dr_core.distributed import World, gather_with_grad
@@ -116,30 +116,7 @@ def _train_args(d, out):
     """CLI arguments after `python -m` / `torchrun ... -m --` (the `--` keeps torchrun's parser off `--log`)."""
     # 16 train queries, batch 7: global batches 7, 7, 2, split 4+3, 4+3, 1+1 over two ranks
     settings = {"max_steps": 6, "batch_size": 7, "group_size": 3, "lr": 1e-3, "warmup_ratio": 0.0, "log_every": 1}
-    return [
-        "dr_core",
-        "--threads",
-        "1",
-        "train",
-        "--init",
-        str(d / "init"),
-        "--queries",
-        str(d / "tq.parquet"),
-        "--corpus",
-        str(d / "tc.parquet"),
-        "--qrels",
-        str(d / "qrels.parquet"),
-        "--negatives",
-        str(d / "negs.tsv"),
-        "--out",
-        str(d / out),
-        "--log",
-        str(d / f"{out}.csv"),
-        "--checkpoint-dir",
-        str(d / f"ck_{out}"),
-        "--settings",
-        json.dumps(settings),
-    ]
+    return train_cli_args(d, out, f"ck_{out}", settings)
 
 
 def test_torchrun_world_2_ends_with_the_weights_of_world_1(train_inputs):

@@ -9,7 +9,7 @@ import time
 import pandas as pd
 import pytest
 import torch
-from conftest import prepare_tokenized
+from conftest import prepare_tokenized, train_cli_args
 
 from dr_core.model import BiEncoder, EncoderSpec, load_tokenizer
 from dr_core.train import Trainer, TrainSettings
@@ -75,32 +75,7 @@ def test_a_checkpoint_is_resumed_only_with_the_inputs_it_was_trained_on(train_in
 
 
 def _train_cmd(d, out, ckpt, settings):
-    return [
-        sys.executable,
-        "-m",
-        "dr_core",
-        "--threads",
-        "1",
-        "train",
-        "--init",
-        str(d / "init"),
-        "--queries",
-        str(d / "tq.parquet"),
-        "--corpus",
-        str(d / "tc.parquet"),
-        "--qrels",
-        str(d / "qrels.parquet"),
-        "--negatives",
-        str(d / "negs.tsv"),
-        "--out",
-        str(d / out),
-        "--log",
-        str(d / f"{out}.csv"),
-        "--checkpoint-dir",
-        str(d / ckpt),
-        "--settings",
-        json.dumps(settings),
-    ]
+    return [sys.executable, "-m", *train_cli_args(d, out, ckpt, settings)]
 
 
 def test_sigkill_mid_run_then_resume_ends_with_the_same_weights(train_inputs):

@@ -6,19 +6,18 @@ import json
 import re
 import shutil
 import subprocess
-import sys
 from pathlib import Path
 
 import pandas as pd
 import pytest
 import yaml
-from conftest import REPO
+from conftest import REPO, snakemake_cmd
 
 FIXTURE_CONFIG = REPO / "tests" / "fixtures" / "workflow_config.yaml"
 
 
 def snakemake(*args: str, cwd: Path | None = None, check: bool = True) -> subprocess.CompletedProcess:
-    cmd = [sys.executable, "-m", "snakemake", "-s", str(REPO / "Snakefile"), *args]
+    cmd = snakemake_cmd(*args)
     proc = subprocess.run(cmd, cwd=cwd or REPO, capture_output=True, text=True, timeout=1200)
     if check and proc.returncode != 0:
         raise AssertionError(f"{' '.join(cmd)} failed:\n{proc.stdout[-4000:]}\n{proc.stderr[-4000:]}")
@@ -179,20 +178,7 @@ def test_killed_training_resumes_when_snakemake_runs_again(fixture_run, tmp_path
 
     config = write_config(tmp_path, **{"train.checkpoint_every": 1, "train.epochs": 2})
     target = "results/tiny/round1/model"
-    cmd = [
-        sys.executable,
-        "-m",
-        "snakemake",
-        "-s",
-        str(REPO / "Snakefile"),
-        "--cores",
-        "1",
-        target,
-        "--configfile",
-        str(config),
-        "--directory",
-        str(tmp_path),
-    ]
+    cmd = snakemake_cmd("--cores", "1", target, "--configfile", str(config), "--directory", str(tmp_path))
     proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     state = tmp_path / "results/tiny/round1/checkpoints/state.pt"
     deadline = time.time() + 600
