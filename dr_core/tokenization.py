@@ -33,6 +33,13 @@ def _encode(tokenizer: PreTrainedTokenizerBase, texts: list[str], max_len: int) 
     return pa.array(enc, type=pa.list_(pa.int32()))
 
 
+def _parquet_reader(path: str | Path) -> pq.ParquetFile:
+    """A reader that holds only what it is reading: with pre_buffer (pyarrow's default) every column chunk read
+    so far is kept until the reader is done, so memory grew with the corpus, to 4 GB at MS MARCO's 8.8M
+    passages (benchmarks/README.md)."""
+    return pq.ParquetFile(path, pre_buffer=False)
+
+
 def tokenize_table(
     src: str | Path,
     dest: str | Path,
@@ -43,9 +50,7 @@ def tokenize_table(
     batch_size: int = 10_000,
 ) -> int:
     """Tokenize a corpus (id, title, text; with `template`) or queries (qid, text) Parquet file. Returns rows."""
-    # pre_buffer (pyarrow's default) keeps every column chunk read so far until the iterator ends: memory
-    # grew with the corpus, to 4 GB at MS MARCO's 8.8M passages (benchmarks/README.md).
-    reader = pq.ParquetFile(src, pre_buffer=False)
+    reader = _parquet_reader(src)
     n = 0
     with atomic_path(dest) as tmp, pq.ParquetWriter(tmp, SCHEMA) as writer:
         bar = tqdm(total=reader.metadata.num_rows, desc=f"tokenize {Path(src).name}", unit="row")
@@ -62,12 +67,13 @@ def tokenize_table(
 
 def read_rows(path: str | Path, start: int, end: int) -> pa.Table:
     """Rows [start, end) of a Parquet file, reading only the row groups that hold them."""
-    reader = pq.ParquetFile(path, pre_buffer=False)
-    groups, first, at = [], 0, 0
+    reader = _parquet_reader(path)
+    groups, first, at = [], 0, 0  # overlapping row groups, the first row of the first of them, rows passed
     for g in range(reader.metadata.num_row_groups):
         n = reader.metadata.row_group(g).num_rows
         if at < end and at + n > start:
-            first = first if groups else at
+            if not groups:
+                first = at
             groups.append(g)
         at += n
     table = reader.read_row_groups(groups) if groups else reader.schema_arrow.empty_table()
