@@ -3,5 +3,6 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
+source scripts/env.sh
 export TOKENIZERS_PARALLELISM=false
 exec snakemake --cores "${CORES:-all}" "$@"

@@ -4,5 +4,6 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
+source scripts/env.sh
 export HF_HUB_OFFLINE=1 TOKENIZERS_PARALLELISM=false
 exec python -m pytest -q tests "$@"
