@@ -94,6 +94,16 @@ def test_config_outside_the_schema_is_refused(tmp_path):
     assert "train" in message and "lr" in message and "-1.0" in message
 
 
+@pytest.mark.parametrize("stage", ["first_stage", "mine"])
+def test_rank_window_past_the_ranking_depth_is_refused(tmp_path, stage):
+    window = {"depth": 20, "rank_min": 2, "rank_max": 30, "n": 8}
+    config = write_config(tmp_path, **{f"negatives.{stage}": window})
+    proc = snakemake("--cores", "1", "--configfile", str(config), "--directory", str(tmp_path), check=False)
+    assert proc.returncode != 0
+    assert f"negatives.{stage}.rank_max (30) exceeds negatives.{stage}.depth (20)" in proc.stdout + proc.stderr
+    assert not (tmp_path / "results").exists()
+
+
 def test_bad_corpus_line_fails_clearly_and_leaves_no_output(tmp_path):
     data = tmp_path / "beir"
     shutil.copytree(REPO / "tests" / "fixtures" / "beir" / "tiny", data)

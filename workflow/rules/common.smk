@@ -9,6 +9,25 @@ from snakemake.utils import validate
 
 validate(config, schema="../schemas/config.schema.yaml")
 
+
+def check_rank_windows():
+    """A negatives window must fit in the ranking it samples from: rank_min <= rank_max <= depth."""
+    for stage in ("first_stage", "mine"):
+        w = config["negatives"][stage]
+        if w["rank_max"] > w["depth"]:
+            raise ValueError(
+                f"config: negatives.{stage}.rank_max ({w['rank_max']}) exceeds negatives.{stage}.depth "
+                f"({w['depth']}), the length of the ranking it samples from"
+            )
+        if w["rank_min"] > w["rank_max"]:
+            raise ValueError(
+                f"config: negatives.{stage}.rank_min ({w['rank_min']}) exceeds negatives.{stage}.rank_max "
+                f"({w['rank_max']})"
+            )
+
+
+check_rank_windows()
+
 OUT = f"{config['results_dir']}/{config['name']}"
 TRAIN_DS = config["data"]["train"]["dataset"]
 TRAIN_SPLIT = config["data"]["train"]["split"]
