@@ -1,0 +1,42 @@
+"""Denoising mined negatives with teacher scores, on a hand-built case."""
+
+from __future__ import annotations
+
+import pytest
+
+from dr_core.denoise import denoise
+
+NEGATIVES = {"q1": ["a", "b", "c", "d"], "q2": ["e", "f"], "q3": ["g"]}
+POSITIVES = {"q1": {"p1", "p2"}, "q2": {"p3"}, "q3": {"p4"}}
+SCORES = {
+    "q1": {"p1": 5.0, "p2": 3.0, "a": 4.0, "b": 2.5, "c": 1.0},  # d unscored; weakest positive 3.0
+    "q2": {"p3": 1.0, "e": 0.9, "f": -2.0},
+    "q3": {"g": 9.0},  # positive unscored: the list stays
+}
+
+
+def test_margin_drops_negatives_close_to_the_weakest_positive():
+    kept, stats = denoise(NEGATIVES, POSITIVES, SCORES, margin=1.0)
+    # q1: ceiling 3.0 - 1.0 = 2.0 -> a (4.0) and b (2.5) go, c stays, d (unscored) stays
+    assert kept == {"q1": ["c", "d"], "q2": ["f"], "q3": ["g"]}
+    assert (stats.queries, stats.kept, stats.dropped, stats.unscored) == (3, 4, 3, 1)
+    assert stats.dropped_fraction == pytest.approx(3 / 7)
+
+
+def test_zero_margin_keeps_a_negative_scored_exactly_at_the_positive_minus_margin():
+    kept, _ = denoise({"q": ["x", "y"]}, {"q": {"p"}}, {"q": {"p": 2.0, "x": 2.0, "y": 2.0001}}, margin=0.0)
+    assert kept == {"q": ["x"]}
+
+
+def test_max_score_alone_and_with_margin():
+    kept, _ = denoise(NEGATIVES, POSITIVES, SCORES, margin=None, max_score=1.5)
+    assert kept == {"q1": ["c", "d"], "q2": ["e", "f"], "q3": []}
+    kept, _ = denoise(NEGATIVES, POSITIVES, SCORES, margin=0.2, max_score=10.0)
+    assert kept["q2"] == ["f"] and kept["q1"] == ["b", "c", "d"]
+
+
+def test_no_filter_keeps_everything_and_negative_margin_is_refused():
+    kept, stats = denoise(NEGATIVES, POSITIVES, SCORES, margin=None)
+    assert kept == NEGATIVES and stats.dropped == 0
+    with pytest.raises(ValueError, match="negatives.denoise.margin"):
+        denoise(NEGATIVES, POSITIVES, SCORES, margin=-0.1)
