@@ -69,8 +69,39 @@ def mine(
         if qid not in positives:
             continue
         cands = [d for d in docids if d not in positives[qid]]
-        if 0 < n < len(cands):
-            keep = np.sort(_rng(seed, qid).choice(len(cands), size=n, replace=False))
-            cands = [cands[i] for i in keep]
-        out[qid] = cands
+        out[qid] = _sample(cands, n, _rng(seed, qid)) if n > 0 else cands
+    return out
+
+
+def _sample(cands: list[str], k: int, rng: np.random.Generator) -> list[str]:
+    """`k` of `cands` drawn without replacement, kept in their order (all of them when k >= len(cands))."""
+    if k <= 0:
+        return []
+    if k >= len(cands):
+        return list(cands)
+    return [cands[i] for i in np.sort(rng.choice(len(cands), size=k, replace=False))]
+
+
+def mix_negatives(
+    mined: dict[str, list[str]], bm25: dict[str, list[str]], n: int, bm25_fraction: float, seed: int
+) -> dict[str, list[str]]:
+    """Up to `n` negatives per query: round(n * bm25_fraction) drawn from `bm25`'s candidates, the rest from `mined`'s.
+
+    Both inputs are whole candidate windows with positives removed (`mine(..., n=0)`). The mined share is drawn
+    first, with `mine`'s random stream (fraction 0 gives `mine`'s sample, fraction 1 BM25's), then the BM25 share
+    from the BM25 candidates not drawn already, so no document appears twice; a pool smaller than its share gives
+    fewer. The mined picks come first, each share in rank order.
+    """
+    if n <= 0:
+        raise ValueError(f"mixing BM25 and mined negatives needs n > 0 (negatives.mine.n), got {n}")
+    if not 0.0 <= bm25_fraction <= 1.0:
+        raise ValueError(f"negatives.mine.bm25_fraction must be in [0, 1], got {bm25_fraction}")
+    n_bm25 = round(n * bm25_fraction)
+    out: dict[str, list[str]] = {}
+    for qid in dict.fromkeys([*mined, *bm25]):
+        rng = _rng(seed, qid)
+        picked = _sample(mined.get(qid, []), n - n_bm25, rng)
+        taken = set(picked)
+        pool = [d for d in bm25.get(qid, []) if d not in taken]
+        out[qid] = picked + _sample(pool, n_bm25, rng)
     return out

@@ -24,6 +24,14 @@ def write_trec(dest: str | Path, qids: Sequence[str], docids: np.ndarray, scores
             f.writelines(lines)
 
 
+def write_trec_frame(dest: str | Path, run: pd.DataFrame, tag: str) -> None:
+    """Write a run held as a DataFrame (qid, docid, rank, score), in its row order, atomically."""
+    with atomic_path(dest) as tmp, open(tmp, "w", encoding="utf-8") as f:
+        f.writelines(
+            f"{q} Q0 {d} {r} {s:.6f} {tag}\n" for q, d, r, s in zip(run["qid"], run["docid"], run["rank"], run["score"])
+        )
+
+
 def read_trec(path: str | Path) -> pd.DataFrame:
     """Read a TREC run into a DataFrame (qid, docid, rank, score), sorted by qid then rank."""
     path = Path(path)

@@ -40,3 +40,35 @@ def test_no_filter_keeps_everything_and_negative_margin_is_refused():
     assert kept == NEGATIVES and stats.dropped == 0
     with pytest.raises(ValueError, match="negatives.denoise.margin"):
         denoise(NEGATIVES, POSITIVES, SCORES, margin=-0.1)
+
+
+def test_denoise_rule_filters_round1_negatives_with_the_teacher(tmp_path):
+    from test_workflow import planned_jobs, snakemake, write_config
+
+    from dr_core.negatives import read_negatives
+
+    config = write_config(
+        tmp_path,
+        **{"distill.teacher": "pkg:cognition/model", "distill.kind": "bi", "negatives.denoise.margin": 0.0},
+    )
+    plan = snakemake("-n", "--configfile", str(config), "--directory", str(tmp_path), "results/tiny/round1/model")
+    assert {"denoise", "teacher_scores", "train"} <= planned_jobs(plan.stdout).keys()
+    target = "results/tiny/round1/train_negatives.denoised.tsv"
+    snakemake("--cores", "2", "--configfile", str(config), "--directory", str(tmp_path), target)
+    raw = read_negatives(tmp_path / "results/tiny/round1/train_negatives.tsv")
+    kept = read_negatives(tmp_path / target)
+    assert kept.keys() <= raw.keys()
+    for qid, pids in kept.items():
+        assert pids == [p for p in raw[qid] if p in set(pids)]  # a subset, in the same order
+    dropped = sum(map(len, raw.values())) - sum(map(len, kept.values()))
+    assert dropped > 0
+    assert f"dropped {dropped} " in (tmp_path / "results/tiny/logs/denoise/round1.log").read_text()
+
+
+def test_negative_denoise_margin_is_a_schema_error(tmp_path):
+    from test_workflow import snakemake, write_config
+
+    config = write_config(tmp_path, **{"distill.teacher": "pkg:cognition/model", "negatives.denoise.margin": -1.0})
+    proc = snakemake("-n", "--configfile", str(config), "--directory", str(tmp_path), check=False)
+    assert proc.returncode != 0 and "margin" in proc.stdout + proc.stderr
+    assert not (tmp_path / "results").exists()

@@ -1,0 +1,28 @@
+# False negatives out of a round's negatives (negatives.denoise): the teacher's scores of the round's
+# candidates decide which mined negatives are likely relevant and are dropped before training.
+
+
+rule denoise:
+    input:
+        negatives=f"{OUT}/round{{round}}/train_negatives.tsv",
+        teacher=teacher_scores,
+        qrels=f"{OUT}/data/{TRAIN_DS}/qrels.{TRAIN_SPLIT}.parquet",
+    output:
+        f"{OUT}/round{{round}}/train_negatives.denoised.tsv",
+    log:
+        f"{OUT}/logs/denoise/round{{round}}.log",
+    conda:
+        CPU_ENV
+    threads: res("denoise", "threads")
+    resources:
+        **rule_resources("denoise"),
+    params:
+        flags=lambda w: " ".join(
+            f"--{key.replace('_', '-')} {value}"
+            for key, value in config["negatives"]["denoise"].items()
+            if value is not None
+        ),
+        version=VERSION,
+    shell:
+        "python -m dr_core denoise --negatives {input.negatives:q} --teacher-scores {input.teacher:q} "
+        "--qrels {input.qrels:q} --out {output:q} {params.flags} > {log:q} 2>&1"
