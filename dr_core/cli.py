@@ -53,10 +53,18 @@ def _bm25(a: argparse.Namespace) -> None:
 def _mine(a: argparse.Namespace) -> None:
     import pandas as pd
 
-    from dr_core.negatives import mine, write_negatives
+    from dr_core.negatives import mine, mix_negatives, write_negatives
     from dr_core.runs import read_trec
 
-    negs = mine(read_trec(a.run), pd.read_parquet(a.qrels), a.rank_min, a.rank_max, a.n, a.seed)
+    run, qrels = read_trec(a.run), pd.read_parquet(a.qrels)
+    if a.bm25_fraction > 0:  # a share of the negatives from BM25's window, the rest from this run's
+        if not a.bm25_run:
+            raise ValueError("--bm25-fraction > 0 needs --bm25-run")
+        mined = mine(run, qrels, a.rank_min, a.rank_max, 0, a.seed)
+        bm25 = mine(read_trec(a.bm25_run), qrels, a.bm25_rank_min, a.bm25_rank_max, 0, a.seed)
+        negs = mix_negatives(mined, bm25, a.n, a.bm25_fraction, a.seed)
+    else:
+        negs = mine(run, qrels, a.rank_min, a.rank_max, a.n, a.seed)
     log.info("negatives for %d queries, %.1f per query", len(negs), sum(map(len, negs.values())) / max(1, len(negs)))
     write_negatives(negs, a.out)
 
@@ -205,6 +213,28 @@ def _summarize(a: argparse.Namespace) -> None:
     print(table.to_string(index=False, float_format=lambda x: f"{x:.4f}"))
 
 
+def _fuse(a: argparse.Namespace) -> None:
+    from dr_core.fusion import fuse
+    from dr_core.runs import read_trec, write_trec_frame
+
+    weight = json.loads(Path(a.weight_file).read_text())["weight"] if a.weight_file else a.weight
+    fused = fuse(read_trec(a.bm25), read_trec(a.dense), a.method, a.depth, weight=weight, rrf_k=a.rrf_k)
+    log.info("%s fusion (weight %s, rrf_k %d): %d queries", a.method, weight, a.rrf_k, fused["qid"].nunique())
+    write_trec_frame(a.out, fused, tag=a.tag)
+
+
+def _fusion_weight(a: argparse.Namespace) -> None:
+    import pandas as pd
+
+    from dr_core.atomic import write_json
+    from dr_core.fusion import tune_weight
+    from dr_core.runs import read_trec
+
+    result = tune_weight(read_trec(a.bm25), read_trec(a.dense), pd.read_parquet(a.qrels), a.depth)
+    log.info("convex weight %.2f: %s %.4f on %d queries", *(result[k] for k in ("weight", "metric", "best", "queries")))
+    write_json(result, a.out)
+
+
 def _split_queries(queries_path: str, qrels_path: str):
     """The queries judged in a split's qrels, sorted by qid."""
     import pandas as pd
@@ -255,6 +285,10 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--rank-max", type=int, required=True)
     s.add_argument("--n", type=int, required=True)
     s.add_argument("--seed", type=int, default=42)
+    s.add_argument("--bm25-fraction", type=float, default=0.0, help="share of the n negatives from --bm25-run")
+    s.add_argument("--bm25-run", help="BM25 run of the same queries (with --bm25-fraction > 0)")
+    s.add_argument("--bm25-rank-min", type=int, default=1)
+    s.add_argument("--bm25-rank-max", type=int, default=100)
     s.set_defaults(func=_mine)
 
     s = sub.add_parser("negatives-file", help="validate a given qid<TAB>pid,pid,... negatives file")
@@ -345,6 +379,22 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--metrics", nargs="+", required=True)
     s.add_argument("--out", required=True)
     s.set_defaults(func=_summarize)
+
+    s = sub.add_parser("fuse", help="fuse a BM25 run with a dense run (convex sum of min-max scores, or RRF)")
+    for name in ("--bm25", "--dense", "--out", "--tag"):
+        s.add_argument(name, required=True)
+    s.add_argument("--method", choices=["convex", "rrf"], required=True)
+    s.add_argument("--weight", type=float, help="dense weight of the convex sum")
+    s.add_argument("--weight-file", help="JSON with the tuned 'weight' (from fusion-weight)")
+    s.add_argument("--rrf-k", type=int, default=60)
+    s.add_argument("--depth", type=int, default=100, help="each run is cut to this depth first")
+    s.set_defaults(func=_fuse)
+
+    s = sub.add_parser("fusion-weight", help="tune the convex fusion weight on a split's judged queries")
+    for name in ("--bm25", "--dense", "--qrels", "--out"):
+        s.add_argument(name, required=True)
+    s.add_argument("--depth", type=int, default=100, help="each run is cut to this depth first")
+    s.set_defaults(func=_fusion_weight)
     return p
 
 

@@ -104,6 +104,39 @@ def test_rank_window_past_the_ranking_depth_is_refused(tmp_path, stage):
     assert not (tmp_path / "results").exists()
 
 
+def planned_resources(output: str) -> dict[str, set[str]]:
+    """Rule -> the distinct `resources:` lines of its jobs in a dry run."""
+    found: dict[str, set[str]] = {}
+    for block in output.split("\nrule ")[1:]:
+        rule, body = block.split(":", 1)
+        line = re.search(r"^\s+resources: (.*)$", body, re.M)
+        found.setdefault(rule, set()).add(line.group(1) if line else "")
+    return found
+
+
+def test_resources_are_looked_up_by_rule_name(tmp_path):
+    config = write_config(tmp_path, **{"resources.mine": {"mem_mb": 1234}, "dro": {"type": "idro", "num_clusters": 2}})
+    proc = snakemake("-n", "--configfile", str(config), "--directory", str(tmp_path))
+    found = planned_resources(proc.stdout)
+    assert all("mem_mb=1234," in line for line in found["mine"])
+    assert all("mem_mb=1000," in line for line in found["first_negatives"])  # `default` of the fixture
+    assert all("mem_mb=2000," in line for line in found["cluster"])  # a GPU rule: `gpu_default`
+
+
+def test_misspelt_resources_rule_is_a_schema_error(tmp_path):
+    config = write_config(tmp_path, **{"resources.negatives": {"mem_mb": 1234}})
+    proc = snakemake("-n", "--configfile", str(config), "--directory", str(tmp_path), check=False)
+    assert proc.returncode != 0
+    assert "Additional properties are not allowed ('negatives' was unexpected)" in proc.stdout + proc.stderr
+
+
+def test_every_rule_with_resources_is_named_in_the_schema():
+    schema = yaml.safe_load((REPO / "workflow/schemas/config.schema.yaml").read_text())
+    named = set(schema["properties"]["resources"]["properties"]) - {"default", "gpu_default"}
+    rules = set(snakemake("--list-rules").stdout.split()) - {"all"}
+    assert {r for r in rules if not r.startswith("report_")} == named
+
+
 def test_bad_corpus_line_fails_clearly_and_leaves_no_output(tmp_path):
     data = tmp_path / "beir"
     shutil.copytree(REPO / "tests" / "fixtures" / "beir" / "tiny", data)

@@ -37,7 +37,7 @@ SHARDS = config["encode"]["num_shards"]
 SYSTEMS = ["bm25"] + [f"round{r}" for r in range(ROUNDS + 1)]
 # Rerun a step when the library that computes it changes.
 VERSION = dr_core.__version__
-GPU_RULES = {"train", "encode", "retrieve", "teacher_scores"}
+GPU_RULES = {"train", "encode", "retrieve", "teacher_scores", "cluster"}
 CPU_ENV = "../../envs/cpu.yaml"
 GPU_ENV = "../../envs/gpu.yaml"
 

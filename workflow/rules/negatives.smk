@@ -17,9 +17,9 @@ if config["negatives"]["source"] != "bm25":
             f"{OUT}/logs/negatives/round1.log",
         conda:
             CPU_ENV
-        threads: res("negatives", "threads")
+        threads: res("first_negatives", "threads")
         resources:
-            **rule_resources("negatives"),
+            **rule_resources("first_negatives"),
         params:
             version=VERSION,
         shell:
@@ -37,9 +37,9 @@ else:
             f"{OUT}/logs/negatives/round1.log",
         conda:
             CPU_ENV
-        threads: res("negatives", "threads")
+        threads: res("first_negatives", "threads")
         resources:
-            **rule_resources("negatives"),
+            **rule_resources("first_negatives"),
         params:
             **window_params("first_stage"),
             seed=config["negatives"]["seed"],
@@ -60,9 +60,9 @@ rule mine:
         round=r"[2-9]|[1-9]\d+",
     conda:
         CPU_ENV
-    threads: res("negatives", "threads")
+    threads: res("mine", "threads")
     resources:
-        **rule_resources("negatives"),
+        **rule_resources("mine"),
     params:
         **window_params("mine"),
         seed=config["negatives"]["seed"],
