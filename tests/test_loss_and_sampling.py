@@ -5,7 +5,8 @@ import torch
 from conftest import prepare_tokenized
 
 from dr_core.loss import group_scores, info_nce, listwise_kl, margin_mse
-from dr_core.train import TrainSettings, false_negative_mask, lr_lambda
+from dr_core.objective import false_negative_mask
+from dr_core.train import TrainSettings
 from dr_core.train_data import (
     Example,
     GroupDataset,
@@ -15,6 +16,7 @@ from dr_core.train_data import (
     split_validation,
     steps_per_epoch,
 )
+from dr_core.train_loop import lr_lambda
 
 
 def test_info_nce_matches_hand_computation():

@@ -1,4 +1,5 @@
 import csv
+import dataclasses
 import json
 import os
 import signal
@@ -9,8 +10,10 @@ import time
 import pandas as pd
 import pytest
 import torch
-from conftest import prepare_tokenized, train_cli_args
+import yaml
+from conftest import REPO, prepare_tokenized, train_cli_args
 
+from dr_core.dro import DroSettings
 from dr_core.model import BiEncoder, EncoderSpec, load_tokenizer
 from dr_core.train import Trainer, TrainSettings
 
@@ -30,25 +33,15 @@ def _trainer(d, settings, ckpt="ckpt"):
     return Trainer(d / "init", d / "tq.parquet", d / "tc.parquet", qrels, negatives, settings, d / ckpt)
 
 
-def _eval_loss(trainer):
-    """Mean loss over the epoch-0 batches, without dropout or updates."""
-    trainer.model.eval()
-    loader = torch.utils.data.DataLoader(trainer.dataset, batch_size=4, collate_fn=trainer.collate)
-    with torch.no_grad():
-        losses = [trainer._loss(q, p, ids).item() for q, p, ids in loader]
-    trainer.model.train()
-    return sum(losses) / len(losses)
-
-
 def test_training_lowers_the_loss_and_saves_a_loadable_model(train_inputs):
     d = train_inputs
     settings = TrainSettings(
         epochs=10, batch_size=4, group_size=3, lr=1e-3, temperature=0.1, log_every=1, warmup_ratio=0.0
     )
     trainer = _trainer(d, settings)
-    before = _eval_loss(trainer)
+    before = trainer.evaluate(trainer.task.dataset)  # the training groups, no dropout
     trainer.train(d / "model", d / "log.csv")
-    after = _eval_loss(trainer)
+    after = trainer.evaluate(trainer.task.dataset)
     assert after < 0.6 * before
     rows = list(csv.DictReader(open(d / "log.csv")))
     assert [int(r["step"]) for r in rows] == list(range(1, 41))  # 16 train queries / 4 per step * 10 epochs
@@ -131,14 +124,37 @@ def test_distillation_with_validation_lamb_and_tensorboard(train_inputs):
     with pytest.raises(ValueError, match="teacher scores"):
         Trainer(d / "init", d / "tq.parquet", d / "tc.parquet", qrels, negatives, settings, d / "ck")
     trainer = Trainer(d / "init", d / "tq.parquet", d / "tc.parquet", qrels, negatives, settings, d / "ck", teacher)
-    assert len(trainer.dataset) == 12 and len(trainer.val_dataset) == 4  # 16 train queries, 4 held out
-    val_qids = {trainer.val_dataset.sampler.examples[i].qid for i in range(4)}
-    assert val_qids.isdisjoint(ex.qid for ex in trainer.dataset.sampler.examples)
-    assert all(len(ex.negatives) <= 4 for ex in trainer.dataset.sampler.examples)
-    first = trainer.validation_loss()
+    assert len(trainer.task.dataset) == 12 and len(trainer.task.val_dataset) == 4  # 16 train queries, 4 held out
+    val_qids = {trainer.task.val_dataset.sampler.examples[i].qid for i in range(4)}
+    assert val_qids.isdisjoint(ex.qid for ex in trainer.task.dataset.sampler.examples)
+    assert all(len(ex.negatives) <= 4 for ex in trainer.task.dataset.sampler.examples)
+    first = trainer.evaluate()  # the held-out groups
     trainer.train(d / "model", d / "log.csv")
     rows = list(csv.DictReader(open(d / "log.csv")))
     assert [r["step"] for r in rows] == ["2", "3", "4", "6"]
     assert [bool(r["val_loss"]) for r in rows] == [True, False, True, True]
     assert float(rows[-1]["val_loss"]) < first
     assert list((d / "model_tensorboard").glob("events.out.tfevents.*"))
+
+
+def test_dro_weights_are_logged_and_every_train_query_needs_a_cluster(train_inputs):
+    d = train_inputs
+    qrels = pd.read_parquet(d / "qrels.parquet")
+    qids = sorted(set(qrels[qrels["rel"] > 0]["qid"]))
+    clusters = {q: i % 2 for i, q in enumerate(qids)}
+    settings = TrainSettings(max_steps=3, batch_size=4, group_size=2, log_every=1)
+    args = (d / "init", d / "tq.parquet", d / "tc.parquet", qrels, {}, settings, d / "ck")
+    with pytest.raises(ValueError, match="1 train queries have no cluster"):
+        Trainer(*args, dro=DroSettings(type="greedy", num_clusters=2), clusters=dict(list(clusters.items())[1:]))
+    trainer = Trainer(*args, dro=DroSettings(type="idro", num_clusters=2), clusters=clusters)
+    trainer.train(d / "model", d / "log.csv")
+    rows = list(csv.DictReader(open(d / "log.csv")))
+    assert len(rows) == 3 and {"cluster_weight_0", "cluster_weight_1", "dro/max_weight"} <= set(rows[0])
+    assert float(rows[-1]["cluster_weight_0"]) + float(rows[-1]["cluster_weight_1"]) == pytest.approx(1.0, abs=1e-5)
+
+
+def test_train_settings_defaults_are_the_schemas():
+    """One home for each default: the schema documents TrainSettings' defaults, key for key."""
+    schema = yaml.safe_load((REPO / "workflow" / "schemas" / "config.schema.yaml").read_text())
+    documented = {k: v["default"] for k, v in schema["properties"]["train"]["properties"].items()}
+    assert documented == {f.name: f.default for f in dataclasses.fields(TrainSettings)}
