@@ -18,6 +18,7 @@ include: "workflow/rules/negatives.smk"
 include: "workflow/rules/denoise.smk"
 include: "workflow/rules/model.smk"
 include: "workflow/rules/retrieval.smk"
+include: "workflow/rules/fusion.smk"
 include: "workflow/rules/evaluate.smk"
 include: "workflow/rules/report.smk"
 

@@ -35,6 +35,8 @@ ROUNDS = config["ance"]["rounds"]
 SHARDS = config["encode"]["num_shards"]
 # Every ranking system that is evaluated: BM25, the base model (round 0, zero-shot) and each trained round.
 SYSTEMS = ["bm25"] + [f"round{r}" for r in range(ROUNDS + 1)]
+# BM25 fused with a dense round (hybrid.rounds; fusion.smk), evaluated like any system.
+SYSTEMS += [f"bm25+round{r}" for r in config["hybrid"]["rounds"]]
 # Rerun a step when the library that computes it changes.
 VERSION = dr_core.__version__
 GPU_RULES = {"train", "encode", "retrieve", "teacher_scores", "cluster"}
@@ -60,7 +62,7 @@ wildcard_constraints:
     split=r"[A-Za-z0-9_-]+",
     round=r"\d+",
     shard=r"\d+",
-    system=r"bm25|round\d+",
+    system=r"(bm25|(bm25\+)?round\d+)(\+rerank)?",
 
 
 def repo_path(path):
