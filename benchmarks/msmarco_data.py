@@ -30,9 +30,12 @@ SEED_AWK = (
     'awk -v RS=\'\\r\\n\' \'$1==last {printf ",%s",$3; next} NR>1 {print "";} '
     '{last=$1; printf "%s\\t%s",$1,$3;} END{print "";}\' triples.tsv > negatives.seed.tsv'
 )
-OURS_JOIN = "from dr_core.msmarco import join_titles; join_titles('para.txt', 'para.title.txt', 'corpus.ours.tsv')"
+OURS_JOIN = (
+    "from dr_core.msmarco.title_join import join_titles; join_titles('para.txt', 'para.title.txt', 'corpus.ours.tsv')"
+)
 OURS_NEG = (
-    "from dr_core.msmarco import negatives_from_triples; negatives_from_triples('triples.tsv', 'negatives.ours.tsv')"
+    "from dr_core.msmarco.triples import negatives_from_triples; "
+    "negatives_from_triples('triples.tsv', 'negatives.ours.tsv')"
 )
 
 

@@ -70,9 +70,10 @@ def _mine(a: argparse.Namespace) -> None:
 
 
 def _negatives_file(a: argparse.Namespace) -> None:
-    from dr_core.negatives import read_negatives, write_negatives
+    from dr_core.msmarco.toolkits import read_negatives_file
+    from dr_core.negatives import write_negatives
 
-    write_negatives(read_negatives(a.src), a.out)
+    write_negatives(read_negatives_file(a.src), a.out)
 
 
 def _tokenize(a: argparse.Namespace) -> None:
@@ -139,25 +140,24 @@ def _teacher_scores(a: argparse.Namespace) -> None:
 
 
 def _msmarco(a: argparse.Namespace) -> None:
-    from dr_core import msmarco
-    from dr_core import msmarco_prepare as prep
+    from dr_core.msmarco import runs, tables, title_join, triples
 
     if a.step == "join":
-        msmarco.join_titles(a.inputs[0], a.inputs[1], a.out)
+        title_join.join_titles(a.inputs[0], a.inputs[1], a.out)
     elif a.step == "triples":
-        msmarco.negatives_from_triples(a.inputs[0], a.out)
+        triples.negatives_from_triples(a.inputs[0], a.out)
     elif a.step == "corpus":
-        prep.corpus_to_parquet(a.inputs[0], a.out)
+        tables.corpus_to_parquet(a.inputs[0], a.out)
     elif a.step == "queries":
-        prep.queries_to_parquet(a.inputs, a.out)
+        tables.queries_to_parquet(a.inputs, a.out)
     elif a.step == "qrels":
-        prep.qrels_to_parquet(a.inputs[0], a.inputs[1], a.inputs[2], a.out)
+        tables.qrels_to_parquet(a.inputs[0], a.inputs[1], a.inputs[2], a.out)
     elif a.step == "run":
-        prep.trec_to_msmarco_run(a.inputs[0], a.out)
+        runs.trec_to_msmarco_run(a.inputs[0], a.out)
 
 
 def _fetch(a: argparse.Namespace) -> None:
-    from dr_core.msmarco_prepare import fetch_raw_file
+    from dr_core.msmarco.files import fetch_raw_file
 
     fetch_raw_file(a.name, a.out, a.archive_dir)
 
@@ -291,7 +291,11 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--bm25-rank-max", type=int, default=100)
     s.set_defaults(func=_mine)
 
-    s = sub.add_parser("negatives-file", help="validate a given qid<TAB>pid,pid,... negatives file")
+    s = sub.add_parser(
+        "negatives-file",
+        help="round-1 negatives from a given file: qid<TAB>pid,pid,..., Tevatron train jsonl or sentence-transformers "
+        "hard negatives jsonl.gz",
+    )
     s.add_argument("--src", required=True)
     s.add_argument("--out", required=True)
     s.set_defaults(func=_negatives_file)

@@ -220,7 +220,7 @@ def test_acquire_beir_unpacks_the_dataset_folder(server, tmp_path):
 
 
 def test_fetch_msmarco_member_from_its_archive(server, tmp_path, monkeypatch):
-    from dr_core import msmarco, msmarco_prepare
+    from dr_core.msmarco import files
 
     buf = io.BytesIO()
     with tarfile.open(fileobj=buf, mode="w:gz") as tar:
@@ -229,20 +229,20 @@ def test_fetch_msmarco_member_from_its_archive(server, tmp_path, monkeypatch):
             info.size = len(data)
             tar.addfile(info, io.BytesIO(data))
     server.files["/marco.tar.gz"] = buf.getvalue()
-    spec = msmarco.MSMARCO_FILES["marco.tar.gz"]
-    local = msmarco.MsMarcoFile(
+    spec = files.MSMARCO_FILES["marco.tar.gz"]
+    local = files.MsMarcoFile(
         f"{server.url}/marco.tar.gz", hashlib.md5(buf.getvalue()).hexdigest(), spec.contents, size=len(buf.getvalue())
     )
-    monkeypatch.setitem(msmarco.MSMARCO_FILES, "marco.tar.gz", local)
-    msmarco_prepare.fetch_raw_file("para.title.txt", tmp_path / "para.title.txt", tmp_path / "archives")
+    monkeypatch.setitem(files.MSMARCO_FILES, "marco.tar.gz", local)
+    files.fetch_raw_file("para.title.txt", tmp_path / "para.title.txt", tmp_path / "archives")
     assert (tmp_path / "para.title.txt").read_bytes() == b"1\ta title\n"
     assert (tmp_path / "archives" / "marco.tar.gz").exists()
     with pytest.raises(ValueError, match="unknown MS MARCO file"):
-        msmarco_prepare.fetch_raw_file("nope.txt", tmp_path / "x", tmp_path / "archives")
+        files.fetch_raw_file("nope.txt", tmp_path / "x", tmp_path / "archives")
 
 
 def test_published_msmarco_files_carry_their_checks():
-    from dr_core.msmarco import MSMARCO_FILES
+    from dr_core.msmarco.files import MSMARCO_FILES
 
     collection = MSMARCO_FILES["collectionandqueries.tar.gz"]
     assert collection.md5 == "31644046b18952c1386cd4564ba2ae69" and collection.size == 1_057_717_952

@@ -1,4 +1,4 @@
-"""MS MARCO data layer: byte equality with the seed's shell commands, readers, runs and MRR@10.
+"""MS MARCO data layer: byte equality with the seed's shell commands, readers, runs.
 
 The seed's commands run here with LC_ALL=C, the locale in which `join_titles` promises equality.
 """
@@ -11,12 +11,14 @@ import pickle
 import random
 import shutil
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 
-from dr_core import msmarco
 from dr_core.errors import DataError
+from dr_core.msmarco import files, runs, tables, title_join, toolkits
+from dr_core.msmarco import triples as triples_step
 from dr_core.negatives import read_negatives
 
 FIXTURES = Path(__file__).parent / "fixtures" / "msmarco"
@@ -40,13 +42,13 @@ def seed_negatives(awk: str, triples: Path) -> bytes:
 
 def ours_join(tmp_path: Path, para: Path, titles: Path, **kw) -> bytes:
     out = tmp_path / "corpus.tsv"
-    msmarco.join_titles(para, titles, out, **kw)
+    title_join.join_titles(para, titles, out, **kw)
     return out.read_bytes()
 
 
 def ours_negatives(tmp_path: Path, triples: Path, **kw) -> bytes:
     out = tmp_path / "negatives.tsv"
-    msmarco.negatives_from_triples(triples, out, **kw)
+    triples_step.negatives_from_triples(triples, out, **kw)
     return out.read_bytes()
 
 
@@ -94,7 +96,7 @@ def test_join_titles_refuses_ids_the_seed_mishandles(tmp_path, para, titles, bad
     (tmp_path / "para.txt").write_bytes(para)
     (tmp_path / "para.title.txt").write_bytes(titles)
     with pytest.raises(DataError, match=rf"{bad}:{line}: id") as e:
-        msmarco.join_titles(tmp_path / "para.txt", tmp_path / "para.title.txt", tmp_path / "out.tsv")
+        title_join.join_titles(tmp_path / "para.txt", tmp_path / "para.title.txt", tmp_path / "out.tsv")
     assert e.value.line == line
     assert not (tmp_path / "out.tsv").exists()
 
@@ -153,10 +155,10 @@ def test_vectorised_and_general_paths_agree():
         rows.append(f"{q}\t{rng.randrange(10**7)}\t{rng.randrange(10**7)}\r\n")
     records = "".join(rows).encode()
     for last in (None, b"7", b"x"):
-        fast_state, slow_state = msmarco._AwkState(last), msmarco._AwkState(last)
-        fast = msmarco._triples_vectorised(records, fast_state)
+        fast_state, slow_state = triples_step._AwkState(last), triples_step._AwkState(last)
+        fast = triples_step._triples_vectorised(records, fast_state)
         assert fast is not None
-        assert fast == msmarco._triples_general(records, slow_state, Path("t"))
+        assert fast == triples_step._triples_general(records, slow_state, Path("t"))
         assert fast_state == slow_state
 
 
@@ -176,7 +178,7 @@ def test_negatives_refuse_lf_line_ends(tmp_path, chunk_bytes):
 
 def test_read_negatives_tsv_merges_repeated_qids(tmp_path):
     out = tmp_path / "neg.tsv"
-    msmarco.negatives_from_triples(FIXTURES / "qidpidtriples.train.full.2.tsv", out)
+    triples_step.negatives_from_triples(FIXTURES / "qidpidtriples.train.full.2.tsv", out)
     neg = read_negatives(out)
     assert neg["121352"] == ["7067033", "999", "999", "999", "2", "13", "1000"]
     assert len(neg) == 8
@@ -186,12 +188,12 @@ def test_read_st_hard_negatives():
     path = FIXTURES / "msmarco-hard-negatives.jsonl.gz"
     with gzip.open(path, "rt") as f:
         first = __import__("json").loads(f.readline())
-    everything = msmarco.read_st_hard_negatives(path)
+    everything = toolkits.read_st_hard_negatives(path)
     assert len(everything) == 12
     qid = str(first["qid"])
     bm25 = [str(p) for p in first["neg"]["bm25"]]
     assert everything[qid][: len(bm25)] == bm25
-    two = msmarco.read_st_hard_negatives(path, systems=["msmarco-distilbert-base-v3", "bm25"], max_per_system=2)
+    two = toolkits.read_st_hard_negatives(path, systems=["msmarco-distilbert-base-v3", "bm25"], max_per_system=2)
     expected = []
     for system in ("msmarco-distilbert-base-v3", "bm25"):
         expected += [str(p) for p in first["neg"][system][:2] if str(p) not in expected]
@@ -201,44 +203,66 @@ def test_read_st_hard_negatives():
 
 def test_read_tevatron_groups():
     path = FIXTURES / "tevatron_train.jsonl"
-    neg = msmarco.read_tevatron_groups(path)
-    pos = msmarco.read_tevatron_groups(path, field="positive_passages")
+    neg = toolkits.read_tevatron_groups(path)
+    pos = toolkits.read_tevatron_groups(path, field="positive_passages")
     assert len(neg) == len(pos) == 6
     assert all(len(v) == 4 for v in neg.values()) and all(len(v) == 1 for v in pos.values())
+
+
+@pytest.mark.parametrize(
+    "name", ["qidpidtriples.train.full.2.tsv", "tevatron_train.jsonl", "msmarco-hard-negatives.jsonl.gz"]
+)
+def test_negatives_file_step_reads_each_published_format(tmp_path, name):
+    """`negatives.file` may be ours (here the seed's triples output), a Tevatron train jsonl or
+    sentence-transformers' hard negatives: the `negatives-file` step writes qid<TAB>pid,... from each."""
+    src = FIXTURES / name
+    if name.startswith("qidpidtriples"):
+        src = tmp_path / "triples.negatives.tsv"
+        triples_step.negatives_from_triples(FIXTURES / name, src)
+        expected = read_negatives(src)
+    elif name.startswith("tevatron"):
+        expected = toolkits.read_tevatron_groups(src)
+    else:
+        expected = toolkits.read_st_hard_negatives(src)
+    out = tmp_path / "train_negatives.tsv"
+    subprocess.run(
+        [sys.executable, "-m", "dr_core", "negatives-file", "--src", str(src), "--out", str(out)], check=True
+    )
+    assert read_negatives(out) == {q: p for q, p in expected.items() if p} and len(expected) >= 6
 
 
 def test_read_ce_scores():
     path = FIXTURES / "cross-encoder-ms-marco-MiniLM-L-6-v2-scores.pkl.gz"
     with gzip.open(path) as f:
         raw = pickle.load(f)
-    scores = msmarco.read_ce_scores(path)
+    scores = toolkits.read_ce_scores(path)
     qid, by_pid = next(iter(raw.items()))
     assert scores[str(qid)] == {str(p): s for p, s in by_pid.items()}
-    assert list(msmarco.read_ce_scores(path, qids=[str(qid)])) == [str(qid)]
+    assert list(toolkits.read_ce_scores(path, qids=[str(qid)])) == [str(qid)]
 
 
 def test_id_text_readers():
-    collection = dict(msmarco.iter_id_text(FIXTURES / "collection.tsv"))
+    collection = dict(tables.iter_id_text(FIXTURES / "collection.tsv"))
     assert len(collection) == 30 and "8841822" in collection
-    assert len(msmarco.read_queries(FIXTURES / "queries.dev.small.tsv")) == 10
-    assert len(msmarco.read_queries(FIXTURES / "train.query.txt")) == 12
+    assert len(tables.read_queries(FIXTURES / "queries.dev.small.tsv")) == 10
+    assert len(tables.read_queries(FIXTURES / "train.query.txt")) == 12
 
 
 def test_iter_corpus_tsv_reads_join_output(tmp_path):
     out = tmp_path / "corpus.tsv"
-    msmarco.join_titles(FIXTURES / "para.txt", FIXTURES / "para.title.txt", out)
-    rows = list(msmarco.iter_corpus_tsv(out))
+    title_join.join_titles(FIXTURES / "para.txt", FIXTURES / "para.title.txt", out)
+    rows = list(tables.iter_corpus_tsv(out))
     assert len(rows) == out.read_bytes().count(b"\n")
     assert ("4242", "Title of the passage with no text", "") in rows
     assert ("1", "Bomb", rows[1][2]) == rows[1]
 
 
 def test_read_msmarco_qrels_formats(tmp_path):
-    dev = msmarco.read_msmarco_qrels(FIXTURES / "qrels.dev.small.tsv")
+    dev = tables.read_msmarco_qrels(FIXTURES / "qrels.dev.small.tsv")
     assert len(dev) == 10 and len(dev["2"]) == 2
     two = tmp_path / "qrels.train.tsv"
     two.write_text("5\t17\r\n5\t18\r\n")
-    assert msmarco.read_msmarco_qrels(two) == {"5": {"17": 1, "18": 1}}
+    assert tables.read_msmarco_qrels(two) == {"5": {"17": 1, "18": 1}}
 
 
 def _gz(data: bytes) -> bytes:
@@ -248,17 +272,17 @@ def _gz(data: bytes) -> bytes:
 MALFORMED = [
     (read_negatives, "neg.tsv", b"1\t2,3\n4 5,6\n", 2),
     (read_negatives, "neg.tsv", b"1\t2,3\n4\t5,,6\n", 2),
-    (msmarco.read_st_hard_negatives, "hn.jsonl.gz", _gz(b'{"qid": 1, "pos": [2], "neg": {}}\n{"qid": 3\n'), 2),
-    (msmarco.read_st_hard_negatives, "hn.jsonl.gz", _gz(b'{"qid": 1, "pos": [2], "neg": {"bm25": 5}}\n'), 1),
-    (msmarco.read_st_hard_negatives, "hn.jsonl.gz", _gz(b'{"qid": 1, "neg": {}}\n{"qid": 1, "neg": {}}\n'), 2),
-    (msmarco.read_tevatron_groups, "tev.jsonl", b'{"query_id": "1", "negative_passages": [{"id": "2"}]}\n', 1),
-    (msmarco.read_tevatron_groups, "tev.jsonl", b'{"query_id": "1", "negative_passages": []}\n[]\n', 2),
-    (msmarco.iter_id_text, "collection.tsv", b"1\tok\n2 no tab\n", 2),
-    (msmarco.iter_id_text, "collection.tsv", b"1\tok\n2\tbad \xff byte\n", 2),
-    (msmarco.read_queries, "queries.dev.small.tsv", b"1\ta\n2\tb\n1\tc\n", 3),
-    (msmarco.iter_corpus_tsv, "corpus.tsv", b"1\tt\tx\n2\tx\n", 2),
-    (msmarco.read_msmarco_qrels, "qrels.dev.small.tsv", b"1\t0\t2\t1\n1\t0\t3\n", 2),
-    (msmarco.read_msmarco_qrels, "qrels.dev.small.tsv", b"1\t0\t2\tyes\n", 1),
+    (toolkits.read_st_hard_negatives, "hn.jsonl.gz", _gz(b'{"qid": 1, "pos": [2], "neg": {}}\n{"qid": 3\n'), 2),
+    (toolkits.read_st_hard_negatives, "hn.jsonl.gz", _gz(b'{"qid": 1, "pos": [2], "neg": {"bm25": 5}}\n'), 1),
+    (toolkits.read_st_hard_negatives, "hn.jsonl.gz", _gz(b'{"qid": 1, "neg": {}}\n{"qid": 1, "neg": {}}\n'), 2),
+    (toolkits.read_tevatron_groups, "tev.jsonl", b'{"query_id": "1", "negative_passages": [{"id": "2"}]}\n', 1),
+    (toolkits.read_tevatron_groups, "tev.jsonl", b'{"query_id": "1", "negative_passages": []}\n[]\n', 2),
+    (tables.iter_id_text, "collection.tsv", b"1\tok\n2 no tab\n", 2),
+    (tables.iter_id_text, "collection.tsv", b"1\tok\n2\tbad \xff byte\n", 2),
+    (tables.read_queries, "queries.dev.small.tsv", b"1\ta\n2\tb\n1\tc\n", 3),
+    (tables.iter_corpus_tsv, "corpus.tsv", b"1\tt\tx\n2\tx\n", 2),
+    (tables.read_msmarco_qrels, "qrels.dev.small.tsv", b"1\t0\t2\t1\n1\t0\t3\n", 2),
+    (tables.read_msmarco_qrels, "qrels.dev.small.tsv", b"1\t0\t2\tyes\n", 1),
 ]
 
 
@@ -277,30 +301,16 @@ def test_read_ce_scores_rejects_bad_files(tmp_path, data):
     path = tmp_path / "scores.pkl.gz"
     path.write_bytes(data)
     with pytest.raises(DataError, match="scores.pkl.gz: "):
-        msmarco.read_ce_scores(path)
+        toolkits.read_ce_scores(path)
 
 
-# ---- runs, MRR@10, file table -----------------------------------------------------------------------------------
+# ---- runs, file table --------------------------------------------------------------------------------------------
 
 
 def test_write_msmarco_run_ranks_by_score(tmp_path):
     out = tmp_path / "run.tsv"
-    msmarco.write_msmarco_run({"q1": [("a", 0.1), ("b", 0.9), ("c", 0.1)], "q2": [("d", 1.0)]}, out)
+    runs.write_msmarco_run({"q1": [("a", 0.1), ("b", 0.9), ("c", 0.1)], "q2": [("d", 1.0)]}, out)
     assert out.read_text() == "q1\tb\t1\nq1\ta\t2\nq1\tc\t3\nq2\td\t1\n"
-
-
-def test_mrr_at_10_follows_official_definition():
-    qrels = {"q1": {"a": 1}, "q2": {"b": 1, "c": 1}, "q3": {"d": 1}, "q4": {"e": 0, "f": 1}}
-    run = {
-        "q1": [(p, -i) for i, p in enumerate(["x", "a"])],  # first relevant at rank 2 -> 1/2
-        "q2": [(p, -i) for i, p in enumerate(["c", "b"])],  # rank 1 -> 1
-        "q3": [(p, -i) for i, p in enumerate([f"n{i}" for i in range(10)] + ["d"])],  # rank 11 -> 0
-        "q4": [(p, -i) for i, p in enumerate(["e", "y", "f"])],  # rel 0 is not relevant: rank 3 -> 1/3
-        "q9": [("a", 1.0)],  # not in qrels: ignored
-    }
-    assert msmarco.mrr_at_10(run, qrels) == pytest.approx((1 / 2 + 1 + 0 + 1 / 3) / 4)
-    del run["q2"]  # a query with no ranking counts 0 and stays in the average
-    assert msmarco.mrr_at_10(run, qrels) == pytest.approx((1 / 2 + 0 + 1 / 3) / 4)
 
 
 def test_msmarco_files_table():
@@ -313,6 +323,6 @@ def test_msmarco_files_table():
         "msmarco-hard-negatives.jsonl.gz",
         "cross-encoder-ms-marco-MiniLM-L-6-v2-scores.pkl.gz",
     ):
-        entry = msmarco.MSMARCO_FILES[name]
+        entry = files.MSMARCO_FILES[name]
         assert entry.url.startswith("https://") and entry.contents
         assert entry.url.endswith(name) or entry.member == name

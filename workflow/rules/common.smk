@@ -4,7 +4,7 @@ import re
 from pathlib import Path
 
 import dr_core
-from dr_core.msmarco_prepare import RAW_FILES
+from dr_core.msmarco.files import RAW_FILES
 from snakemake.utils import validate
 
 validate(config, schema="../schemas/config.schema.yaml")
