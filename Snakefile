@@ -19,6 +19,7 @@ include: "workflow/rules/denoise.smk"
 include: "workflow/rules/model.smk"
 include: "workflow/rules/retrieval.smk"
 include: "workflow/rules/fusion.smk"
+include: "workflow/rules/rerank.smk"
 include: "workflow/rules/evaluate.smk"
 include: "workflow/rules/report.smk"
 

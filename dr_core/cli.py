@@ -130,13 +130,41 @@ def _teacher_scores(a: argparse.Namespace) -> None:
     import pandas as pd
 
     from dr_core.negatives import read_negatives
-    from dr_core.teacher import candidates, load_texts, score_candidates, write_teacher_scores
+    from dr_core.teacher import candidates, load_texts, score_candidates, teacher_kind, write_teacher_scores
 
+    kind = teacher_kind(a.model, a.kind, a.model_key)  # a clear error before any work
     groups = candidates(pd.read_parquet(a.qrels), read_negatives(a.negatives))
     query_text, passage_text = load_texts(a.queries, a.corpus, groups, a.template)
-    scores = score_candidates(a.model, groups, query_text, passage_text, a.kind, a.batch_size, a.q_max_len, a.max_len)
+    scores = score_candidates(a.model, groups, query_text, passage_text, kind, a.batch_size, a.q_max_len, a.max_len)
     log.info("teacher %s: %d scores for %d queries", a.model, len(scores), scores["qid"].nunique())
     write_teacher_scores(scores, a.out, {"teacher": a.model, "kind": a.kind, "template": a.template})
+
+
+def _train_reranker(a: argparse.Namespace) -> None:
+    import pandas as pd
+
+    from dr_core.negatives import read_negatives
+    from dr_core.reranker import RerankerSettings, RerankerTrainer
+
+    settings = RerankerSettings(**json.loads(a.settings))
+    negatives = read_negatives(a.negatives)
+    trainer = RerankerTrainer(
+        a.base, a.queries, a.corpus, pd.read_parquet(a.qrels), negatives, a.template, settings, a.checkpoint_dir
+    )
+    trainer.train(a.out, a.log)
+
+
+def _rerank(a: argparse.Namespace) -> None:
+    from dr_core.reranker import rerank
+    from dr_core.runs import read_trec, write_trec_frame
+    from dr_core.teacher import load_texts, require_cross_encoder
+
+    require_cross_encoder(a.model, a.model_key)
+    run = read_trec(a.run)
+    groups = run[run["rank"] <= a.depth].groupby("qid")["docid"].agg(list).to_dict()
+    query_text, passage_text = load_texts(a.queries, a.corpus, groups, a.template)
+    reranked = rerank(run, a.model, query_text, passage_text, a.depth, a.batch_size, a.max_len)
+    write_trec_frame(a.out, reranked, a.tag)
 
 
 def _msmarco(a: argparse.Namespace) -> None:
@@ -333,7 +361,25 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--batch-size", type=int, default=32)
     s.add_argument("--q-max-len", type=int, default=32, help="bi-encoder query length")
     s.add_argument("--max-len", type=int, default=256, help="passage (bi) or pair (cross) length")
+    s.add_argument("--model-key", default="distill.teacher", help="the config key of --model, for errors")
     s.set_defaults(func=_teacher_scores)
+
+    s = sub.add_parser("train-reranker", help="train a cross-encoder on a round's groups (listwise cross-entropy)")
+    for name in ("--base", "--queries", "--corpus", "--qrels", "--negatives", "--out", "--log", "--checkpoint-dir"):
+        s.add_argument(name, required=True)
+    s.add_argument("--template", default="Title: {title} Text: {text}")
+    s.add_argument("--settings", required=True, help="RerankerSettings as JSON")
+    s.set_defaults(func=_train_reranker)
+
+    s = sub.add_parser("rerank", help="re-score the top of a run with a cross-encoder")
+    for name in ("--model", "--run", "--queries", "--corpus", "--out", "--tag"):
+        s.add_argument(name, required=True)
+    s.add_argument("--depth", type=int, required=True, help="documents re-scored per query")
+    s.add_argument("--template", default="Title: {title} Text: {text}")
+    s.add_argument("--batch-size", type=int, default=64, help="pairs per forward pass")
+    s.add_argument("--max-len", type=int, default=256, help="pair length")
+    s.add_argument("--model-key", default="reranker.model", help="the config key of --model, for errors")
+    s.set_defaults(func=_rerank)
 
     s = sub.add_parser("msmarco", help="MS MARCO steps: join titles, negatives from triples, Parquet, runs")
     s.add_argument("step", choices=["join", "triples", "corpus", "queries", "qrels", "run"])

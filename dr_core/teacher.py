@@ -52,19 +52,40 @@ def load_texts(
     return dict(zip(q["qid"], q["text"])), dict(zip(c["id"], passages))
 
 
-def teacher_kind(model: str, kind: str = "auto") -> str:
-    """'cross' for a sequence-classification checkpoint, else 'bi' (unless `kind` says which)."""
-    if kind not in KINDS:
-        raise ValueError(f"teacher kind must be one of {KINDS}, not {kind!r}")
-    if kind != "auto":
-        return kind
+def is_cross_encoder(model: str) -> bool:
+    """Whether `model` is a sequence-classification checkpoint (a *ForSequenceClassification architecture)."""
     path = Path(resolve_model_path(model))
     if (path / ENCODER_FILE).exists():
-        return "bi"
+        return False
     from transformers import AutoConfig
 
     archs = AutoConfig.from_pretrained(str(path)).architectures or []
-    return "cross" if any(a.endswith("ForSequenceClassification") for a in archs) else "bi"
+    return any(a.endswith("ForSequenceClassification") for a in archs)
+
+
+def require_cross_encoder(model: str, key: str) -> None:
+    """A clear error naming the config `key` unless `model` is a cross-encoder."""
+    try:
+        cross = is_cross_encoder(model)
+    except OSError as e:
+        raise ValueError(f"config {key}: cannot read the model {model!r} ({e})") from None
+    if not cross:
+        raise ValueError(
+            f"config {key}: {model!r} is not a cross-encoder (its config.json names no *ForSequenceClassification "
+            "architecture)"
+        )
+
+
+def teacher_kind(model: str, kind: str = "auto", key: str = "distill.teacher") -> str:
+    """'cross' for a sequence-classification checkpoint, else 'bi' (unless `kind` says which; 'cross' is
+    checked, with an error naming the config `key`)."""
+    if kind not in KINDS:
+        raise ValueError(f"teacher kind must be one of {KINDS}, not {kind!r}")
+    if kind == "cross":
+        require_cross_encoder(model, key)
+    if kind != "auto":
+        return kind
+    return "cross" if is_cross_encoder(model) else "bi"
 
 
 def cross_encoder_scores(model: str, pairs: list[tuple[str, str]], batch_size: int, max_len: int) -> np.ndarray:

@@ -7,6 +7,7 @@ on the number of dataloader workers or processes, and a resumed run sees exactly
 from __future__ import annotations
 
 import logging
+from collections.abc import Container, Mapping
 from dataclasses import dataclass
 
 import numpy as np
@@ -28,12 +29,13 @@ class Example:
 def build_examples(
     qrels: pd.DataFrame,
     negatives: dict[str, list[str]],
-    queries: TokenStore,
-    corpus: TokenStore,
+    queries: Container[str],
+    corpus: Container[str],
     skip_top: int = 0,
     topk: int = 0,
 ) -> list[Example]:
     """One example per judged query with at least one positive in the corpus; unknown negatives are dropped.
+    `queries` and `corpus` are what is known of each: token stores, or texts by id.
 
     Each query's negatives are first cut to the rank window (skip_top, topk] of its list as given (1-based,
     `topk` <= 0: to the end), so `topk` is RetroMAE's `sample_neg_from_topk`.
@@ -118,9 +120,10 @@ class GroupSampler:
 
 
 class GroupDataset(torch.utils.data.Dataset):
-    """Items are positions of one epoch; each yields (query tokens, [passage tokens] * group_size)."""
+    """Items are positions of one epoch; each yields (query, [passage] * group_size, [qid, *pids]): tokens from
+    token stores, or texts from dicts of texts by id (no random corpus negatives then: every group needs its own)."""
 
-    def __init__(self, sampler: GroupSampler, queries: TokenStore, corpus: TokenStore) -> None:
+    def __init__(self, sampler: GroupSampler, queries: TokenStore | Mapping, corpus: TokenStore | Mapping) -> None:
         self.sampler, self.queries, self.corpus = sampler, queries, corpus
         self.epoch = 0
         self._order = sampler.order(0)

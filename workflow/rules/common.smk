@@ -37,9 +37,25 @@ SHARDS = config["encode"]["num_shards"]
 SYSTEMS = ["bm25"] + [f"round{r}" for r in range(ROUNDS + 1)]
 # BM25 fused with a dense round (hybrid.rounds; fusion.smk), evaluated like any system.
 SYSTEMS += [f"bm25+round{r}" for r in config["hybrid"]["rounds"]]
+# Any of these re-scored by the cross-encoder (reranker.systems; rerank.smk), as `<system>+rerank`.
+RERANKED = config["reranker"]["systems"]
+if set(RERANKED) - set(SYSTEMS):
+    raise ValueError(
+        f"config: reranker.systems has {sorted(set(RERANKED) - set(SYSTEMS))}, not among this recipe's "
+        f"systems {SYSTEMS}"
+    )
+SYSTEMS += [f"{s}+rerank" for s in RERANKED]
 # Rerun a step when the library that computes it changes.
 VERSION = dr_core.__version__
-GPU_RULES = {"train", "encode", "retrieve", "teacher_scores", "cluster"}
+GPU_RULES = {
+    "train",
+    "encode",
+    "retrieve",
+    "teacher_scores",
+    "cluster",
+    "train_reranker",
+    "rerank",
+}
 CPU_ENV = "../../envs/cpu.yaml"
 GPU_ENV = "../../envs/gpu.yaml"
 
@@ -186,11 +202,41 @@ def teacher_scores(wildcards):
         return []
     if distill["scores_file"]:
         return repo_path(distill["scores_file"])
-    if not distill["teacher"]:
-        raise ValueError(
-            "config: distillation weights are set but neither distill.teacher nor distill.scores_file"
-        )
     return f"{OUT}/round{wildcards.round}/teacher_scores.parquet"
+
+
+def teacher_model():
+    """The teacher model, its kind and its config key: distill.teacher, else the reranker (kind cross):
+    reranker.model, else the one the workflow trains."""
+    distill, reranker = config["distill"], config["reranker"]
+    if distill["teacher"]:
+        return {
+            "model": distill["teacher"],
+            "kind": distill["kind"],
+            "key": "distill.teacher",
+        }
+    if reranker["model"]:
+        return {"model": reranker["model"], "kind": "cross", "key": "reranker.model"}
+    return {"model": f"{OUT}/reranker/model", "kind": "cross", "key": "reranker"}
+
+
+def trained_reranker(wildcards):
+    """The trained reranker when it is needed (no reranker.model); an empty list otherwise."""
+    return [] if config["reranker"]["model"] else f"{OUT}/reranker/model"
+
+
+def teacher_input(wildcards):
+    """The trained reranker when it teaches round r: it must train on an earlier round's negatives."""
+    if config["distill"]["teacher"] or config["reranker"]["model"]:
+        return []
+    r, k = int(wildcards.round), config["reranker"]["train_round"]
+    if k > r:
+        raise ValueError(
+            f"config: the reranker trained on round {k}'s negatives (reranker.train_round) cannot teach round "
+            f"{r}, which those negatives are mined after; set reranker.train_round <= {r}, distill.teacher or "
+            "reranker.model"
+        )
+    return f"{OUT}/reranker/model"
 
 
 def query_clusters(wildcards):

@@ -66,6 +66,7 @@ rule teacher_scores:
         corpus=f"{OUT}/data/{TRAIN_DS}/corpus.parquet",
         qrels=f"{OUT}/data/{TRAIN_DS}/qrels.{TRAIN_SPLIT}.parquet",
         negatives=f"{OUT}/round{{round}}/train_negatives.tsv",
+        reranker=teacher_input,
     output:
         f"{OUT}/round{{round}}/teacher_scores.parquet",
     log:
@@ -76,8 +77,9 @@ rule teacher_scores:
     resources:
         **rule_resources("teacher_scores"),
     params:
-        teacher=config["distill"]["teacher"] or "",
-        kind=config["distill"]["kind"],
+        teacher=teacher_model()["model"],
+        kind=teacher_model()["kind"],
+        key=teacher_model()["key"],
         template=lambda w: config["model"]["template"],
         batch_size=config["distill"]["batch_size"],
         q_max_len=config["distill"]["q_max_len"],
@@ -87,7 +89,8 @@ rule teacher_scores:
         "python -m dr_core --threads {threads} teacher-scores --model {params.teacher:q} --kind {params.kind} "
         "--queries {input.queries:q} --corpus {input.corpus:q} --qrels {input.qrels:q} "
         "--negatives {input.negatives:q} --out {output:q} --template {params.template:q} "
-        "--batch-size {params.batch_size} --q-max-len {params.q_max_len} --max-len {params.max_len} > {log:q} 2>&1"
+        "--batch-size {params.batch_size} --q-max-len {params.q_max_len} --max-len {params.max_len} "
+        "--model-key {params.key} > {log:q} 2>&1"
 
 
 rule cluster:

@@ -1,0 +1,191 @@
+"""The cross-encoder reranker: training on a round's groups, saving for sentence-transformers, re-scoring runs.
+
+A reranker is `AutoModelForSequenceClassification` with one label built from any base (a BERT gets a fresh
+linear head). It reads (query, passage) pairs, the passage formatted by `model.template`, cut to `max_len`
+tokens by truncating the passage only. It is trained, as FlagEmbedding's and Tevatron's rerankers are, with
+a listwise softmax cross-entropy over each group (the positive at index 0, then hard negatives), on the
+generic loop of `dr_core.train_loop` (checkpoints, exact resume, DDP).
+
+Its score is the raw logit. The saved config tells sentence-transformers so (identity activation instead
+of the sigmoid `CrossEncoder.predict` applies by default to one-label models), so `CrossEncoder(path)`
+gives the same scores as `dr_core.teacher.cross_encoder_scores` whenever the query fills at most half of
+`max_len` (CrossEncoder truncates 'longest_first', which then cuts the passage only, as we do).
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+from typing import ClassVar
+
+import pandas as pd
+import torch
+import torch.nn.functional as F
+
+from dr_core.checkpoint import inputs_digest
+from dr_core.device import autocast
+from dr_core.model import resolve_model_path
+from dr_core.teacher import candidates, cross_encoder_scores, load_texts
+from dr_core.train_data import Example, GroupDataset, GroupSampler, build_examples, split_validation
+from dr_core.train_loop import LoopSettings, Runtime, TrainLoop, start_runtime
+
+log = logging.getLogger(__name__)
+
+IDENTITY = "torch.nn.modules.linear.Identity"
+
+
+@dataclass
+class RerankerSettings(LoopSettings):
+    """Training settings of the reranker (the `reranker` section of workflow/schemas/config.schema.yaml)."""
+
+    config_key: ClassVar[str] = "reranker"
+
+    batch_size: int = 8  # queries per micro-batch, over all processes; each brings group_size pairs
+    group_size: int = 8  # passages per query: 1 positive + group_size-1 hard negatives
+    lr: float = 2.0e-5
+    max_len: int = 256  # tokens of a (query, passage) pair, special tokens included
+    checkpoint_every: int = 200
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if self.group_size < 2:
+            raise ValueError("reranker.group_size must be at least 2 (a positive and a negative)")
+
+
+def load_cross_encoder(name: str):
+    """(model, tokenizer): a one-logit sequence classifier from a hub name, a path or a `pkg:` path."""
+    from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+    path = resolve_model_path(name)
+    return AutoModelForSequenceClassification.from_pretrained(path, num_labels=1), AutoTokenizer.from_pretrained(path)
+
+
+def save_cross_encoder(model, tokenizer, folder: str | Path, max_len: int) -> None:
+    """`save_pretrained` model and tokenizer that `sentence_transformers.CrossEncoder` loads: its
+    `predict` returns the raw logit (identity activation) and truncates pairs at `max_len`."""
+    model.config.sentence_transformers = {"activation_fn": IDENTITY}
+    tokenizer.model_max_length = max_len
+    model.save_pretrained(folder)
+    tokenizer.save_pretrained(folder)
+
+
+def reranker_examples(
+    qrels: pd.DataFrame,
+    negatives: dict[str, list[str]],
+    query_text: dict[str, str],
+    passage_text: dict[str, str],
+) -> list[Example]:
+    """Train queries with a positive and at least one hard negative whose texts are known."""
+    examples = [ex for ex in build_examples(qrels, negatives, query_text, passage_text) if ex.negatives]
+    if not examples:
+        raise ValueError("no training query has a positive and a hard negative for the reranker")
+    return examples
+
+
+class CrossEncoderTask:
+    """The cross-encoder on the training loop: text groups, listwise cross-entropy, a `save_pretrained` folder."""
+
+    loss_scale = 1  # each process's loss is its own groups' (no cross-device gathering)
+
+    def __init__(
+        self,
+        base: str,
+        query_text: dict[str, str],
+        passage_text: dict[str, str],
+        examples: list[Example],
+        settings: RerankerSettings,
+        runtime: Runtime,
+    ) -> None:
+        self.settings, self.runtime = settings, runtime
+        model, self.tokenizer = load_cross_encoder(base)
+        self.model = model.to(runtime.device)
+        if settings.gradient_checkpointing:
+            self.model.gradient_checkpointing_enable()
+        train, val = split_validation(examples, settings.validation_size(len(examples)), settings.seed)
+        self.dataset = self._dataset(train, query_text, passage_text)
+        self.val_dataset = self._dataset(val, query_text, passage_text) if val else None
+
+    def _dataset(self, examples: list[Example], queries: dict[str, str], passages: dict[str, str]) -> GroupDataset:
+        sampler = GroupSampler(examples, len(passages), self.settings.group_size, self.settings.seed)
+        return GroupDataset(sampler, queries, passages)  # items: (query text, [passage texts], ids)
+
+    def collate(self, items: list) -> tuple[dict[str, torch.Tensor], list[list[str]]]:
+        """Items -> (tokenized pairs, query by query, positive first; ids)."""
+        queries = [q for q, ps, _ in items for _ in ps]
+        passages = [p for _, ps, _ in items for p in ps]
+        enc = self.tokenizer(
+            queries,
+            passages,
+            truncation="only_second",
+            max_length=self.settings.max_len,
+            padding=True,
+            return_tensors="pt",
+        )
+        return dict(enc), [ids for _, _, ids in items]
+
+    def loss(self, net: torch.nn.Module, inputs: dict, ids: list[list[str]], local: bool = False) -> torch.Tensor:
+        """Listwise softmax cross-entropy: each group's logits [G], the positive (index 0) the target."""
+        with autocast(self.runtime.precision, self.runtime.device):
+            logits = net(**inputs).logits
+        scores = logits.float().view(len(ids), -1)  # [B, G]
+        return F.cross_entropy(scores, torch.zeros(len(ids), dtype=torch.long, device=scores.device))
+
+    def state_dict(self) -> None:
+        return None
+
+    def load_state_dict(self, state: None) -> None:
+        pass
+
+    def log_columns(self) -> dict[str, float]:
+        return {}
+
+    def save(self, folder: Path) -> None:
+        save_cross_encoder(self.model, self.tokenizer, folder, self.settings.max_len)
+
+
+class RerankerTrainer(TrainLoop):
+    """Train a cross-encoder from `base` on the groups of a round's negatives file."""
+
+    def __init__(
+        self,
+        base: str,
+        queries: str | Path,
+        corpus: str | Path,
+        qrels: pd.DataFrame,
+        negatives: dict[str, list[str]],
+        template: str,
+        settings: RerankerSettings,
+        checkpoint_dir: str | Path,
+    ) -> None:
+        runtime = start_runtime(settings)
+        query_text, passage_text = load_texts(queries, corpus, candidates(qrels, negatives), template)
+        examples = reranker_examples(qrels, negatives, query_text, passage_text)
+        log.info("reranker: %d training queries", len(examples))
+        task = CrossEncoderTask(base, query_text, passage_text, examples, settings, runtime)
+        data = {"examples": [(ex.qid, ex.positives, ex.negatives) for ex in examples], "template": template}
+        super().__init__(task, settings, runtime, checkpoint_dir, inputs_digest(resolve_model_path(base), data))
+
+
+def rerank(
+    run: pd.DataFrame,
+    model: str,
+    query_text: dict[str, str],
+    passage_text: dict[str, str],
+    depth: int,
+    batch_size: int,
+    max_len: int,
+) -> pd.DataFrame:
+    """The run (qid, docid, rank, score) with each query's top `depth` re-scored by the cross-encoder and
+    re-sorted; the documents below keep their order, scored below the reranked ones."""
+    head = run[run["rank"] <= depth]
+    missing = sorted(set(head["qid"]) - query_text.keys())
+    if missing:
+        raise ValueError(f"{len(missing)} queries of the run have no text, e.g. '{missing[0]}'")
+    pairs = [(query_text[q], passage_text[d]) for q, d in zip(head["qid"], head["docid"])]
+    head = head.assign(score=cross_encoder_scores(model, pairs, batch_size, max_len).astype(float))
+    floor = head.groupby("qid")["score"].min()
+    tail = run[run["rank"] > depth]
+    tail = tail.assign(score=tail["qid"].map(floor).fillna(0.0) - (tail["rank"] - depth).astype(float))
+    out = pd.concat([head, tail]).sort_values(["qid", "score"], ascending=[True, False], kind="stable")
+    return out.assign(rank=out.groupby("qid").cumcount() + 1).reset_index(drop=True)
