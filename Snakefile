@@ -11,6 +11,7 @@ report: "workflow/report/workflow.rst"
 
 
 include: "workflow/rules/common.smk"
+include: "workflow/rules/fusion_inputs.smk"
 include: "workflow/rules/data.smk"
 include: "workflow/rules/msmarco.smk"
 include: "workflow/rules/bm25.smk"

@@ -1,0 +1,110 @@
+# Settings and input functions of the hybrid systems `bm25+round<r>` (fusion.smk: BM25 fused with round r's dense
+# run; the convex weight, unless fixed, tuned per round on the train dataset's tune split, never on an evaluation
+# split) and of round r >= 2's mining from them or with a share of BM25 negatives (negatives.smk).
+HYBRID = config["hybrid"]
+TUNE_SPLIT = HYBRID["tune_split"] or TRAIN_SPLIT
+TUNED = HYBRID["method"] == "convex" and HYBRID["weight"] is None
+# The weight's argument of the fuse step: the tuned weight file, the fixed weight, or none (RRF).
+WEIGHT_ARG = (
+    "--weight-file {input.weight:q}"
+    if TUNED
+    else "--weight {params.weight}" if HYBRID["method"] == "convex" else ""
+)
+EVAL_TARGETS = {(t["dataset"], t["split"]) for t in config["data"]["eval"]}
+MINE = config["negatives"]["mine"]
+# Round r >= 2 may mine BM25 fused with round r-1 (mine.from: hybrid) and take a share of its negatives from
+# BM25's first-stage window (mine.bm25_fraction).
+MIX_ARGS = (
+    " --bm25-run {input.bm25:q} --bm25-fraction {params.bm25_fraction} "
+    "--bm25-rank-min {params.bm25_rank_min} --bm25-rank-max {params.bm25_rank_max}"
+    if MINE["bm25_fraction"] > 0
+    else ""
+)
+
+
+def mine_inputs(wildcards):
+    """Round r-1's ranking of the train queries (dense, or fused with BM25), qrels, and BM25's run when mixing."""
+    prev = f"round{int(wildcards.round) - 1}"
+    system = f"bm25+{prev}" if MINE["from"] == "hybrid" else prev
+    inputs = {
+        "run": f"{OUT}/{system}/{TRAIN_DS}/run.{TRAIN_SPLIT}.trec",
+        "qrels": f"{OUT}/data/{TRAIN_DS}/qrels.{TRAIN_SPLIT}.parquet",
+    }
+    if MINE["bm25_fraction"] > 0:
+        inputs["bm25"] = f"{OUT}/bm25/{TRAIN_DS}/run.{TRAIN_SPLIT}.trec"
+    return inputs
+
+
+def mix_params():
+    """The BM25 share and window of round r >= 2's negatives; none when not mixing (stable rerun params)."""
+    if MINE["bm25_fraction"] <= 0:
+        return {}
+    first = config["negatives"]["first_stage"]
+    return {
+        "bm25_fraction": MINE["bm25_fraction"],
+        "bm25_rank_min": first["rank_min"],
+        "bm25_rank_max": first["rank_max"],
+    }
+
+
+def run_depths(dataset, split):
+    """Config keys and values of the depths of the BM25 and dense runs of a target."""
+    if dataset == TRAIN_DS and split == TRAIN_SPLIT:
+        return {
+            f"negatives.{stage}.depth": config["negatives"][stage]["depth"]
+            for stage in ("first_stage", "mine")
+        }
+    return {"eval.depth": config["eval"]["depth"]}
+
+
+def fused_targets():
+    """(dataset, split) pairs whose runs get fused: eval targets, the tune split, the train split when mined."""
+    mined = MINE["from"] == "hybrid" and ROUNDS >= 2
+    targets = set()
+    if HYBRID["rounds"]:
+        targets |= EVAL_TARGETS
+    if mined:
+        targets.add((TRAIN_DS, TRAIN_SPLIT))
+    if TUNED and targets:
+        targets.add((TRAIN_DS, TUNE_SPLIT))
+    return sorted(targets)
+
+
+def check_hybrid():
+    """Fused rounds are trained rounds, the weight is not tuned on test, every fused run is hybrid.depth deep,
+    and a BM25 share of mined negatives has a number of negatives to share."""
+    if MINE["bm25_fraction"] > 0 and MINE["n"] <= 0:
+        raise ValueError(
+            "config: negatives.mine.bm25_fraction > 0 needs negatives.mine.n > 0"
+        )
+    late = [r for r in HYBRID["rounds"] if r > ROUNDS]
+    if late:
+        raise ValueError(
+            f"config: hybrid.rounds has round(s) {late} past ance.rounds ({ROUNDS})"
+        )
+    if TUNED and (TRAIN_DS, TUNE_SPLIT) in EVAL_TARGETS and fused_targets():
+        raise ValueError(
+            f"config: hybrid.tune_split '{TUNE_SPLIT}' is an evaluation split of {TRAIN_DS}; "
+            "tune the weight on train or dev queries"
+        )
+    for dataset, split in fused_targets():
+        for key, depth in run_depths(dataset, split).items():
+            if depth < HYBRID["depth"]:
+                raise ValueError(
+                    f"config: hybrid.depth ({HYBRID['depth']}) exceeds {key} ({depth}), the depth of the "
+                    f"{dataset}/{split} runs that are fused; lower hybrid.depth or raise {key}"
+                )
+
+
+check_hybrid()
+
+
+def fuse_inputs(wildcards):
+    """The BM25 and round r runs of a target, and the tuned weight when there is one."""
+    runs = {
+        name: f"{OUT}/{system}/{wildcards.dataset}/run.{wildcards.split}.trec"
+        for name, system in (("bm25", "bm25"), ("dense", f"round{wildcards.round}"))
+    }
+    return runs | (
+        {"weight": f"{OUT}/bm25+round{wildcards.round}/fusion.json"} if TUNED else {}
+    )
