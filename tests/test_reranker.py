@@ -2,6 +2,7 @@
 sentence-transformers' CrossEncoder, bad models refused, and the rerank rule through Snakemake."""
 
 import csv
+import dataclasses
 import json
 import logging
 import subprocess
@@ -11,7 +12,7 @@ import pandas as pd
 import pytest
 import torch
 import yaml
-from conftest import FIXTURES, TINY_BEIR, snakemake_cmd
+from conftest import FIXTURES, REPO, TINY_BEIR, snakemake_cmd
 from safetensors.torch import load_file
 from sentence_transformers import CrossEncoder
 
@@ -206,3 +207,13 @@ def test_reranked_systems_and_the_reranker_as_default_teacher_are_planned(tmp_pa
     assert "results/tiny/bm25+round2+rerank/tiny/metrics.test.json" in out
     assert "results/tiny/round2+rerank/tiny/run.test.trec" in out
     assert "teacher-scores --model results/tiny/reranker/model --kind cross" in out
+
+
+def test_reranker_settings_defaults_are_the_schemas():
+    """One home for each default: the schema's reranker training keys have RerankerSettings' defaults; the
+    other keys are the workflow's own (rerank.smk does not pass them to training)."""
+    schema = yaml.safe_load((REPO / "workflow/schemas/config.schema.yaml").read_text())
+    documented = {k: v["default"] for k, v in schema["properties"]["reranker"]["properties"].items()}
+    fields = {f.name: f.default for f in dataclasses.fields(RerankerSettings)}
+    assert {k: v for k, v in documented.items() if k in fields} == {k: fields[k] for k in documented.keys() & fields}
+    assert documented.keys() - fields.keys() == {"systems", "model", "base", "train_round", "depth", "score_batch_size"}
