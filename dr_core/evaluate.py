@@ -8,6 +8,8 @@ from pathlib import Path
 import pandas as pd
 import pytrec_eval
 
+from dr_core.runs import trec_eval_order
+
 # Our metric names -> (trec_eval measure, rank cut-off applied to the run first, or None).
 METRICS: dict[str, tuple[str, int | None]] = {
     "ndcg@10": ("ndcg_cut_10", None),
@@ -29,7 +31,9 @@ def _measure_family(measure: str) -> str:
 
 
 def _truncate(run: dict[str, dict[str, float]], depth: int) -> dict[str, dict[str, float]]:
-    return {q: dict(sorted(d.items(), key=lambda x: -x[1])[:depth]) for q, d in run.items()}
+    """Each query's first `depth` documents as trec_eval ranks them (ties by docid), so a cut-off through tied
+    scores keeps the documents that the other measures (ndcg@10, P@10) see in the top ranks."""
+    return {q: dict(trec_eval_order(d)[:depth]) for q, d in run.items()}
 
 
 def evaluate(

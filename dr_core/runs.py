@@ -58,3 +58,10 @@ def run_to_dict(run: pd.DataFrame) -> dict[str, dict[str, float]]:
     for qid, docid, score in zip(run["qid"], run["docid"], run["score"]):
         out.setdefault(qid, {})[docid] = float(score)
     return out
+
+
+def trec_eval_order(scores: dict[str, float] | list[tuple[str, float]]) -> list[tuple[str, float]]:
+    """(docid, score) pairs in trec_eval's ranking: score descending, equal scores by docid descending."""
+    pairs = sorted(scores.items() if isinstance(scores, dict) else scores, key=lambda pair: pair[0], reverse=True)
+    pairs.sort(key=lambda pair: -pair[1])
+    return pairs

@@ -36,6 +36,15 @@ def test_kmeans_recovers_blobs(spherical):
 def test_kmeans_is_seeded():
     x, _ = _blobs(np.random.default_rng(1).standard_normal((6, 8)), 10, 1.0)
     assert np.array_equal(kmeans(x, 5, seed=7), kmeans(x, 5, seed=7))
+    # overlapping blobs: the start (hence the partition) depends on the seed, so an ignored seed fails here
+    partitions = {_canonical(kmeans(x, 5, seed=s)) for s in range(6)}
+    assert len(partitions) > 1
+
+
+def _canonical(ids: np.ndarray) -> tuple[int, ...]:
+    """Cluster ids renumbered by first appearance: equal for equal partitions."""
+    first: dict[int, int] = {}
+    return tuple(first.setdefault(int(i), len(first)) for i in ids)
 
 
 def test_kmeans_clamps_num_clusters(caplog):

@@ -122,7 +122,10 @@ def _train_args(d, out):
 def test_torchrun_world_2_ends_with_the_weights_of_world_1(train_inputs):
     d = train_inputs
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    one = subprocess.Popen([sys.executable, "-m", *_train_args(d, "one")], env=env, stderr=subprocess.PIPE)
+    # stderr to a file, not a pipe: a pipe nobody reads while `two` runs blocks `one` once it fills (64 KB)
+    one_err = d / "one.stderr"
+    with open(one_err, "wb") as err:
+        one = subprocess.Popen([sys.executable, "-m", *_train_args(d, "one")], env=env, stderr=err)
     two = subprocess.run(
         [
             sys.executable,
@@ -139,7 +142,7 @@ def test_torchrun_world_2_ends_with_the_weights_of_world_1(train_inputs):
         capture_output=True,
         text=True,
     )
-    assert one.wait() == 0, one.stderr.read().decode()[-3000:]
+    assert one.wait() == 0, one_err.read_text()[-3000:]
     assert two.returncode == 0, two.stderr[-3000:]
     a, b = BiEncoder.load(d / "one").state_dict(), BiEncoder.load(d / "two").state_dict()
     for k in a:

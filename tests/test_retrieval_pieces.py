@@ -6,7 +6,7 @@ from dr_core.atomic import atomic_path
 from dr_core.errors import DataError
 from dr_core.evaluate import evaluate
 from dr_core.negatives import mine, read_negatives, write_negatives
-from dr_core.runs import read_trec, run_to_dict, write_trec
+from dr_core.runs import read_trec, run_to_dict, trec_eval_order, write_trec
 from dr_core.search import search_shards
 
 
@@ -97,6 +97,56 @@ def test_mrr_at_10_ignores_hits_below_rank_10():
     run = {"q": {**{f"d{i}": 100.0 - i for i in range(10)}, "hit": 1.0}}
     mean, _ = evaluate(run, qrels, ["mrr@10", "recall@100"])
     assert mean == {"mrr@10": 0.0, "recall@100": 1.0}
+
+
+def test_a_tie_at_the_cut_off_is_broken_as_trec_eval_breaks_it():
+    """Nine better documents, then a and b tied at ranks 10-11: trec_eval ranks b (the larger docid) 10th, so
+    MRR@10 and nDCG@10 count b, not a, whatever order the run lists them in."""
+    above = {f"x{i}": 10.0 - i for i in range(9)}
+    for relevant, expected in (("a", 0.0), ("b", 0.1)):
+        qrels = pd.DataFrame({"qid": ["q"], "docid": [relevant], "rel": [1]})
+        mean, _ = evaluate({"q": {**above, "a": 1.0, "b": 1.0}}, qrels, ["mrr@10", "ndcg@10", "p@10"])
+        assert mean["mrr@10"] == pytest.approx(expected) and mean["p@10"] == pytest.approx(expected)
+        assert (mean["ndcg@10"] > 0) == (relevant == "b")
+
+
+def cranfield_like(seed: int = 0) -> tuple[pd.DataFrame, dict[str, dict[str, float]]]:
+    """40 queries over 1,500 docs with 30 judgements each, graded 0-4 (rel-0 rows included, as Cranfield's),
+    and a run of 1,200 docs per query that favours higher grades, its scores rounded so ties are common
+    (at rank 10 too) and some relevant docs fall below rank 1,000."""
+    rng = np.random.default_rng(seed)
+    rows, run = [], {}
+    for q in range(40):
+        judged = rng.choice(1500, size=30, replace=False)
+        grades = rng.choice(5, size=30, p=[0.15, 0.2, 0.35, 0.2, 0.1])
+        rows += [(f"q{q}", f"d{d}", int(g)) for d, g in zip(judged, grades)]
+        boost = dict(zip(judged, grades))
+        ranked = rng.permutation(1500)[:1200]
+        scores = np.sort(rng.normal(size=1200))[::-1] + np.array([0.5 * boost.get(d, 0) for d in ranked])
+        run[f"q{q}"] = {f"d{d}": float(np.round(s, 1)) for d, s in zip(ranked, scores)}
+    return pd.DataFrame(rows, columns=["qid", "docid", "rel"]), run
+
+
+def test_metrics_agree_with_ranx_on_graded_qrels_with_ties():
+    """Every metric against an independent implementation (ranx), given the run in trec_eval's order."""
+    from ranx import Qrels, Run
+    from ranx import evaluate as ranx_evaluate
+
+    qrels, run = cranfield_like()
+    assert (qrels["rel"] == 0).any() and qrels["rel"].max() == 4
+    top11 = [trec_eval_order(docs)[9:11] for docs in run.values()]
+    assert any(a[1] == b[1] for a, b in top11)  # some query has a tie across the rank-10 cut-off
+    names = {"ndcg@10": "ndcg@10", "mrr@10": "mrr@10", "recall@100": "recall@100", "recall@1000": "recall@1000",
+             "map": "map", "ndcg@100": "ndcg@100", "recall@10": "recall@10", "p@10": "precision@10"}  # fmt: skip
+    ours, _ = evaluate(run, qrels, list(names))
+    assert 0 < ours["recall@1000"] < 1
+    judged: dict[str, dict[str, int]] = {}
+    for qid, docid, rel in qrels.itertuples(index=False):
+        judged.setdefault(qid, {})[docid] = rel
+    strict = {q: {d: -float(rank) for rank, (d, _) in enumerate(trec_eval_order(docs))} for q, docs in run.items()}
+    theirs = ranx_evaluate(Qrels(judged), Run(strict), list(names.values()), make_comparable=True)
+    for name, ranx_name in names.items():
+        assert ours[name] == pytest.approx(float(theirs[ranx_name]), abs=1e-9), name
 
 
 def test_atomic_path_leaves_nothing_on_error(tmp_path):

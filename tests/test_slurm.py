@@ -213,7 +213,6 @@ def test_tiny_workflow_on_slurm(slurm: None, tmp_path: Path) -> None:
     _assert_same_files(tmp_path / "local", tmp_path / "slurm", ("data/*.txt", "results/*.txt"))
 
 
-@pytest.mark.skipif(not FIXTURE_CONFIG.is_file(), reason=f"{FIXTURE_CONFIG} not written yet")
 def test_fixture_pipeline_on_slurm(slurm: None, tmp_path: Path) -> None:
     # Round 1 end to end (data, BM25, negatives, training, sharded encoding, retrieval, evaluation): every kind
     # of job, at a third of the whole DAG's cost.

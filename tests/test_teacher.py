@@ -4,13 +4,12 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
-from conftest import FIXTURES
+from conftest import FIXTURES, prepare_tokenized, train_cli_args
 from transformers import AutoTokenizer, BertConfig, BertForSequenceClassification
 
 from dr_core import cli
-from dr_core.beir import prepare_collection, prepare_qrels
 from dr_core.model import BiEncoder, EncoderSpec, load_tokenizer
-from dr_core.teacher import candidates, read_teacher_scores, score_candidates, teacher_kind
+from dr_core.teacher import candidates, read_teacher_scores, score_candidates, teacher_kind, write_teacher_scores
 
 QUERIES = {"a": "solar panels and sunlight", "b": "roasting coffee beans"}
 PASSAGES = {
@@ -73,11 +72,8 @@ def test_minilm_teacher_ranks_the_relevant_passage_first():
     assert scores["score"].between(-1.0001, 1.0001).all()  # normalised embeddings: cosine scores
 
 
-def test_cli_writes_parquet_that_training_reads(tiny_cross_encoder, tiny_beir, tmp_path):
-    prepare_collection(tiny_beir, tmp_path)
-    prepare_qrels(
-        tiny_beir, "train", tmp_path / "corpus.parquet", tmp_path / "queries.parquet", tmp_path / "qrels.parquet"
-    )
+def test_cli_writes_parquet_that_training_reads(tiny_cross_encoder, tiny_bert, tmp_path):
+    prepare_tokenized(tiny_bert, tmp_path)
     (tmp_path / "negs.tsv").write_text("q1\t1007,1014,nosuchdoc\nq3\t1021\n")
     argv = [
         "teacher-scores",
@@ -103,6 +99,21 @@ def test_cli_writes_parquet_that_training_reads(tiny_cross_encoder, tiny_beir, t
     assert set(scores["q1"]) == {"1000", "1014", "1007"}  # positives + known negatives; unknown pid skipped
     assert set(read_teacher_scores(tmp_path / "t.parquet", {"q3"})) == {"q3"}
     assert all(np.isfinite(v) for row in scores.values() for v in row.values())
+
+    # Training reads the file: Margin-MSE alone, from one init, on the scores and on the scores negated, ends
+    # with different weights (so the scores steer the updates).
+    spec = EncoderSpec(pooling="mean", q_max_len=16, p_max_len=48)
+    BiEncoder.from_base(str(tiny_bert), spec).save(tmp_path / "init", load_tokenizer(tiny_bert))
+    (tmp_path / "negs.tsv").write_text("q1\t1007,1014\nq3\t1021\n")
+    negated = pd.read_parquet(tmp_path / "t.parquet").assign(score=lambda df: -df["score"])
+    write_teacher_scores(negated, tmp_path / "negated.parquet", {})
+    settings = {"max_steps": 2, "batch_size": 2, "group_size": 2, "lr": 1e-3, "warmup_ratio": 0.0}
+    settings |= {"contrastive_weight": 0.0, "margin_mse_weight": 1.0, "log_every": 1}
+    for name in ("t", "negated"):
+        args = train_cli_args(tmp_path, f"model_{name}", f"ck_{name}", settings)[1:]  # after `python -m dr_core`
+        assert cli.main([*args, "--teacher-scores", str(tmp_path / f"{name}.parquet")]) == 0
+    a, b = (BiEncoder.load(tmp_path / f"model_{name}").state_dict() for name in ("t", "negated"))
+    assert any(not torch.equal(a[k], b[k]) for k in a)
 
 
 def test_reads_the_published_cross_encoder_pickle():

@@ -5,19 +5,17 @@ from __future__ import annotations
 from pathlib import Path
 
 from dr_core.atomic import atomic_path
-from dr_core.runs import read_trec
-
-
-def _ranked(candidates: list[tuple[str, float]]) -> list[tuple[str, float]]:
-    """Best score first; equal scores keep their given order."""
-    return sorted(candidates, key=lambda pair: -pair[1])
+from dr_core.runs import read_trec, trec_eval_order
 
 
 def write_msmarco_run(run: dict[str, list[tuple[str, float]]], path: str | Path) -> None:
-    """Write the MS MARCO run format `qid<TAB>pid<TAB>rank` (rank 1 = best score), atomically."""
+    """Write the MS MARCO run format `qid<TAB>pid<TAB>rank`, atomically: rank 1 is the best score, and equal
+    scores are ranked as trec_eval ranks them (by pid, descending), so its MRR@10 is the evaluation's."""
     with atomic_path(path) as tmp, open(tmp, "w", encoding="utf-8") as f:
         for qid, candidates in run.items():
-            f.writelines(f"{qid}\t{pid}\t{rank}\n" for rank, (pid, _) in enumerate(_ranked(candidates), start=1))
+            f.writelines(
+                f"{qid}\t{pid}\t{rank}\n" for rank, (pid, _) in enumerate(trec_eval_order(candidates), start=1)
+            )
 
 
 def trec_to_msmarco_run(run_trec: str | Path, dest: str | Path) -> None:
