@@ -7,7 +7,6 @@ import subprocess
 from pathlib import Path
 
 import pytest
-
 from conftest import REPO
 
 SYSTEM_PYTHON = Path("/usr/bin/python3")
