@@ -69,6 +69,25 @@ def _mine(a: argparse.Namespace) -> None:
     write_negatives(negs, a.out)
 
 
+def _denoise(a: argparse.Namespace) -> None:
+    import pandas as pd
+
+    from dr_core.denoise import denoise
+    from dr_core.negatives import read_negatives, write_negatives
+    from dr_core.teacher import read_teacher_scores
+
+    qrels = pd.read_parquet(a.qrels)
+    positives = qrels[qrels["rel"] > 0].groupby("qid")["docid"].agg(set).to_dict()
+    kept, stats = denoise(
+        read_negatives(a.negatives), positives, read_teacher_scores(a.teacher_scores), a.margin, a.max_score
+    )
+    log.info(
+        "denoised %d queries: kept %d negatives, dropped %d (%.1f%%), %d had no teacher score",
+        stats.queries, stats.kept, stats.dropped, 100 * stats.dropped_fraction, stats.unscored,
+    )  # fmt: skip
+    write_negatives(kept, a.out)
+
+
 def _negatives_file(a: argparse.Namespace) -> None:
     from dr_core.msmarco.toolkits import read_negatives_file
     from dr_core.negatives import write_negatives
@@ -318,6 +337,13 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--bm25-rank-min", type=int, default=1)
     s.add_argument("--bm25-rank-max", type=int, default=100)
     s.set_defaults(func=_mine)
+
+    s = sub.add_parser("denoise", help="drop negatives the teacher scores within a margin of the positive")
+    for name in ("--negatives", "--teacher-scores", "--qrels", "--out"):
+        s.add_argument(name, required=True)
+    s.add_argument("--margin", type=float, default=None, help="drop if score > weakest positive's - margin")
+    s.add_argument("--max-score", type=float, default=None, help="drop if score > this")
+    s.set_defaults(func=_denoise)
 
     s = sub.add_parser(
         "negatives-file",

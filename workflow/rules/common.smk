@@ -239,6 +239,18 @@ def teacher_input(wildcards):
     return f"{OUT}/reranker/model"
 
 
+def denoises():
+    """Whether each round's negatives are denoised with the teacher before training."""
+    d = config["negatives"]["denoise"]
+    return d["margin"] is not None or d["max_score"] is not None
+
+
+def train_negatives(wildcards):
+    """The negatives round r trains on: denoised when the recipe says so."""
+    name = "train_negatives.denoised.tsv" if denoises() else "train_negatives.tsv"
+    return f"{OUT}/round{wildcards.round}/{name}"
+
+
 def query_clusters(wildcards):
     """Round r's query clusters when the recipe trains with DRO; an empty list otherwise."""
     if config["dro"]["type"] == "none":

@@ -25,7 +25,7 @@ rule train:
         queries=f"{OUT}/data/{TRAIN_DS}/tokens.queries.parquet",
         corpus=f"{OUT}/data/{TRAIN_DS}/tokens.corpus.parquet",
         qrels=f"{OUT}/data/{TRAIN_DS}/qrels.{TRAIN_SPLIT}.parquet",
-        negatives=f"{OUT}/round{{round}}/train_negatives.tsv",
+        negatives=train_negatives,
         teacher=teacher_scores,
         clusters=query_clusters,
     output:
