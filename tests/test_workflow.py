@@ -6,6 +6,7 @@ import json
 import re
 import shutil
 import subprocess
+import sys
 from pathlib import Path
 
 import pandas as pd
@@ -188,6 +189,33 @@ def test_end_to_end_two_rounds_on_the_fixture(fixture_run, tmp_path):
     changed = write_config(tmp_path, **{"negatives.mine": {"depth": 20, "rank_min": 3, "rank_max": 20, "n": 8}})
     jobs = planned_jobs(snakemake("-n", "--configfile", str(changed), *run).stdout)
     assert jobs["train"] == 1 and jobs["mine"] == 1 and jobs["encode"] == 2 and "bm25" not in jobs
+
+
+def copy_of_the_repository(dest: Path) -> Path:
+    """The workflow's files (Snakefile, rules, recipes, profiles, environments, fixtures) copied to `dest`."""
+    for name in ("workflow", "config", "profiles", "envs", "tests/fixtures"):
+        shutil.copytree(REPO / name, dest / name)
+    shutil.copy2(REPO / "Snakefile", dest / "Snakefile")
+    return dest
+
+
+@pytest.mark.slow
+def test_a_copy_of_the_repository_with_its_results_reruns_nothing(tmp_path):
+    """Round 1 of the fixture run in a copy of the repository (results inside it, the fixture data given by a
+    path relative to it); `cp -a` of the whole folder elsewhere: a dry run there has nothing to do."""
+    first = copy_of_the_repository(tmp_path / "first" / "repo")
+    target = "results/tiny/round1/tiny/metrics.test.json"
+
+    def snakemake_in(repo: Path, *args: str) -> str:
+        cmd = [sys.executable, "-m", "snakemake", "-s", str(repo / "Snakefile"), target, *args]
+        cmd += ["--configfile", "tests/fixtures/workflow_config.yaml"]
+        proc = subprocess.run(cmd, cwd=repo, capture_output=True, text=True, timeout=1200)
+        assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+        return proc.stdout
+
+    snakemake_in(first, "--cores", "2")
+    subprocess.run(["cp", "-a", str(tmp_path / "first"), str(tmp_path / "moved")], check=True)
+    assert "Nothing to be done" in snakemake_in(tmp_path / "moved" / "repo", "-n")
 
 
 @pytest.mark.slow

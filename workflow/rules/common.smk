@@ -82,12 +82,16 @@ wildcard_constraints:
 
 
 def repo_path(path):
-    """Input paths in config are relative to the repository (the Snakefile's folder), not the workdir."""
-    return (
-        path
-        if os.path.isabs(path)
-        else os.path.normpath(os.path.join(workflow.basedir, path))
-    )
+    """Input paths in config are relative to the repository (the Snakefile's folder), not the workdir. One in
+    or beside the workdir (at most one `..`) enters jobs relative to it, so a copy or move of the repository
+    with its results keeps its inputs (Snakemake reruns a job whose set of input paths changed); others stay
+    absolute, as do paths given absolute."""
+    if os.path.isabs(path):
+        return path
+    relative = os.path.relpath(os.path.join(workflow.basedir, path))
+    if Path(relative).parts.count("..") <= 1:
+        return relative
+    return os.path.normpath(os.path.join(workflow.basedir, path))
 
 
 def _dataset(name):
