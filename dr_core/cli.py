@@ -100,7 +100,7 @@ def _tokenize(a: argparse.Namespace) -> None:
     from dr_core.tokenization import tokenize_table
 
     tok = load_tokenizer(a.model)
-    tokenize_table(a.src, a.out, tok, a.max_len, a.id_column, a.template or None, a.batch_size)
+    tokenize_table(a.src, a.out, tok, a.max_len, a.id_column, a.template or None, a.batch_size, a.untitled_template)
 
 
 def _init_model(a: argparse.Namespace) -> None:
@@ -111,6 +111,10 @@ def _init_model(a: argparse.Namespace) -> None:
     model = BiEncoder.from_base(a.base, spec)
     with atomic_path(a.out, is_dir=True) as tmp:
         model.save(tmp, load_tokenizer(a.base))
+        if a.card:
+            from dr_core.model_card import write_card
+
+            write_card(tmp, spec, json.loads(a.card))
 
 
 def _train(a: argparse.Namespace) -> None:
@@ -141,6 +145,7 @@ def _train(a: argparse.Namespace) -> None:
         teacher,
         dro,
         clusters,
+        json.loads(a.card) if a.card else None,
     )
     trainer.train(a.out, a.log)
 
@@ -358,7 +363,8 @@ def build_parser() -> argparse.ArgumentParser:
     for name in ("--model", "--src", "--out", "--id-column"):
         s.add_argument(name, required=True)
     s.add_argument("--max-len", type=int, required=True)
-    s.add_argument("--template", default="")
+    s.add_argument("--template", default="", help="query or passage template ('' = the text as it is)")
+    s.add_argument("--untitled-template", default="{text}", help="passages without a title")
     s.add_argument("--batch-size", type=int, default=10_000)
     s.set_defaults(func=_tokenize)
 
@@ -375,6 +381,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--teacher-scores", default="", help="Parquet (qid, pid, score) or sentence-transformers .pkl.gz")
     s.add_argument("--dro", default="", help="DroSettings as JSON (COCO-DR cluster re-weighting)")
     s.add_argument("--clusters", default="", help="query clusters (qid<TAB>cluster) for DRO")
+    s.add_argument("--card", default="", help="model card facts as JSON (dr_core.model_card); '' = no card")
     s.set_defaults(func=_train)
 
     s = sub.add_parser("teacher-scores", help="score each train query's positives and negatives with a teacher")
@@ -384,6 +391,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--kind", choices=["auto", "cross", "bi"], default="auto", help="auto: cross for *ForSequenceClassification"
     )
     s.add_argument("--template", default="Title: {title} Text: {text}")
+    s.add_argument("--card", default="", help="model card facts as JSON (dr_core.model_card); '' = no card")
     s.add_argument("--batch-size", type=int, default=32)
     s.add_argument("--q-max-len", type=int, default=32, help="bi-encoder query length")
     s.add_argument("--max-len", type=int, default=256, help="passage (bi) or pair (cross) length")

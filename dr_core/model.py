@@ -11,12 +11,15 @@ import importlib.resources
 import json
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from string import Formatter
 
 import torch
 import torch.nn.functional as F
 from safetensors.torch import load_file, save_file
 from torch import nn
 from transformers import AutoModel, AutoTokenizer, PreTrainedTokenizerBase
+
+from dr_core.tokenization import PASSAGE_TEMPLATE, PLAIN, check_template
 
 ENCODER_FILE = "dr_encoder.json"
 DENSE_DIR = "2_Dense"
@@ -32,8 +35,14 @@ class EncoderSpec:
     p_max_len: int = 256
     untied: bool = False
     projection_dim: int | None = None
+    query_template: str = PLAIN  # e.g. "query: {text}" or an instruction
+    passage_template: str = PASSAGE_TEMPLATE  # passages with a title
+    passage_template_untitled: str = PLAIN  # passages without one
 
     def __post_init__(self) -> None:
+        check_template(self.query_template, {"text"}, "model.query_template")
+        check_template(self.passage_template, {"title", "text"}, "model.passage_template")
+        check_template(self.passage_template_untitled, {"text"}, "model.passage_template_untitled")
         if self.pooling not in ("cls", "mean"):
             raise ValueError(f"model.pooling must be 'cls' or 'mean', not {self.pooling!r}")
         if self.similarity not in ("dot", "cosine"):
@@ -197,4 +206,30 @@ def _write_sentence_transformers_files(path: Path, spec: EncoderSpec, hidden: in
     st_config = {"max_seq_length": spec.p_max_len, "do_lower_case": False}
     (path / "sentence_bert_config.json").write_text(json.dumps(st_config, indent=2) + "\n")
     sim = "cosine" if spec.similarity == "cosine" else "dot"
-    (path / "config_sentence_transformers.json").write_text(json.dumps({"similarity_fn_name": sim}, indent=2) + "\n")
+    st = {"similarity_fn_name": sim, "prompts": st_prompts(spec), "default_prompt_name": None}
+    (path / "config_sentence_transformers.json").write_text(json.dumps(st, indent=2) + "\n")
+
+
+def template_prefix(template: str) -> str | None:
+    """The literal before `{text}` when the template is nothing but that prefix and `{text}` (a
+    sentence-transformers prompt); None otherwise."""
+    parts = list(Formatter().parse(template))
+    if len(parts) == 1 and parts[0][1:] == ("text", "", None):
+        return parts[0][0]
+    return None
+
+
+def st_prompts(spec: EncoderSpec) -> dict[str, str]:
+    """sentence-transformers `prompts` that reproduce the templates (non-empty ones only).
+
+    The query prompt exists when `query_template` is a prefix and `{text}`; the document prompt when the
+    untitled passage template is, and the titled one starts with the same prefix (the model card says how to
+    build the rest of a titled passage)."""
+    prompts = {}
+    query = template_prefix(spec.query_template)
+    if query:
+        prompts["query"] = query
+    document = template_prefix(spec.passage_template_untitled)
+    if document and spec.passage_template.startswith(document.replace("{", "{{").replace("}", "}}")):
+        prompts["document"] = document
+    return prompts

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from string import Formatter
 
 import numpy as np
 import pyarrow as pa
@@ -14,15 +15,37 @@ from dr_core.atomic import atomic_path
 from dr_core.batching import special_tokens
 
 SCHEMA = pa.schema([("id", pa.string()), ("input_ids", pa.list_(pa.int32()))])
+PASSAGE_TEMPLATE = "Title: {title} Text: {text}"
+PLAIN = "{text}"
 
 
-def format_passages(titles: list[str], texts: list[str], template: str) -> list[str]:
-    """Apply a template such as 'Title: {title} Text: {text}'; a missing title leaves no stray separator."""
+def check_template(template: str, fields: set[str], key: str) -> str:
+    """`template` if it is a format string using `{text}` and no field outside `fields`; else a ValueError
+    naming the config `key`."""
+    try:
+        used = {name for _, name, _, _ in Formatter().parse(template) if name is not None}
+    except ValueError as e:
+        raise ValueError(f"{key}: {template!r} is not a valid template ({e})") from None
+    unknown = sorted(used - fields)
+    if unknown or "text" not in used:
+        allowed = ", ".join("{" + f + "}" for f in sorted(fields))
+        raise ValueError(f"{key}: {template!r} must use {{text}} and only {allowed} (found {unknown or 'no {text}'})")
+    return template
+
+
+def format_passages(titles: list[str], texts: list[str], template: str, untitled: str = PLAIN) -> list[str]:
+    """Apply a template such as 'Title: {title} Text: {text}'; a passage without title gets `untitled`
+    (by default its text alone, so no stray separator)."""
     out = []
     for title, text in zip(titles, texts):
-        title = (title or "").strip()
-        out.append(template.format(title=title, text=text or "").strip() if title else (text or "").strip())
+        title, text = (title or "").strip(), text or ""
+        out.append((template.format(title=title, text=text) if title else untitled.format(text=text)).strip())
     return out
+
+
+def format_queries(texts: list[str], template: str) -> list[str]:
+    """Apply a query template such as 'query: {text}' (prefixes, instructions)."""
+    return [template.format(text=text or "") for text in texts]
 
 
 def _encode(tokenizer: PreTrainedTokenizerBase, texts: list[str], max_len: int) -> pa.Array:
@@ -48,21 +71,36 @@ def tokenize_table(
     id_column: str,
     template: str | None = None,
     batch_size: int = 10_000,
+    untitled: str = PLAIN,
 ) -> int:
-    """Tokenize a corpus (id, title, text; with `template`) or queries (qid, text) Parquet file. Returns rows."""
+    """Tokenize a corpus (id, title, text) or queries (qid, text) Parquet file, the texts built by `template`
+    (passages: `format_passages`; queries: `format_queries`; None: the text as it is). Returns rows."""
     reader = _parquet_reader(src)
+    if template and "title" in reader.schema_arrow.names:
+        check_template(template, {"title", "text"}, "model.passage_template")
+        check_template(untitled, {"text"}, "model.passage_template_untitled")
+    elif template:
+        check_template(template, {"text"}, "model.query_template")
     n = 0
     with atomic_path(dest) as tmp, pq.ParquetWriter(tmp, SCHEMA) as writer:
         bar = tqdm(total=reader.metadata.num_rows, desc=f"tokenize {Path(src).name}", unit="row")
         for batch in reader.iter_batches(batch_size=batch_size):
             cols = batch.to_pydict()
-            texts = format_passages(cols["title"], cols["text"], template) if template else cols["text"]
+            texts = _texts(cols, template, untitled)
             ids = pa.array(cols[id_column], type=pa.string())
             writer.write_batch(pa.record_batch([ids, _encode(tokenizer, texts, max_len)], schema=SCHEMA))
             n += batch.num_rows
             bar.update(batch.num_rows)
         bar.close()
     return n
+
+
+def _texts(cols: dict[str, list], template: str | None, untitled: str) -> list[str]:
+    if not template:
+        return cols["text"]
+    if "title" in cols:
+        return format_passages(cols["title"], cols["text"], template, untitled)
+    return format_queries(cols["text"], template)
 
 
 def read_rows(path: str | Path, start: int, end: int) -> pa.Table:

@@ -4,7 +4,7 @@ negatives, the saved model) run by the generic loop of `dr_core.train_loop`, sin
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import pandas as pd
@@ -16,6 +16,7 @@ from dr_core.device import autocast
 from dr_core.distributed import World, gather_with_grad
 from dr_core.dro import DroSettings
 from dr_core.model import BiEncoder, load_tokenizer
+from dr_core.model_card import write_card
 from dr_core.objective import Dro, Objective
 from dr_core.tokenization import TokenStore
 from dr_core.train_data import Example, GroupDataset, GroupSampler, build_examples, keep_scored, split_validation
@@ -78,6 +79,7 @@ class BiEncoderTask:
         clusters: dict[str, int] | None = None,
     ) -> None:
         self.settings, self.runtime = settings, runtime
+        self.card: dict | None = None  # model card facts (dr_core.model_card), written on save when set
         self.tokenizer = load_tokenizer(init_model)
         self.model = BiEncoder.load(init_model).to(runtime.device)
         if settings.gradient_checkpointing:
@@ -138,6 +140,8 @@ class BiEncoderTask:
 
     def save(self, folder: Path) -> None:
         self.model.save(folder, self.tokenizer)
+        if self.card is not None:
+            write_card(folder, self.model.spec, self.card, asdict(self.settings))
 
 
 class Trainer(TrainLoop):
@@ -155,6 +159,7 @@ class Trainer(TrainLoop):
         teacher_scores: dict[str, dict[str, float]] | None = None,
         dro: DroSettings | None = None,
         clusters: dict[str, int] | None = None,
+        card: dict | None = None,
     ) -> None:
         if settings.distills and teacher_scores is None:
             raise ValueError("margin_mse_weight or kl_weight > 0 needs teacher scores (--teacher-scores)")
@@ -162,6 +167,7 @@ class Trainer(TrainLoop):
         task = BiEncoderTask(
             init_model, queries, corpus, qrels, negatives, settings, runtime, teacher_scores, dro, clusters
         )
+        task.card = card
         super().__init__(task, settings, runtime, checkpoint_dir, task.digest)
 
 

@@ -5,9 +5,33 @@ from pathlib import Path
 
 import dr_core
 from dr_core.msmarco.files import RAW_FILES
+from dr_core.tokenization import check_template
 from snakemake.utils import validate
 
 validate(config, schema="../schemas/config.schema.yaml")
+
+
+def resolve_templates():
+    """model.template is the older name of model.passage_template: read it, refuse a conflict, keep both
+    keys equal (rules read either), and check every template's fields."""
+    m = config["model"]
+    default = "Title: {title} Text: {text}"
+    if m["template"] is not None:
+        if m["passage_template"] not in (default, m["template"]):
+            raise ValueError(
+                "config: model.template (older name of model.passage_template) and model.passage_template "
+                "are both set and differ; keep model.passage_template only"
+            )
+        m["passage_template"] = m["template"]
+    m["template"] = m["passage_template"]
+    check_template(m["query_template"], {"text"}, "model.query_template")
+    check_template(m["passage_template"], {"title", "text"}, "model.passage_template")
+    check_template(
+        m["passage_template_untitled"], {"text"}, "model.passage_template_untitled"
+    )
+
+
+resolve_templates()
 
 
 def check_rank_windows():
@@ -167,8 +191,36 @@ def encoder_spec():
         "p_max_len",
         "untied",
         "projection_dim",
+        "query_template",
+        "passage_template",
+        "passage_template_untitled",
     )
     return json.dumps({k: m[k] for k in keys})
+
+
+def model_card(round_):
+    """Facts for the model card of round `round_` (dr_core.model_card): recipe, base, data, negatives."""
+    neg = config["negatives"]
+    if int(round_) == 0:
+        negatives = None
+    elif int(round_) == 1:
+        negatives = (
+            "BM25 top ranks"
+            if neg["source"] == "bm25"
+            else f"{neg['source']} ({neg['file']})"
+        )
+    else:
+        negatives = f"mined with the round-{int(round_) - 1} model"
+    info = {
+        "recipe": config["name"],
+        "base": config["model"]["base"],
+        "dataset": TRAIN_DS,
+        "split": TRAIN_SPLIT,
+        "round": int(round_),
+        "negatives": negatives,
+        "command": "snakemake --cores all --configfile <this recipe>",
+    }
+    return json.dumps(info)
 
 
 def first_negatives_file():

@@ -83,9 +83,13 @@ rule tokenize:
     params:
         model=config["model"]["base"],
         max_len=lambda w: token_budget(w.table),
-        template=lambda w: config["model"]["template"] if w.table == "corpus" else "",
+        template=lambda w: config["model"][
+            "passage_template" if w.table == "corpus" else "query_template"
+        ],
+        untitled=lambda w: config["model"]["passage_template_untitled"],
         id_column=lambda w: "id" if w.table == "corpus" else "qid",
         version=VERSION,
     shell:
         "python -m dr_core tokenize --model {params.model:q} --src {input:q} --out {output:q} "
-        "--max-len {params.max_len} --template={params.template:q} --id-column {params.id_column} > {log:q} 2>&1"
+        "--max-len {params.max_len} --template={params.template:q} --untitled-template={params.untitled:q} "
+        "--id-column {params.id_column} > {log:q} 2>&1"

@@ -13,10 +13,12 @@ rule init_model:
         **rule_resources("init_model"),
     params:
         base=config["model"]["base"],
-        spec=encoder_spec(),
+        spec=lambda w: encoder_spec(),  # templates hold braces: not a wildcard pattern
+        card=model_card(0),
         version=VERSION,
     shell:
-        "python -m dr_core init-model --base {params.base:q} --spec {params.spec:q} --out {output:q} > {log:q} 2>&1"
+        "python -m dr_core init-model --base {params.base:q} --spec {params.spec:q} --card {params.card:q} "
+        "--out {output:q} > {log:q} 2>&1"
 
 
 rule train:
@@ -51,13 +53,15 @@ rule train:
         ),
         checkpoints=lambda w: f"{OUT}/round{w.round}/checkpoints",
         launcher=launcher,
+        card=lambda w: model_card(w.round),
         version=VERSION,
     shell:
         "{params.launcher} dr_core --threads {threads} train --init {input.init:q} "
         "--queries {input.queries:q} --corpus {input.corpus:q} --qrels {input.qrels:q} "
         "--negatives {input.negatives:q} --out {output.model:q} --log {output.log_csv:q} "
         "--checkpoint-dir {params.checkpoints:q} --settings {params.settings:q} "
-        "--teacher-scores={input.teacher:q} --dro={params.dro:q} --clusters={input.clusters:q} > {log:q} 2>&1"
+        "--teacher-scores={input.teacher:q} --dro={params.dro:q} --clusters={input.clusters:q} "
+        "--card {params.card:q} > {log:q} 2>&1"
 
 
 rule teacher_scores:

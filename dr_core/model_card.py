@@ -1,0 +1,130 @@
+"""A Hub-style model card (README.md with YAML front matter) for every saved model folder: what it was trained
+from and how, its input templates and lengths, how to load it, and its metrics when known."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import yaml
+
+from dr_core.model import EncoderSpec, st_prompts, template_prefix
+
+CARD_FILE = "README.md"
+SETTINGS_SHOWN = (
+    "epochs", "batch_size", "group_size", "lr", "temperature", "cross_device", "contrastive_weight",
+    "margin_mse_weight", "kl_weight", "lora", "grad_cache_chunk", "seed",
+)  # fmt: skip
+
+
+def front_matter(info: dict, pipeline_tag: str = "sentence-similarity") -> str:
+    """YAML front matter as the Hub reads it; a `pkg:` or local base model is no Hub id and is left out."""
+    meta: dict = {
+        "library_name": "sentence-transformers",
+        "tags": ["sentence-transformers", "dense-retrieval", "dr_core", pipeline_tag],
+        "pipeline_tag": pipeline_tag,
+    }
+    base = info.get("base", "")
+    if base and not base.startswith(("pkg:", "/", ".")):
+        meta["base_model"] = base
+    if info.get("dataset"):
+        meta["datasets"] = [info["dataset"]]
+    return "---\n" + yaml.safe_dump(meta, sort_keys=False) + "---\n"
+
+
+def input_section(spec: EncoderSpec) -> str:
+    """The templates, the lengths and what sentence-transformers can and cannot reproduce of them."""
+    prompts = st_prompts(spec)
+    doc_prefix = prompts.get("document", "")
+    titled_body = spec.passage_template[len(doc_prefix) :] if doc_prefix else spec.passage_template
+    lines = [
+        "## Inputs",
+        "",
+        f"- query: `{spec.query_template}`, cut to {spec.q_max_len} tokens (special tokens included)",
+        f"- passage with a title: `{spec.passage_template}`; without one: `{spec.passage_template_untitled}`; "
+        f"cut to {spec.p_max_len} tokens",
+        f"- pooling `{spec.pooling}`, similarity `{spec.similarity}`",
+        "",
+        f"sentence-transformers prompts: `{json.dumps(prompts)}` (`encode_query` / `encode_document` add them). "
+        "sentence-transformers has one `max_seq_length`; it is set to the passage length "
+        f"({spec.p_max_len}). Queries were cut at {spec.q_max_len} tokens here: set "
+        f"`model.max_seq_length = {spec.q_max_len}` before `encode_query` (and back to {spec.p_max_len} for "
+        "passages) to get the same embedding for a long query.",
+    ]
+    if template_prefix(spec.query_template) is None:
+        lines.append(f"The query template is no prefix: pass `{spec.query_template}`.format(text=query) to `encode`.")
+    if "{title}" in titled_body or titled_body != "{text}":
+        call = "encode_document" if doc_prefix else "encode (no prompt)"
+        lines.append(
+            f"sentence-transformers cannot build a titled passage: pass `{titled_body}`.format(title=..., "
+            f"text=...) to `{call}`, and for an untitled passage its text"
+            + ("." if doc_prefix else f" formatted by `{spec.passage_template_untitled}`.")
+        )
+    return "\n".join(lines) + "\n"
+
+
+def usage_section(folder_hint: str, spec: EncoderSpec) -> str:
+    pool = "out.last_hidden_state[:, 0]" if spec.pooling == "cls" else "mean over the attention mask"
+    return (
+        "## Use\n\n```python\nfrom sentence_transformers import SentenceTransformer\n\n"
+        f'model = SentenceTransformer("{folder_hint}")\n'
+        'q = model.encode_query(["what causes scurvy"])\n'
+        'd = model.encode_document(["Vitamin C deficiency causes scurvy."])\n'
+        "print(model.similarity(q, d))\n```\n\n"
+        "Plain transformers: `AutoModel.from_pretrained(folder)` and `AutoTokenizer.from_pretrained(folder)`; "
+        f"the embedding is {pool}"
+        + (", L2-normalised" if spec.similarity == "cosine" else "")
+        + (" (a linear projection in `2_Dense/` follows)" if spec.projection_dim else "")
+        + ". dr_core: `dr_core.model.BiEncoder.load(folder)`; "
+        '`python -m dr_core try --run-dir <results>/<name> --round <r> --dataset <d> "query"` '
+        "searches a run's corpus.\n"
+    )
+
+
+def metrics_section(metrics: list[dict]) -> str:
+    """Rows of {dataset, split, metric: value ...} as a Markdown table."""
+    if not metrics:
+        return "## Metrics\n\nNot evaluated when this card was written (see the run's `summary.tsv`).\n"
+    names = [k for k in metrics[0] if k not in ("dataset", "split", "system")]
+    head = "| dataset | split | " + " | ".join(names) + " |\n|" + "---|" * (len(names) + 2) + "\n"
+    body = "".join(
+        f"| {m['dataset']} | {m['split']} | " + " | ".join(f"{float(m[n]):.4f}" for n in names) + " |\n"
+        for m in metrics
+    )
+    return "## Metrics\n\n" + head + body
+
+
+def training_section(info: dict, settings: dict | None) -> str:
+    rnd = info.get("round")
+    lines = ["## Training", ""]
+    lines.append(f"- base model: `{info.get('base', '?')}`")
+    if not settings:
+        lines.append("- not trained: the base model saved as a bi-encoder (round 0, the zero-shot baseline)")
+    else:
+        lines.append(f"- data: `{info.get('dataset', '?')}`, split `{info.get('split', '?')}`")
+        lines.append(f"- ANCE round {rnd}; negatives: {info.get('negatives', '?')}")
+        shown = {k: settings[k] for k in SETTINGS_SHOWN if k in settings}
+        lines.append("- settings: " + ", ".join(f"{k} `{json.dumps(v)}`" for k, v in shown.items()))
+    if info.get("recipe"):
+        lines.append(f"- recipe `{info['recipe']}`; reproduce with `{info.get('command', 'snakemake --cores all')}`")
+    return "\n".join(lines) + "\n"
+
+
+def write_card(folder: str | Path, spec: EncoderSpec, info: dict, settings: dict | None = None) -> Path:
+    """README.md of a saved bi-encoder: front matter, training, inputs, use, metrics (`info["metrics"]`)."""
+    rnd = info.get("round")
+    title = f"# {info.get('recipe', 'dr_core')}" + (f", round {rnd}" if rnd is not None else "")
+    text = "\n".join(
+        [
+            front_matter(info),
+            title + "\n",
+            "A dense retriever (bi-encoder) trained with dr_core.\n",
+            training_section(info, settings),
+            input_section(spec),
+            usage_section(info.get("path", "path/to/model"), spec),
+            metrics_section(info.get("metrics") or []),
+        ]
+    )
+    path = Path(folder) / CARD_FILE
+    path.write_text(text)
+    return path
