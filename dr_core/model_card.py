@@ -128,3 +128,25 @@ def write_card(folder: str | Path, spec: EncoderSpec, info: dict, settings: dict
     path = Path(folder) / CARD_FILE
     path.write_text(text)
     return path
+
+
+def write_reranker_card(folder: str | Path, base: str, template: str, settings: dict) -> Path:
+    """README.md of a saved cross-encoder: what it was trained from, its input, how to load it."""
+    shown = {k: settings[k] for k in ("epochs", "batch_size", "group_size", "lr", "max_len", "seed") if k in settings}
+    text = "\n".join(
+        [
+            front_matter({"base": base}, pipeline_tag="text-ranking"),
+            "# dr_core reranker\n",
+            "A cross-encoder trained with dr_core (listwise softmax cross-entropy over a round's groups).\n",
+            f"- base model: `{base}`",
+            "- settings: " + ", ".join(f"{k} `{json.dumps(v)}`" for k, v in shown.items()),
+            f"- input: (query, passage) pairs, the passage built by `{template}` (a passage without title: its "
+            f"text), cut to {settings.get('max_len')} tokens, only the passage truncated\n",
+            "## Use\n\n```python\nfrom sentence_transformers import CrossEncoder\n\n"
+            'model = CrossEncoder("path/to/reranker/model")  # predict() returns the raw logit\n'
+            'model.predict([("what causes scurvy", "Title: Scurvy Text: Vitamin C deficiency ...")])\n```\n',
+        ]
+    )
+    path = Path(folder) / CARD_FILE
+    path.write_text(text)
+    return path

@@ -15,7 +15,7 @@ gives the same scores as `dr_core.teacher.cross_encoder_scores` whenever the que
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import ClassVar
 
@@ -26,6 +26,7 @@ import torch.nn.functional as F
 from dr_core.checkpoint import inputs_digest
 from dr_core.device import autocast
 from dr_core.model import resolve_model_path
+from dr_core.model_card import write_reranker_card
 from dr_core.teacher import candidates, cross_encoder_scores, load_texts
 from dr_core.train_data import Example, GroupDataset, GroupSampler, build_examples, split_validation
 from dr_core.train_loop import LoopSettings, Runtime, TrainLoop, start_runtime
@@ -96,8 +97,10 @@ class CrossEncoderTask:
         examples: list[Example],
         settings: RerankerSettings,
         runtime: Runtime,
+        template: str = "",
     ) -> None:
         self.settings, self.runtime = settings, runtime
+        self.base, self.template = base, template  # for the model card
         model, self.tokenizer = load_cross_encoder(base)
         self.model = model.to(runtime.device)
         if settings.gradient_checkpointing:
@@ -142,6 +145,7 @@ class CrossEncoderTask:
 
     def save(self, folder: Path) -> None:
         save_cross_encoder(self.model, self.tokenizer, folder, self.settings.max_len)
+        write_reranker_card(folder, self.base, self.template, asdict(self.settings))
 
 
 class RerankerTrainer(TrainLoop):
@@ -162,7 +166,7 @@ class RerankerTrainer(TrainLoop):
         query_text, passage_text = load_texts(queries, corpus, candidates(qrels, negatives), template)
         examples = reranker_examples(qrels, negatives, query_text, passage_text)
         log.info("reranker: %d training queries", len(examples))
-        task = CrossEncoderTask(base, query_text, passage_text, examples, settings, runtime)
+        task = CrossEncoderTask(base, query_text, passage_text, examples, settings, runtime, template)
         data = {"examples": [(ex.qid, ex.positives, ex.negatives) for ex in examples], "template": template}
         super().__init__(task, settings, runtime, checkpoint_dir, inputs_digest(resolve_model_path(base), data))
 

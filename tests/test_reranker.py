@@ -78,6 +78,8 @@ def test_training_lowers_the_listwise_loss_and_ranks_the_positive_first(trained)
     rows = list(csv.DictReader(open(out / "log.csv")))
     assert [int(r["step"]) for r in rows] == list(range(1, 41))  # 16 queries / 4 per step * 10 epochs
     assert json.loads((out / "model" / "dr_training.json").read_text())["train"]["group_size"] == 4
+    card = (out / "model" / "README.md").read_text()
+    assert "pipeline_tag: text-ranking" in card and f"`{TEMPLATE}`" in card and "cut to 64 tokens" in card
 
 
 def test_crossencoder_loads_the_saved_reranker_and_gives_our_scores(trained, data):

@@ -108,3 +108,23 @@ def test_older_template_key_is_read_and_a_conflict_refused(tmp_path):
     assert proc.returncode != 0 and "model.template (older name of model.passage_template)" in proc.stdout
     proc = _dry_run(tmp_path, {"query_template": "query: {query}"})
     assert proc.returncode != 0 and "model.query_template: 'query: {query}' must use {text}" in proc.stdout
+
+
+def test_train_step_writes_the_card_with_its_settings(tiny_bert, tmp_path):
+    import sys
+
+    from conftest import prepare_tokenized, train_cli_args
+
+    d = prepare_tokenized(tiny_bert, tmp_path)
+    spec = EncoderSpec(pooling="mean", q_max_len=16, p_max_len=48)
+    BiEncoder.from_base(str(tiny_bert), spec).save(d / "init", load_tokenizer(tiny_bert))
+    (d / "negs.tsv").write_text("q1\t1007,1014\n")
+    settings = {"epochs": 1, "batch_size": 4, "group_size": 2, "lr": 1e-3}
+    card = {"recipe": "tiny", "base": "pkg:cognition/model", "dataset": "tiny", "split": "train", "round": 2}
+    card["negatives"] = "mined with the round-1 model"
+    args = [*train_cli_args(d, "model", "ckpt", settings), "--card", json.dumps(card)]
+    subprocess.run([sys.executable, "-m", *args], check=True, capture_output=True, cwd=REPO)
+    text = (d / "model" / "README.md").read_text()
+    assert "base_model" not in text.split("---\n")[1]  # a pkg: path is no Hub id
+    assert "- ANCE round 2; negatives: mined with the round-1 model" in text
+    assert "group_size `2`" in text and "lr `0.001`" in text and "`Title: {title} Text: {text}`" in text

@@ -14,7 +14,7 @@ rule init_model:
     params:
         base=config["model"]["base"],
         spec=lambda w: encoder_spec(),  # templates hold braces: not a wildcard pattern
-        card=model_card(0),
+        card=lambda w: model_card(0),
         version=VERSION,
     shell:
         "python -m dr_core init-model --base {params.base:q} --spec {params.spec:q} --card {params.card:q} "
