@@ -54,9 +54,9 @@ def _mine(a: argparse.Namespace) -> None:
     import pandas as pd
 
     from dr_core.negatives import mine, mix_negatives, write_negatives
-    from dr_core.runs import read_trec
+    from dr_core.runs import iter_run, read_trec
 
-    run, qrels = read_trec(a.run), pd.read_parquet(a.qrels)
+    run, qrels = iter_run(a.run), pd.read_parquet(a.qrels)  # the run is read a query at a time
     if a.bm25_fraction > 0:  # a share of the negatives from BM25's window, the rest from this run's
         if not a.bm25_run:
             raise ValueError("--bm25-fraction > 0 needs --bm25-run")
@@ -225,20 +225,29 @@ def _cluster(a: argparse.Namespace) -> None:
 def _encode(a: argparse.Namespace) -> None:
     from dr_core.encode import encode_corpus_shard
 
-    encode_corpus_shard(a.model, a.tokens, a.shard, a.num_shards, a.emb_out, a.ids_out, a.batch_size, a.max_len or None)
+    encode_corpus_shard(
+        a.model, a.tokens, a.shard, a.num_shards, a.emb_out, a.ids_out, a.batch_size, a.max_len or None, fp16=a.fp16
+    )
 
 
-def _retrieve(a: argparse.Namespace) -> None:
-    from dr_core.encode import encode_judged_queries
-    from dr_core.runs import write_trec
-    from dr_core.search import search_shards
+def _index(a: argparse.Namespace) -> None:
+    from dr_core.index import build_index
 
     if len(a.shards) % 2:
         raise SystemExit("--shards takes pairs: embeddings.npy ids.txt")
-    qids, q = encode_judged_queries(a.model, a.query_tokens, a.qrels, a.batch_size, a.max_len or None)
     pairs = list(zip(a.shards[::2], a.shards[1::2]))
-    ids, scores = search_shards(q, pairs, a.k)
-    write_trec(a.out, qids, ids, scores, tag=a.tag)
+    build_index(pairs, a.model, a.out, a.meta_out, a.factory, a.memory_gb, a.seed, a.train_size or None)
+
+
+def _retrieve(a: argparse.Namespace) -> None:
+    from dr_core.search import retrieve
+
+    options = {"nprobe": a.nprobe, "ef_search": a.ef_search, "gpu_fp16": a.gpu_fp16}
+    n = retrieve(
+        a.model, a.query_tokens, a.qrels, a.index, a.index_meta, a.ids, a.out, a.k, a.tag,
+        a.query_batch, a.batch_size, a.max_len or None, **options,
+    )  # fmt: skip
+    log.info("%d queries, depth %d", n, a.k)
 
 
 def _evaluate(a: argparse.Namespace) -> None:
@@ -257,12 +266,18 @@ def _evaluate(a: argparse.Namespace) -> None:
 
 def _summarize(a: argparse.Namespace) -> None:
     from dr_core.atomic import atomic_path
-    from dr_core.evaluate import summary_table
+    from dr_core.evaluate import beir_table, markdown_table, summary_table
 
     table = summary_table([Path(p) for p in a.metrics])
     with atomic_path(a.out) as tmp:
         table.to_csv(tmp, sep="\t", index=False, float_format="%.4f")
     print(table.to_string(index=False, float_format=lambda x: f"{x:.4f}"))
+    if a.beir_out:
+        metric = a.beir_metric if a.beir_metric in table.columns else table.columns[3]  # eval.metrics' first
+        beir = beir_table(table, metric)
+        with atomic_path(a.beir_out) as tmp:
+            beir.to_csv(tmp, sep="\t", index=False, float_format="%.4f")
+        print(f"\n{metric} per evaluation dataset, avg = their mean:\n\n{markdown_table(beir)}")
 
 
 def _fuse(a: argparse.Namespace) -> None:
@@ -442,15 +457,30 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--num-shards", type=int, required=True)
     s.add_argument("--batch-size", type=int, default=128)
     s.add_argument("--max-len", type=int, default=0)
+    s.add_argument("--fp16", action="store_true", help="store the embeddings in float16")
     s.set_defaults(func=_encode)
 
-    s = sub.add_parser("retrieve", help="encode a split's queries and search the corpus shards")
-    for name in ("--model", "--query-tokens", "--qrels", "--out", "--tag"):
+    s = sub.add_parser("index", help="build a faiss index over a round's corpus embedding shards")
+    for name in ("--model", "--out", "--meta-out"):
         s.add_argument(name, required=True)
     s.add_argument("--shards", nargs="+", required=True, help="emb.npy ids.txt pairs")
+    s.add_argument("--factory", default="auto", help="faiss index_factory string, or auto")
+    s.add_argument("--memory-gb", type=float, default=16.0, help="memory the auto choice may fill")
+    s.add_argument("--seed", type=int, default=42, help="seed of the training sample")
+    s.add_argument("--train-size", type=int, default=0, help="training sample (0: 64 vectors per IVF list)")
+    s.set_defaults(func=_index)
+
+    s = sub.add_parser("retrieve", help="encode a split's queries in batches and search a round's index")
+    for name in ("--model", "--query-tokens", "--qrels", "--index", "--index-meta", "--out", "--tag"):
+        s.add_argument(name, required=True)
+    s.add_argument("--ids", nargs="+", required=True, help="the shards' ids files, in the index's row order")
     s.add_argument("--k", type=int, default=1000)
-    s.add_argument("--batch-size", type=int, default=256)
+    s.add_argument("--batch-size", type=int, default=256, help="queries encoded at a time")
+    s.add_argument("--query-batch", type=int, default=8192, help="queries searched (and held) at a time")
     s.add_argument("--max-len", type=int, default=0)
+    s.add_argument("--nprobe", type=int, help="IVF lists probed (index.nprobe)")
+    s.add_argument("--ef-search", type=int, help="HNSW efSearch (index.ef_search)")
+    s.add_argument("--gpu-fp16", action="store_true", help="fp16 storage of the index on GPUs")
     s.set_defaults(func=_retrieve)
 
     s = sub.add_parser("evaluate", help="score a run with pytrec_eval")
@@ -462,6 +492,8 @@ def build_parser() -> argparse.ArgumentParser:
     s = sub.add_parser("summarize", help="one table from metrics JSON files")
     s.add_argument("--metrics", nargs="+", required=True)
     s.add_argument("--out", required=True)
+    s.add_argument("--beir-out", default="", help="also a system x dataset table of one metric, with its mean")
+    s.add_argument("--beir-metric", default="ndcg@10")
     s.set_defaults(func=_summarize)
 
     s = sub.add_parser("fuse", help="fuse a BM25 run with a dense run (convex sum of min-max scores, or RRF)")

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -67,8 +67,9 @@ def encode_corpus_shard(
     batch_size: int = 128,
     max_len: int | None = None,
     precision: str = "auto",
+    fp16: bool = False,
 ) -> None:
-    """Write one shard's embeddings (.npy) and ids (one per line)."""
+    """Write one shard's embeddings (.npy; float16 with `fp16`, half the disk and memory) and ids (one per line)."""
     model = BiEncoder.load(model_dir).to(pick_device())
     padder = Padder(load_tokenizer(model_dir), max_len or model.spec.p_max_len)
     store = TokenStore(tokens, rows=shard_bounds(pq.read_metadata(tokens).num_rows, shard, num_shards))
@@ -76,7 +77,7 @@ def encode_corpus_shard(
     emb = embed(model, padder, rows, False, batch_size, precision, desc=f"encode shard {shard}/{num_shards}")
     with atomic_path(emb_out) as tmp:
         with open(tmp, "wb") as f:
-            np.save(f, emb)
+            np.save(f, emb.astype(np.float16) if fp16 else emb)
     with atomic_path(ids_out) as tmp:
         tmp.write_text("".join(f"{i}\n" for i in store.ids), encoding="utf-8")
 
@@ -95,6 +96,29 @@ def encode_queries(
     return embed(model, padder, [tokens[q] for q in qids], True, batch_size, precision, desc="encode queries")
 
 
+def _judged_qids(qrels: str | Path) -> list[str]:
+    import pandas as pd
+
+    return sorted(pd.read_parquet(qrels, columns=["qid"])["qid"].unique())
+
+
+def judged_query_batches(
+    model_dir: str | Path,
+    query_tokens: str | Path,
+    qrels: str | Path,
+    query_batch: int,
+    batch_size: int = 256,
+    max_len: int | None = None,
+) -> Iterator[tuple[list[str], np.ndarray]]:
+    """The judged queries (sorted qids), `query_batch` at a time, with their embeddings: memory is one batch."""
+    qids = _judged_qids(qrels)
+    model = BiEncoder.load(model_dir).to(pick_device())
+    tokenizer, tokens = load_tokenizer(model_dir), TokenStore(query_tokens)
+    for start in range(0, len(qids), query_batch):
+        chunk = qids[start : start + query_batch]
+        yield chunk, encode_queries(model, tokenizer, tokens, chunk, batch_size, max_len)
+
+
 def encode_judged_queries(
     model_dir: str | Path,
     query_tokens: str | Path,
@@ -103,8 +127,6 @@ def encode_judged_queries(
     max_len: int | None = None,
 ) -> tuple[list[str], np.ndarray]:
     """The queries judged in a qrels Parquet file (sorted qids) and their embeddings by a saved bi-encoder."""
-    import pandas as pd
-
-    qids = sorted(pd.read_parquet(qrels, columns=["qid"])["qid"].unique())
+    qids = _judged_qids(qrels)
     model = BiEncoder.load(model_dir).to(pick_device())
     return qids, encode_queries(model, load_tokenizer(model_dir), TokenStore(query_tokens), qids, batch_size, max_len)

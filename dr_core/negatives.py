@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Iterable
 from pathlib import Path
 
 import numpy as np
@@ -48,8 +49,17 @@ def _rng(seed: int, qid: str) -> np.random.Generator:
     return np.random.default_rng([seed, digest])
 
 
+RunGroups = Iterable[tuple[str, list[str], list[int]]]
+
+
+def run_groups(run: pd.DataFrame) -> RunGroups:
+    """(qid, docids, ranks) per query of a run held as a DataFrame, in its row order."""
+    for qid, group in run.groupby("qid", sort=False):
+        yield qid, group["docid"].tolist(), group["rank"].tolist()
+
+
 def mine(
-    run: pd.DataFrame,
+    run: pd.DataFrame | RunGroups,
     qrels: pd.DataFrame,
     rank_min: int,
     rank_max: int,
@@ -58,18 +68,20 @@ def mine(
 ) -> dict[str, list[str]]:
     """For each judged query: up to `n` docs sampled from ranks [rank_min, rank_max] with positives removed.
 
-    Ranks count the run's own order (1 = best). The sample keeps rank order. `n` <= 0 keeps the whole window.
+    `run` is a DataFrame or (qid, docids, ranks) groups, such as `runs.iter_run` streams from a file. Ranks count
+    the run's own order (1 = best). The sample keeps rank order. `n` <= 0 keeps the whole window.
     """
     if rank_min < 1 or rank_max < rank_min:
         raise ValueError(f"rank window [{rank_min}, {rank_max}] is empty")
     positives = qrels[qrels["rel"] > 0].groupby("qid")["docid"].agg(set).to_dict()
-    window = run[(run["rank"] >= rank_min) & (run["rank"] <= rank_max)]
     out: dict[str, list[str]] = {}
-    for qid, docids in window.groupby("qid", sort=False)["docid"]:
+    for qid, docids, ranks in run_groups(run) if isinstance(run, pd.DataFrame) else run:
         if qid not in positives:
             continue
-        cands = [d for d in docids if d not in positives[qid]]
-        out[qid] = _sample(cands, n, _rng(seed, qid)) if n > 0 else cands
+        window = [d for d, r in zip(docids, ranks) if rank_min <= r <= rank_max]
+        if window:
+            cands = [d for d in window if d not in positives[qid]]
+            out[qid] = _sample(cands, n, _rng(seed, qid)) if n > 0 else cands
     return out
 
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -50,6 +50,36 @@ def read_trec(path: str | Path) -> pd.DataFrame:
     except ValueError as e:
         raise DataError(path, None, f"non-numeric rank or score ({e})") from None
     return out.sort_values(["qid", "rank"], kind="stable", ignore_index=True)
+
+
+def iter_run(path: str | Path) -> Iterator[tuple[str, list[str], list[int]]]:
+    """(qid, docids, ranks) of each query of a run, in rank order, read line by line: memory is one query's lines.
+    The run must be grouped by query, as every run this workflow writes is."""
+    path, seen = Path(path), set()
+    qid, docs, ranks = None, [], []
+    with open(path, encoding="utf-8") as f:
+        for lineno, line in enumerate(f, start=1):
+            fields = line.split()
+            if not fields:
+                continue
+            if len(fields) != 6 or not fields[3].lstrip("-").isdigit():
+                raise DataError(path, lineno, "expected 6 fields: qid Q0 docid rank score tag")
+            if fields[0] != qid:
+                if qid is not None:
+                    yield _by_rank(qid, docs, ranks)
+                if fields[0] in seen:
+                    raise DataError(path, lineno, f"query '{fields[0]}' appears again after other queries")
+                qid, docs, ranks = fields[0], [], []
+                seen.add(qid)
+            docs.append(fields[2])
+            ranks.append(int(fields[3]))
+    if qid is not None:
+        yield _by_rank(qid, docs, ranks)
+
+
+def _by_rank(qid: str, docs: list[str], ranks: list[int]) -> tuple[str, list[str], list[int]]:
+    order = sorted(range(len(ranks)), key=ranks.__getitem__)
+    return qid, [docs[i] for i in order], [ranks[i] for i in order]
 
 
 def run_to_dict(run: pd.DataFrame) -> dict[str, dict[str, float]]:

@@ -1,54 +1,146 @@
-"""Exact inner-product search with faiss over sharded corpus embeddings, merged into one top-k."""
+"""Search a round's faiss index in batches of queries and write the TREC run as it goes.
+
+Results stay integer row ids (row i = the i-th id of the corpus shards in order) until a batch is ranked: by the
+score rounded to the run file's 6 decimals, then by doc id descending, which is how trec_eval, the fusion step and
+the MS MARCO run writer order ties. Memory is the index plus one batch of queries, whatever their number.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import logging
+from collections.abc import Iterable, Sequence
 from pathlib import Path
+from typing import TextIO
 
 import faiss
 import numpy as np
-from tqdm import tqdm
 
-# faiss-cpu ships a threshold (128000 queries) below which batched exact search skips BLAS; with it set low,
-# searching a batch of queries is a matrix product (7x faster at 1M x 384 on our CPUs).
-faiss.cvar.distance_compute_blas_threshold = 20
+from dr_core.atomic import atomic_path
+from dr_core.index import open_index, set_search_params
 
+log = logging.getLogger(__name__)
 
-def _index(emb: np.ndarray, use_gpu: bool) -> faiss.Index:
-    index = faiss.IndexFlatIP(emb.shape[1])
-    if use_gpu:
-        index = faiss.index_cpu_to_all_gpus(index)
-    index.add(emb)
-    return index
+SCORE_DECIMALS = 6  # the run file's precision: ties are judged on the scores as written
+GPU_MAX_K = 2048  # faiss-gpu returns at most this many results a query
 
 
-def search_shards(
-    queries: np.ndarray,
-    shards: Sequence[tuple[str | Path, str | Path]],
+def load_ids(ids_paths: Sequence[str | Path]) -> np.ndarray:
+    """Every doc id of the shards, in row order (a fixed-width string array)."""
+    lines: list[str] = []
+    for p in ids_paths:
+        lines.extend(Path(p).read_text(encoding="utf-8").splitlines())
+    return np.array(lines)
+
+
+def tie_keys(ids: np.ndarray) -> np.ndarray:
+    """Each row's place in the doc ids' sorted (string) order: the larger key wins a tie."""
+    keys = np.empty(len(ids), dtype=np.int64)
+    keys[np.argsort(ids, kind="stable")] = np.arange(len(ids))
+    return keys
+
+
+def rank_rows(scores: np.ndarray, rows: np.ndarray, keys: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Sort each query's results by rounded score descending, then doc id descending; -1 rows (padding) last."""
+    rounded = np.where(rows >= 0, np.round(scores.astype(np.float64), SCORE_DECIMALS), -np.inf)
+    tie = np.where(rows >= 0, keys[np.maximum(rows, 0)], -1)
+    order = np.lexsort((-tie, -rounded), axis=-1)
+    return np.take_along_axis(rows, order, axis=1), np.take_along_axis(rounded, order, axis=1)
+
+
+def search_batch(index: faiss.Index, queries: np.ndarray, k: int, keys: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Top-k rows ([nq, k], -1 pads) and rounded scores of a batch of queries, in run order."""
+    scores, rows = index.search(np.ascontiguousarray(queries, dtype=np.float32), min(k, index.ntotal))
+    return rank_rows(scores, rows, keys)
+
+
+def write_trec_batch(
+    f: TextIO, qids: Sequence[str], ids: np.ndarray, rows: np.ndarray, scores: np.ndarray, tag: str
+) -> None:
+    """Append a batch's ranking to an open run file; doc ids are looked up once per batch."""
+    for qid, r, s in zip(qids, rows, scores):
+        keep = r >= 0
+        f.write(
+            "".join(
+                f"{qid} Q0 {d} {rank} {x:.6f} {tag}\n"
+                for rank, (d, x) in enumerate(zip(ids[r[keep]].tolist(), s[keep].tolist()), start=1)
+            )
+        )
+
+
+def to_gpus(index: faiss.Index, k: int, fp16: bool = False) -> faiss.Index:
+    """The index on every GPU faiss-gpu sees, sharded across them (each holds 1/n of it; fp16 storage with
+    `fp16`), as Tevatron's and FlagEmbedding's search do; the CPU index when there is no GPU, k is above faiss-gpu's
+    limit, or the index type has no GPU version (HNSW)."""
+    ngpu = faiss.get_num_gpus() if hasattr(faiss, "get_num_gpus") else 0
+    if ngpu == 0 or k > GPU_MAX_K:
+        return index
+    options = faiss.GpuMultipleClonerOptions()
+    options.shard, options.useFloat16 = True, fp16
+    try:
+        gpu_index = faiss.index_cpu_to_all_gpus(index, co=options, ngpu=ngpu)
+    except RuntimeError as e:
+        log.warning("index stays on the CPU: %s", str(e).strip().splitlines()[-1])
+        return index
+    log.info("index on %d GPU(s), sharded, fp16 %s", ngpu, fp16)
+    return gpu_index
+
+
+def search_to_run(
+    index: faiss.Index,
+    batches: Iterable[tuple[Sequence[str], np.ndarray]],
+    ids: np.ndarray,
     k: int,
-    batch_size: int = 4096,
-) -> tuple[np.ndarray, np.ndarray]:
-    """Top-k (doc ids [nq, k] with '' padding, scores [nq, k]) over (embeddings.npy, ids.txt) shard pairs."""
-    queries = np.ascontiguousarray(queries, dtype=np.float32)
-    use_gpu = hasattr(faiss, "get_num_gpus") and faiss.get_num_gpus() > 0
-    best_scores = np.full((len(queries), k), -np.inf, dtype=np.float32)
-    best_ids = np.full((len(queries), k), "", dtype=object)
-    for emb_path, ids_path in tqdm(shards, desc="search shards", unit="shard"):
-        emb = np.load(emb_path, mmap_mode="r")
-        ids = np.array(Path(ids_path).read_text(encoding="utf-8").splitlines(), dtype=object)
-        if len(ids) != len(emb):
-            raise ValueError(f"{ids_path}: {len(ids)} ids for {len(emb)} embeddings in {emb_path}")
-        if emb.shape[1] != queries.shape[1]:
-            raise ValueError(f"{emb_path}: dimension {emb.shape[1]} != query dimension {queries.shape[1]}")
-        index = _index(np.ascontiguousarray(emb, dtype=np.float32), use_gpu)
-        kk = min(k, len(ids))
-        for start in range(0, len(queries), batch_size):
-            sl = slice(start, start + batch_size)
-            scores, idx = index.search(queries[sl], kk)
-            cand_scores = np.concatenate([best_scores[sl], scores], axis=1)
-            cand_ids = np.concatenate([best_ids[sl], ids[idx]], axis=1)
-            top = np.argsort(-cand_scores, axis=1, kind="stable")[:, :k]
-            best_scores[sl] = np.take_along_axis(cand_scores, top, axis=1)
-            best_ids[sl] = np.take_along_axis(cand_ids, top, axis=1)
-    best_scores[best_ids == ""] = 0.0
-    return best_ids, best_scores
+    out: str | Path,
+    tag: str,
+) -> int:
+    """Search each (qids, embeddings) batch and write its lines at once (the file appears, complete, at the end).
+    Returns the number of queries."""
+    keys, n = tie_keys(ids), 0
+    with atomic_path(out) as tmp, open(tmp, "w", encoding="utf-8") as f:
+        for qids, emb in batches:
+            if emb.shape[1] != index.d:
+                raise ValueError(f"query dimension {emb.shape[1]} != index dimension {index.d}")
+            rows, scores = search_batch(index, emb, k, keys)
+            write_trec_batch(f, qids, ids, rows, scores, tag)
+            n += len(qids)
+            log.info("%d queries searched", n)
+    return n
+
+
+def open_for_search(
+    index_path: str | Path,
+    meta_path: str | Path,
+    ids_paths: Sequence[str | Path],
+    model_dir: str | Path,
+    k: int,
+    nprobe: int | None = None,
+    ef_search: int | None = None,
+    gpu_fp16: bool = False,
+) -> tuple[faiss.Index, np.ndarray]:
+    """The checked index with its search settings applied (on the GPUs when there are any) and the doc ids."""
+    index = open_index(index_path, meta_path, ids_paths, model_dir)
+    set_search_params(index, k, nprobe, ef_search)
+    return to_gpus(index, k, gpu_fp16), load_ids(ids_paths)
+
+
+def retrieve(
+    model_dir: str | Path,
+    query_tokens: str | Path,
+    qrels: str | Path,
+    index_path: str | Path,
+    meta_path: str | Path,
+    ids_paths: Sequence[str | Path],
+    out: str | Path,
+    k: int,
+    tag: str,
+    query_batch: int = 8192,
+    encode_batch: int = 256,
+    max_len: int | None = None,
+    **search_options,
+) -> int:
+    """Encode a split's judged queries `query_batch` at a time, search each batch, stream the run to `out`."""
+    from dr_core.encode import judged_query_batches
+
+    index, ids = open_for_search(index_path, meta_path, ids_paths, model_dir, k, **search_options)
+    batches = judged_query_batches(model_dir, query_tokens, qrels, query_batch, encode_batch, max_len)
+    return search_to_run(index, batches, ids, k, out, tag)

@@ -4,15 +4,17 @@ from __future__ import annotations
 
 from pathlib import Path
 from string import Formatter
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 from tqdm import tqdm
-from transformers import PreTrainedTokenizerBase
 
 from dr_core.atomic import atomic_path
-from dr_core.batching import special_tokens
+
+if TYPE_CHECKING:  # transformers (and torch, via batching) load only when tokenizing: the Snakefile imports this
+    from transformers import PreTrainedTokenizerBase
 
 SCHEMA = pa.schema([("id", pa.string()), ("input_ids", pa.list_(pa.int32()))])
 PASSAGE_TEMPLATE = "Title: {title} Text: {text}"
@@ -50,6 +52,8 @@ def format_queries(texts: list[str], template: str) -> list[str]:
 
 def _encode(tokenizer: PreTrainedTokenizerBase, texts: list[str], max_len: int) -> pa.Array:
     """Token ids without special tokens, truncated so that the special tokens still fit in `max_len`."""
+    from dr_core.batching import special_tokens
+
     prefix, suffix = special_tokens(tokenizer)
     budget = max_len - len(prefix) - len(suffix)
     enc = tokenizer(texts, add_special_tokens=False, truncation=True, max_length=budget)["input_ids"]

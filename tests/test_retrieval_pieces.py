@@ -7,33 +7,6 @@ from dr_core.errors import DataError
 from dr_core.evaluate import evaluate
 from dr_core.negatives import mine, read_negatives, write_negatives
 from dr_core.runs import read_trec, run_to_dict, trec_eval_order, write_trec
-from dr_core.search import search_shards
-
-
-def test_search_over_shards_equals_brute_force(tmp_path):
-    rng = np.random.default_rng(0)
-    emb = rng.normal(size=(50, 8)).astype(np.float32)
-    ids = np.array([f"d{i}" for i in range(50)], dtype=object)
-    shards = []
-    for s, (a, b) in enumerate([(0, 17), (17, 33), (33, 50)]):
-        np.save(tmp_path / f"s{s}.npy", emb[a:b])
-        (tmp_path / f"s{s}.ids.txt").write_text("".join(f"{i}\n" for i in ids[a:b]))
-        shards.append((tmp_path / f"s{s}.npy", tmp_path / f"s{s}.ids.txt"))
-    q = rng.normal(size=(6, 8)).astype(np.float32)
-    got_ids, got_scores = search_shards(q, shards, k=10, batch_size=4)
-    full = q @ emb.T
-    top = np.argsort(-full, axis=1)[:, :10]
-    assert (got_ids == ids[top]).all()
-    np.testing.assert_allclose(got_scores, np.take_along_axis(full, top, 1), rtol=1e-5)
-    pad_ids, _ = search_shards(q, shards, k=60)
-    assert (pad_ids[:, 50:] == "").all() and (pad_ids[:, :50] != "").all()
-
-
-def test_search_rejects_mismatched_ids(tmp_path):
-    np.save(tmp_path / "e.npy", np.zeros((3, 4), np.float32))
-    (tmp_path / "i.txt").write_text("a\nb\n")
-    with pytest.raises(ValueError, match="2 ids for 3 embeddings"):
-        search_shards(np.zeros((1, 4), np.float32), [(tmp_path / "e.npy", tmp_path / "i.txt")], 2)
 
 
 def test_trec_round_trip_and_bad_line(tmp_path):

@@ -321,6 +321,30 @@ def window_params(stage):
 
 
 def train_init(wildcards):
+def check_index_config():
+    """index.nprobe cannot exceed the nlist of an explicit IVF<nlist> index.factory (checked before building)."""
+    idx = config["index"]
+    match = re.search(r"IVF(\d+)", idx["factory"])
+    if idx["nprobe"] is not None and match and idx["nprobe"] > int(match.group(1)):
+        raise ValueError(
+            f"config: index.nprobe ({idx['nprobe']}) exceeds the {match.group(1)} lists of index.factory "
+            f"{idx['factory']!r}"
+        )
+
+
+check_index_config()
+
+
+def search_args():
+    """The retrieve step's search options (index.*), as one command-line string."""
+    idx = config["index"]
+    args = [f"--query-batch {idx['query_batch']}"]
+    args += [f"--nprobe {idx['nprobe']}"] if idx["nprobe"] is not None else []
+    args += [f"--ef-search {idx['ef_search']}"] if idx["ef_search"] is not None else []
+    args += ["--gpu-fp16"] if idx["gpu_fp16"] else []
+    return " ".join(args)
+
+
     r = int(wildcards.round)
     start = r - 1 if config["ance"]["init"] == "previous" else 0
     return f"{OUT}/round{start}/model"

@@ -18,11 +18,48 @@ rule encode:
         num_shards=SHARDS,
         batch_size=config["encode"]["batch_size"],
         max_len=config["encode"]["p_max_len"] or 0,
+        fp16="--fp16" if config["encode"]["fp16"] else "",
         version=VERSION,
     shell:
         "python -m dr_core --threads {threads} encode --model {input.model:q} --tokens {input.tokens:q} "
         "--shard {wildcards.shard} --num-shards {params.num_shards} --emb-out {output.emb:q} "
-        "--ids-out {output.ids:q} --batch-size {params.batch_size} --max-len {params.max_len} > {log:q} 2>&1"
+        "--ids-out {output.ids:q} --batch-size {params.batch_size} --max-len {params.max_len} {params.fp16} "
+        "> {log:q} 2>&1"
+
+
+# One faiss index per round and dataset (index.factory; `auto` picks Flat, IVF-Flat or IVF-PQ from the corpus
+# size and index.memory_gb), trained on a seeded sample, beside index.json (what it was built from). Every
+# retrieve of the round and dataset searches it.
+rule index:
+    input:
+        model=f"{OUT}/round{{round}}/model",
+        shards=lambda w: [
+            f"{OUT}/round{w.round}/{w.dataset}/emb/shard{s}.{ext}"
+            for s in range(SHARDS)
+            for ext in ("npy", "ids.txt")
+        ],
+    output:
+        index=f"{OUT}/round{{round}}/{{dataset}}/index.faiss",
+        meta=f"{OUT}/round{{round}}/{{dataset}}/index.json",
+    log:
+        f"{OUT}/logs/index/round{{round}}.{{dataset}}.log",
+    benchmark:
+        f"{OUT}/benchmarks/index/round{{round}}.{{dataset}}.tsv"
+    conda:
+        CPU_ENV
+    threads: res("index", "threads")
+    resources:
+        **rule_resources("index"),
+    params:
+        factory=config["index"]["factory"],
+        memory_gb=config["index"]["memory_gb"],
+        seed=config["index"]["seed"],
+        train_size=config["index"]["train_size"] or 0,
+        version=VERSION,
+    shell:
+        "python -m dr_core --threads {threads} index --model {input.model:q} --shards {input.shards:q} "
+        "--factory {params.factory:q} --memory-gb {params.memory_gb} --seed {params.seed} "
+        "--train-size {params.train_size} --out {output.index:q} --meta-out {output.meta:q} > {log:q} 2>&1"
 
 
 rule retrieve:
@@ -30,10 +67,11 @@ rule retrieve:
         model=f"{OUT}/round{{round}}/model",
         queries=f"{OUT}/data/{{dataset}}/tokens.queries.parquet",
         qrels=f"{OUT}/data/{{dataset}}/qrels.{{split}}.parquet",
-        shards=lambda w: [
-            f"{OUT}/round{w.round}/{w.dataset}/emb/shard{s}.{ext}"
+        index=f"{OUT}/round{{round}}/{{dataset}}/index.faiss",
+        meta=f"{OUT}/round{{round}}/{{dataset}}/index.json",
+        ids=lambda w: [
+            f"{OUT}/round{w.round}/{w.dataset}/emb/shard{s}.ids.txt"
             for s in range(SHARDS)
-            for ext in ("npy", "ids.txt")
         ],
     output:
         f"{OUT}/round{{round}}/{{dataset}}/run.{{split}}.trec",
@@ -53,8 +91,10 @@ rule retrieve:
             else config["eval"]["depth"]
         ),
         max_len=config["encode"]["q_max_len"] or 0,
+        search=search_args(),
         version=VERSION,
     shell:
         "python -m dr_core --threads {threads} retrieve --model {input.model:q} "
-        "--query-tokens {input.queries:q} --qrels {input.qrels:q} --shards {input.shards:q} "
-        "--k {params.depth} --max-len {params.max_len} --tag round{wildcards.round} --out {output:q} > {log:q} 2>&1"
+        "--query-tokens {input.queries:q} --qrels {input.qrels:q} --index {input.index:q} "
+        "--index-meta {input.meta:q} --ids {input.ids:q} --k {params.depth} --max-len {params.max_len} "
+        "{params.search} --tag round{wildcards.round} --out {output:q} > {log:q} 2>&1"
