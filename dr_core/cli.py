@@ -387,6 +387,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--base", required=True)
     s.add_argument("--spec", required=True, help="EncoderSpec as JSON")
     s.add_argument("--out", required=True)
+    s.add_argument("--card", default="", help="model card facts as JSON (dr_core.model_card); '' = no card")
     s.set_defaults(func=_init_model)
 
     s = sub.add_parser("train", help="train one round")
@@ -406,7 +407,6 @@ def build_parser() -> argparse.ArgumentParser:
         "--kind", choices=["auto", "cross", "bi"], default="auto", help="auto: cross for *ForSequenceClassification"
     )
     s.add_argument("--template", default="Title: {title} Text: {text}")
-    s.add_argument("--card", default="", help="model card facts as JSON (dr_core.model_card); '' = no card")
     s.add_argument("--batch-size", type=int, default=32)
     s.add_argument("--q-max-len", type=int, default=32, help="bi-encoder query length")
     s.add_argument("--max-len", type=int, default=256, help="passage (bi) or pair (cross) length")

@@ -66,3 +66,28 @@ def summary_table(metric_files: list[Path]) -> pd.DataFrame:
         m = json.loads(Path(path).read_text())
         rows.append({"system": m["system"], "dataset": m["dataset"], "split": m["split"], **m["metrics"]})
     return pd.DataFrame(rows)
+
+
+def beir_table(summary: pd.DataFrame, metric: str = "ndcg@10") -> pd.DataFrame:
+    """BEIR/MTEB style: one row per system (in the summary's order), one column per evaluation target
+    (`dataset`, or `dataset:split` when a dataset is scored on several splits) holding `metric`, and `avg`,
+    the mean over targets (empty when a system misses one)."""
+    several = summary.groupby("dataset")["split"].nunique()
+    target = [d if several[d] == 1 else f"{d}:{s}" for d, s in zip(summary["dataset"], summary["split"])]
+    table = summary.assign(target=target).pivot(index="system", columns="target", values=metric)
+    table = table.reindex(index=summary["system"].unique(), columns=list(dict.fromkeys(target)))
+    table["avg"] = table.mean(axis=1, skipna=False)
+    return table.reset_index()
+
+
+def markdown_table(table: pd.DataFrame, digits: int = 4) -> str:
+    """A pipe table; numbers to `digits` places, missing values empty."""
+
+    def cell(v) -> str:
+        if isinstance(v, float):
+            return "" if v != v else f"{v:.{digits}f}"
+        return str(v)
+
+    lines = ["| " + " | ".join(map(str, table.columns)) + " |", "|" + "---|" * len(table.columns)]
+    lines += ["| " + " | ".join(cell(v) for v in row) + " |" for row in table.itertuples(index=False)]
+    return "\n".join(lines) + "\n"

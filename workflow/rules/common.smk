@@ -320,7 +320,6 @@ def window_params(stage):
     return {key: window[key] for key in ("rank_min", "rank_max", "n")}
 
 
-def train_init(wildcards):
 def check_index_config():
     """index.nprobe cannot exceed the nlist of an explicit IVF<nlist> index.factory (checked before building)."""
     idx = config["index"]
@@ -345,6 +344,7 @@ def search_args():
     return " ".join(args)
 
 
+def train_init(wildcards):
     r = int(wildcards.round)
     start = r - 1 if config["ance"]["init"] == "previous" else 0
     return f"{OUT}/round{start}/model"
@@ -382,3 +382,8 @@ def print_summary():
     summary = Path(OUT, "summary.tsv")
     if summary.exists():
         print(f"\n{summary}:\n{summary.read_text()}")
+    beir = Path(OUT, "summary.beir.tsv")
+    if beir.exists():
+        print(
+            f"\n{beir} (nDCG@10 per evaluation dataset, avg = their mean; eval.metrics' first if nDCG@10 is not among them):\n{beir.read_text()}"
+        )

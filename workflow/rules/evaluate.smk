@@ -24,7 +24,8 @@ rule summary:
     input:
         eval_metric_files(),
     output:
-        f"{OUT}/summary.tsv",
+        summary=f"{OUT}/summary.tsv",
+        beir=f"{OUT}/summary.beir.tsv",
     log:
         f"{OUT}/logs/summary.log",
     conda:
@@ -35,4 +36,5 @@ rule summary:
     params:
         version=VERSION,
     shell:
-        "python -m dr_core summarize --metrics {input:q} --out {output:q} 2> {log:q}"
+        "python -m dr_core summarize --metrics {input:q} --out {output.summary:q} "
+        "--beir-out {output.beir:q} 2> {log:q}"
