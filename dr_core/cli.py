@@ -302,6 +302,31 @@ def _fusion_weight(a: argparse.Namespace) -> None:
     write_json(result, a.out)
 
 
+def _try(a: argparse.Namespace) -> None:
+    import time
+
+    from dr_core.tryout import RoundSearcher, format_hits
+
+    t0 = time.time()
+    searcher = RoundSearcher(a.run_dir, a.round, a.dataset, a.model or None)
+    log.info("round %d, %s: %d passages, loaded in %.1f s", a.round, a.dataset, searcher.index.ntotal, time.time() - t0)
+    queries = a.query or _typed_queries()
+    for query in queries:
+        print(f"\n{query}\n{format_hits(searcher.search(query, a.k))}", flush=True)
+
+
+def _typed_queries():
+    """Queries typed at a prompt, until an empty line or end of input."""
+    while True:
+        try:
+            query = input("query> ").strip()
+        except EOFError:
+            return
+        if not query:
+            return
+        yield query
+
+
 def _split_queries(queries_path: str, qrels_path: str):
     """The queries judged in a split's qrels, sorted by qid."""
     import pandas as pd
@@ -511,6 +536,15 @@ def build_parser() -> argparse.ArgumentParser:
         s.add_argument(name, required=True)
     s.add_argument("--depth", type=int, default=100, help="each run is cut to this depth first")
     s.set_defaults(func=_fusion_weight)
+
+    s = sub.add_parser("try", help="search a round's corpus for typed queries (a prompt when none is given)")
+    s.add_argument("query", nargs="*")
+    s.add_argument("--run-dir", required=True, help="results/<name>")
+    s.add_argument("--round", type=int, required=True)
+    s.add_argument("--dataset", required=True)
+    s.add_argument("--model", default="", help="another model folder (default: the round's)")
+    s.add_argument("-k", type=int, default=10)
+    s.set_defaults(func=_try)
     return p
 
 
