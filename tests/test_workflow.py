@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import re
 import shutil
 import subprocess
@@ -191,31 +192,57 @@ def test_end_to_end_two_rounds_on_the_fixture(fixture_run, tmp_path):
     assert jobs["train"] == 1 and jobs["mine"] == 1 and jobs["encode"] == 2 and "bm25" not in jobs
 
 
-def copy_of_the_repository(dest: Path) -> Path:
-    """The workflow's files (Snakefile, rules, recipes, profiles, environments, fixtures) copied to `dest`."""
-    for name in ("workflow", "config", "profiles", "envs", "tests/fixtures"):
-        shutil.copytree(REPO / name, dest / name)
-    shutil.copy2(REPO / "Snakefile", dest / "Snakefile")
-    return dest
+def snakemake_in(repo: Path, *args: str, check: bool = True) -> subprocess.CompletedProcess:
+    """Snakemake on the fixture recipe in a copy of the repository, with that copy's dr_core (PYTHONPATH)."""
+    cmd = [sys.executable, "-m", "snakemake", "-s", str(repo / "Snakefile"), *args]
+    cmd += ["--configfile", "tests/fixtures/workflow_config.yaml"]
+    env = {**os.environ, "PYTHONPATH": str(repo)}
+    proc = subprocess.run(cmd, cwd=repo, env=env, capture_output=True, text=True, timeout=1200)
+    if check and proc.returncode != 0:
+        raise AssertionError(f"{' '.join(cmd)} failed:\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}")
+    return proc
+
+
+@pytest.fixture(scope="module")
+def repo_copy_run(tmp_path_factory) -> Path:
+    """A folder holding a copy of the repository (workflow, recipes, fixtures, dr_core) where the fixture recipe
+    has run, its results inside the copy and the fixture data given by a path relative to it."""
+    repo = tmp_path_factory.mktemp("repo_copy") / "repo"
+    for name in ("workflow", "config", "profiles", "envs", "tests/fixtures", "dr_core"):
+        shutil.copytree(REPO / name, repo / name, ignore=shutil.ignore_patterns("__pycache__"))
+    shutil.copy2(REPO / "Snakefile", repo / "Snakefile")
+    snakemake_in(repo, "--cores", "2")
+    return repo.parent
+
+
+def copy_a(folder: Path, dest: Path) -> Path:
+    """`cp -a folder dest`: the repository copy in it, with modification times kept."""
+    subprocess.run(["cp", "-a", str(folder), str(dest)], check=True)
+    return dest / "repo"
 
 
 @pytest.mark.slow
-def test_a_copy_of_the_repository_with_its_results_reruns_nothing(tmp_path):
-    """Round 1 of the fixture run in a copy of the repository (results inside it, the fixture data given by a
-    path relative to it); `cp -a` of the whole folder elsewhere: a dry run there has nothing to do."""
-    first = copy_of_the_repository(tmp_path / "first" / "repo")
-    target = "results/tiny/round1/tiny/metrics.test.json"
+def test_a_copy_of_the_repository_with_its_results_reruns_nothing(repo_copy_run, tmp_path):
+    assert "Nothing to be done" in snakemake_in(copy_a(repo_copy_run, tmp_path / "moved"), "-n").stdout
 
-    def snakemake_in(repo: Path, *args: str) -> str:
-        cmd = [sys.executable, "-m", "snakemake", "-s", str(repo / "Snakefile"), target, *args]
-        cmd += ["--configfile", "tests/fixtures/workflow_config.yaml"]
-        proc = subprocess.run(cmd, cwd=repo, capture_output=True, text=True, timeout=1200)
-        assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
-        return proc.stdout
 
-    snakemake_in(first, "--cores", "2")
-    subprocess.run(["cp", "-a", str(tmp_path / "first"), str(tmp_path / "moved")], check=True)
-    assert "Nothing to be done" in snakemake_in(tmp_path / "moved" / "repo", "-n")
+@pytest.mark.slow
+def test_editing_the_evaluation_code_reruns_only_evaluation(repo_copy_run, tmp_path):
+    repo = copy_a(repo_copy_run, tmp_path / "edited")
+    with open(repo / "dr_core" / "evaluate.py", "a") as f:
+        f.write("\n# an edit\n")
+    jobs = planned_jobs(snakemake_in(repo, "-n").stdout)
+    assert set(jobs) == {"evaluate", "summary", "report_table", "report_metrics", "all"} and jobs["evaluate"] == 4
+
+
+@pytest.mark.slow
+def test_editing_the_loss_reruns_training_onward(repo_copy_run, tmp_path):
+    repo = copy_a(repo_copy_run, tmp_path / "edited")
+    with open(repo / "dr_core" / "loss.py", "a") as f:
+        f.write("\n# an edit\n")
+    jobs = planned_jobs(snakemake_in(repo, "-n").stdout)
+    assert jobs["train"] == 2 and jobs["mine"] == 1 and jobs["encode"] == 4  # rounds 1-2, not the base model
+    assert not {"prepare", "qrels", "tokenize", "bm25", "first_negatives", "init_model"} & set(jobs)
 
 
 @pytest.mark.slow

@@ -24,7 +24,7 @@ rule bm25:
         b=config["bm25"]["b"],
         stemmer=config["bm25"]["stemmer"] or "",
         stopwords=config["bm25"]["stopwords"] or "",
-        version=VERSION,
+        code=step_fingerprint("bm25"),
     shell:
         "python -m dr_core --threads {threads} bm25 --corpus {input.corpus:q} --queries {input.queries:q} "
         "--qrels {input.qrels:q} --out {output:q} --k {params.depth} --k1 {params.k1} --b {params.b} "

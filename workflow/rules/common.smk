@@ -3,7 +3,8 @@ import os
 import re
 from pathlib import Path
 
-import dr_core
+# Each rule's `code` param is step_fingerprint(<its dr_core command>): editing that code reruns the rule.
+from dr_core.fingerprint import step_fingerprint
 from dr_core.msmarco.files import RAW_FILES
 from dr_core.tokenization import check_template
 from snakemake.utils import validate
@@ -69,8 +70,6 @@ if set(RERANKED) - set(SYSTEMS):
         f"systems {SYSTEMS}"
     )
 SYSTEMS += [f"{s}+rerank" for s in RERANKED]
-# Rerun a step when the library that computes it changes.
-VERSION = dr_core.__version__
 GPU_RULES = {
     "train",
     "encode",

@@ -36,7 +36,7 @@ rule prepare:
         **rule_resources("prepare"),
     params:
         empty_docs=lambda w: _dataset(w.dataset)["empty_docs"],
-        version=VERSION,
+        code=step_fingerprint("prepare"),
     shell:
         "python -m dr_core prepare --src {input:q} --out-dir $(dirname {output.corpus:q}) "
         "--empty-docs {params.empty_docs} > {log:q} 2>&1"
@@ -60,7 +60,7 @@ rule qrels:
         **rule_resources("qrels"),
     params:
         empty_docs=lambda w: _dataset(w.dataset)["empty_docs"],
-        version=VERSION,
+        code=step_fingerprint("qrels"),
     shell:
         "python -m dr_core qrels --src {input.src:q} --split {wildcards.split} --corpus {input.corpus:q} "
         "--queries {input.queries:q} --out {output:q} --empty-docs {params.empty_docs} > {log:q} 2>&1"
@@ -88,7 +88,7 @@ rule tokenize:
         ],
         untitled=lambda w: config["model"]["passage_template_untitled"],
         id_column=lambda w: "id" if w.table == "corpus" else "qid",
-        version=VERSION,
+        code=step_fingerprint("tokenize"),
     shell:
         "python -m dr_core tokenize --model {params.model:q} --src {input:q} --out {output:q} "
         "--max-len {params.max_len} --template={params.template:q} --untitled-template={params.untitled:q} "

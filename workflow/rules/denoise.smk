@@ -22,7 +22,7 @@ rule denoise:
             for key, value in config["negatives"]["denoise"].items()
             if value is not None
         ),
-        version=VERSION,
+        code=step_fingerprint("denoise"),
     shell:
         "python -m dr_core denoise --negatives {input.negatives:q} --teacher-scores {input.teacher:q} "
         "--qrels {input.qrels:q} --out {output:q} {params.flags} > {log:q} 2>&1"

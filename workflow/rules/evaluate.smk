@@ -13,7 +13,7 @@ rule evaluate:
         **rule_resources("evaluate"),
     params:
         metrics=config["eval"]["metrics"],
-        version=VERSION,
+        code=step_fingerprint("evaluate"),
     shell:
         "python -m dr_core evaluate --run {input.run:q} --qrels {input.qrels:q} --out {output:q} "
         "--system {wildcards.system} --dataset {wildcards.dataset} --split {wildcards.split} "
@@ -34,7 +34,7 @@ rule summary:
     resources:
         **rule_resources("summary"),
     params:
-        version=VERSION,
+        code=step_fingerprint("summarize"),
     shell:
         "python -m dr_core summarize --metrics {input:q} --out {output.summary:q} "
         "--beir-out {output.beir:q} 2> {log:q}"

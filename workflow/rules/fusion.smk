@@ -18,7 +18,7 @@ rule fuse:
         weight=HYBRID["weight"],
         rrf_k=HYBRID["rrf_k"],
         depth=HYBRID["depth"],
-        version=VERSION,
+        code=step_fingerprint("fuse"),
     shell:
         "python -m dr_core fuse --bm25 {input.bm25:q} --dense {input.dense:q} --method {params.method} "
         f"{WEIGHT_ARG} "
@@ -42,7 +42,7 @@ rule fusion_weight:
         **rule_resources("fusion_weight"),
     params:
         depth=HYBRID["depth"],
-        version=VERSION,
+        code=step_fingerprint("fusion-weight"),
     shell:
         "python -m dr_core fusion-weight --bm25 {input.bm25:q} --dense {input.dense:q} --qrels {input.qrels:q} "
         "--depth {params.depth} --out {output:q} > {log:q} 2>&1"

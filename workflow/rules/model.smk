@@ -15,7 +15,7 @@ rule init_model:
         base=config["model"]["base"],
         spec=lambda w: encoder_spec(),  # templates hold braces: not a wildcard pattern
         card=lambda w: model_card(0),
-        version=VERSION,
+        code=step_fingerprint("init-model"),
     shell:
         "python -m dr_core init-model --base {params.base:q} --spec {params.spec:q} --card {params.card:q} "
         "--out {output:q} > {log:q} 2>&1"
@@ -54,7 +54,7 @@ rule train:
         checkpoints=lambda w: f"{OUT}/round{w.round}/checkpoints",
         launcher=launcher,
         card=lambda w: model_card(w.round),
-        version=VERSION,
+        code=step_fingerprint("train"),
     shell:
         "{params.launcher} dr_core --threads {threads} train --init {input.init:q} "
         "--queries {input.queries:q} --corpus {input.corpus:q} --qrels {input.qrels:q} "
@@ -88,7 +88,7 @@ rule teacher_scores:
         batch_size=config["distill"]["batch_size"],
         q_max_len=config["distill"]["q_max_len"],
         max_len=config["distill"]["max_len"],
-        version=VERSION,
+        code=step_fingerprint("teacher-scores"),
     shell:
         "python -m dr_core --threads {threads} teacher-scores --model {params.teacher:q} --kind {params.kind} "
         "--queries {input.queries:q} --corpus {input.corpus:q} --qrels {input.qrels:q} "
@@ -116,7 +116,7 @@ rule cluster:
     params:
         num_clusters=config["dro"]["num_clusters"],
         seed=config["train"]["seed"],
-        version=VERSION,
+        code=step_fingerprint("cluster"),
     shell:
         "python -m dr_core --threads {threads} cluster --model {input.model:q} --query-tokens {input.queries:q} "
         "--qrels {input.qrels:q} --num-clusters {params.num_clusters} --seed {params.seed} --out {output:q} > {log:q} 2>&1"

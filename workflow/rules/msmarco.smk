@@ -38,7 +38,7 @@ rule msmarco_join:
     resources:
         **rule_resources("msmarco_join"),
     params:
-        version=VERSION,
+        code=step_fingerprint("msmarco"),
     shell:
         "python -m dr_core msmarco join --inputs {input.para:q} {input.titles:q} --out {output:q} > {log:q} 2>&1"
 
@@ -58,7 +58,7 @@ rule msmarco_corpus:
     resources:
         **rule_resources("msmarco_corpus"),
     params:
-        version=VERSION,
+        code=step_fingerprint("msmarco"),
     shell:
         "python -m dr_core msmarco corpus --inputs {input:q} --out {output:q} > {log:q} 2>&1"
 
@@ -79,7 +79,7 @@ rule msmarco_queries:
     resources:
         **rule_resources("msmarco_queries"),
     params:
-        version=VERSION,
+        code=step_fingerprint("msmarco"),
     shell:
         "python -m dr_core msmarco queries --inputs {input.train:q} {input.dev:q} --out {output:q} > {log:q} 2>&1"
 
@@ -102,7 +102,7 @@ rule msmarco_qrels:
     resources:
         **rule_resources("msmarco_qrels"),
     params:
-        version=VERSION,
+        code=step_fingerprint("msmarco"),
     shell:
         "python -m dr_core msmarco qrels --inputs {input.qrels:q} {input.corpus:q} {input.queries:q} "
         "--out {output:q} > {log:q} 2>&1"
@@ -123,7 +123,7 @@ rule msmarco_triples:
     resources:
         **rule_resources("msmarco_triples"),
     params:
-        version=VERSION,
+        code=step_fingerprint("msmarco"),
     shell:
         "python -m dr_core msmarco triples --inputs {input:q} --out {output:q} > {log:q} 2>&1"
 
@@ -143,6 +143,6 @@ rule msmarco_run:
     resources:
         **rule_resources("msmarco_run"),
     params:
-        version=VERSION,
+        code=step_fingerprint("msmarco"),
     shell:
         "python -m dr_core msmarco run --inputs {input:q} --out {output:q} > {log:q} 2>&1"

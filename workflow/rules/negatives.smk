@@ -22,7 +22,7 @@ if config["negatives"]["source"] != "bm25":
         resources:
             **rule_resources("first_negatives"),
         params:
-            version=VERSION,
+            code=step_fingerprint("negatives-file"),
         shell:
             "python -m dr_core negatives-file --src {input:q} --out {output:q} > {log:q} 2>&1"
 
@@ -44,7 +44,7 @@ else:
         params:
             **window_params("first_stage"),
             seed=config["negatives"]["seed"],
-            version=VERSION,
+            code=step_fingerprint("mine"),
         shell:
             MINE_SHELL
 
@@ -67,6 +67,6 @@ rule mine:
         **window_params("mine"),
         **mix_params(),
         seed=config["negatives"]["seed"],
-        version=VERSION,
+        code=step_fingerprint("mine"),
     shell:
         f"{MINE_ARGS}{MIX_ARGS} > {{log:q}} 2>&1"

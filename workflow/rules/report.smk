@@ -18,7 +18,7 @@ rule report_table:
     conda:
         CPU_ENV
     params:
-        version=VERSION,
+        code=step_fingerprint("dr_core.plots"),
     shell:
         "python -m dr_core.plots table --summary {input:q} --out {output:q} 2> {log:q}"
 
@@ -37,7 +37,7 @@ rule report_metrics:
     conda:
         CPU_ENV
     params:
-        version=VERSION,
+        code=step_fingerprint("dr_core.plots"),
     shell:
         "python -m dr_core.plots metrics --summary {input:q} --out {output:q} 2> {log:q}"
 
@@ -56,7 +56,7 @@ rule report_training:
     conda:
         CPU_ENV
     params:
-        version=VERSION,
+        code=step_fingerprint("dr_core.plots"),
     shell:
         "python -m dr_core.plots training --logs {input:q} --out {output:q} 2> {log:q}"
 
@@ -75,7 +75,7 @@ rule report_dro:
     conda:
         CPU_ENV
     params:
-        version=VERSION,
+        code=step_fingerprint("dr_core.plots"),
     shell:
         "python -m dr_core.plots dro --logs {input:q} --out {output:q} 2> {log:q}"
 
@@ -94,6 +94,6 @@ rule report_runtimes:
     conda:
         CPU_ENV
     params:
-        version=VERSION,
+        code=step_fingerprint("dr_core.plots"),
     shell:
         "python -m dr_core.plots runtimes --benchmarks {input:q} --out {output:q} 2> {log:q}"

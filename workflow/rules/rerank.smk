@@ -39,7 +39,7 @@ rule train_reranker:
         ),
         checkpoints=f"{OUT}/reranker/checkpoints",
         launcher=launcher,
-        version=VERSION,
+        code=step_fingerprint("train-reranker"),
     shell:
         "{params.launcher} dr_core --threads {threads} train-reranker --base {params.base:q} "
         "--queries {input.queries:q} --corpus {input.corpus:q} --qrels {input.qrels:q} "
@@ -72,7 +72,7 @@ rule rerank:
         depth=RERANKER["depth"],
         max_len=RERANKER["max_len"],
         batch_size=RERANKER["score_batch_size"],
-        version=VERSION,
+        code=step_fingerprint("rerank"),
     shell:
         "python -m dr_core --threads {threads} rerank --model {params.model:q} --run {input.run:q} "
         "--queries {input.queries:q} --corpus {input.corpus:q} --template {params.template:q} "

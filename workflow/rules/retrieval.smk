@@ -19,7 +19,7 @@ rule encode:
         batch_size=config["encode"]["batch_size"],
         max_len=config["encode"]["p_max_len"] or 0,
         fp16="--fp16" if config["encode"]["fp16"] else "",
-        version=VERSION,
+        code=step_fingerprint("encode"),
     shell:
         "python -m dr_core --threads {threads} encode --model {input.model:q} --tokens {input.tokens:q} "
         "--shard {wildcards.shard} --num-shards {params.num_shards} --emb-out {output.emb:q} "
@@ -55,7 +55,7 @@ rule index:
         memory_gb=config["index"]["memory_gb"],
         seed=config["index"]["seed"],
         train_size=config["index"]["train_size"] or 0,
-        version=VERSION,
+        code=step_fingerprint("index"),
     shell:
         "python -m dr_core --threads {threads} index --model {input.model:q} --shards {input.shards:q} "
         "--factory {params.factory:q} --memory-gb {params.memory_gb} --seed {params.seed} "
@@ -92,7 +92,7 @@ rule retrieve:
         ),
         max_len=config["encode"]["q_max_len"] or 0,
         search=search_args(),
-        version=VERSION,
+        code=step_fingerprint("retrieve"),
     shell:
         "python -m dr_core --threads {threads} retrieve --model {input.model:q} "
         "--query-tokens {input.queries:q} --qrels {input.qrels:q} --index {input.index:q} "

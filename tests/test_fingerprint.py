@@ -1,0 +1,56 @@
+"""Fingerprints of the code each step runs: which modules a step covers, and that an edit changes only its steps."""
+
+from __future__ import annotations
+
+import json
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from conftest import REPO
+
+from dr_core import fingerprint
+
+
+def test_a_step_covers_its_handler_imports_transitively():
+    functions, modules = fingerprint.step_modules("train")
+    assert functions[0].startswith("def _train(")
+    assert {"dr_core.train", "dr_core.loss", "dr_core.model"} <= set(modules)  # loss only through the trainer
+    assert "dr_core.evaluate" not in modules and "dr_core.bm25" not in modules
+    assert fingerprint.step_modules("fetch-msmarco")[0][0].startswith("def _fetch(")  # handler named unlike its command
+    assert "dr_core.msmarco.toolkits" in fingerprint.step_modules("negatives-file")[1]  # `from pkg import module`
+    with pytest.raises(ValueError, match="no command 'nope'"):
+        fingerprint.step_modules("nope")
+
+
+def test_dr_core_imports_itself_by_absolute_names():
+    """The fingerprint reads only absolute dr_core imports: a relative one would hide a dependency."""
+    relative = [p for p in fingerprint.PACKAGE_DIR.rglob("*.py") if re.search(r"^\s*from \.", p.read_text(), re.M)]
+    assert relative == []
+
+
+def fingerprints_after_editing(tmp_path: Path, module: str, steps: list[str]) -> dict[str, tuple[str, str]]:
+    """step -> (fingerprint before, after) appending a comment to `module`, in a copy of the package."""
+    shutil.copytree(REPO / "dr_core", tmp_path / "dr_core", ignore=shutil.ignore_patterns("__pycache__"))
+    code = "import json, sys; from dr_core.fingerprint import step_fingerprint as f; print(json.dumps({s: f(s) for s in sys.argv[1:]}))"  # noqa: E501
+
+    def run() -> dict[str, str]:
+        proc = subprocess.run(
+            [sys.executable, "-c", code, *steps], cwd=tmp_path, capture_output=True, text=True, check=True
+        )
+        return json.loads(proc.stdout)
+
+    before = run()
+    with open(tmp_path / "dr_core" / f"{module}.py", "a") as f:
+        f.write("\n# edited\n")
+    after = run()
+    return {s: (before[s], after[s]) for s in steps}
+
+
+def test_editing_a_module_changes_the_fingerprint_of_the_steps_that_run_it(tmp_path):
+    steps = ["train", "evaluate", "summarize", "bm25", "mine", "dr_core.plots"]
+    changed = {s for s, (a, b) in fingerprints_after_editing(tmp_path, "loss", steps).items() if a != b}
+    assert changed == {"train"}
