@@ -19,6 +19,7 @@ from safetensors.torch import load_file, save_file
 from torch import nn
 from transformers import AutoModel, AutoTokenizer, PreTrainedTokenizerBase
 
+from dr_core.lora import LoraSettings, add_lora, merged
 from dr_core.tokenization import PASSAGE_TEMPLATE, PLAIN, check_template
 
 ENCODER_FILE = "dr_encoder.json"
@@ -117,8 +118,19 @@ class BiEncoder(nn.Module):
             model.projection.load_state_dict({k.removeprefix("linear."): v for k, v in weights.items()})
         return model
 
+    def add_lora(self, settings: LoraSettings) -> None:
+        """Train low-rank adapters (peft) instead of the towers' weights; the projection stays trainable."""
+        self.query_model = add_lora(self.query_model, settings)
+        if self.passage_model is not None:
+            self.passage_model = add_lora(self.passage_model, settings)
+        for tower in (self.query_model, self.passage_model):
+            _freeze_pooler(tower)  # adapters a "dense" target put in the unused pooler stay frozen too
+
     def save(self, path: str | Path, tokenizer: PreTrainedTokenizerBase) -> None:
-        """Write weights, tokenizer, `dr_encoder.json` and sentence-transformers module files."""
+        """Write weights, tokenizer, `dr_encoder.json` and sentence-transformers module files. LoRA adapters are
+        merged into the towers first (in place), so that the folder holds a plain transformer."""
+        self.query_model = merged(self.query_model)
+        self.passage_model = merged(self.passage_model) if self.passage_model is not None else None
         path = Path(path)
         path.mkdir(parents=True, exist_ok=True)
         if self.passage_model is None:

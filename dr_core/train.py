@@ -4,6 +4,7 @@ negatives, the saved model) run by the generic loop of `dr_core.train_loop`, sin
 
 from __future__ import annotations
 
+import logging
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -15,12 +16,15 @@ from dr_core.checkpoint import inputs_digest
 from dr_core.device import autocast
 from dr_core.distributed import World, gather_with_grad
 from dr_core.dro import DroSettings
+from dr_core.lora import LoraSettings, trainable_parameters
 from dr_core.model import BiEncoder, load_tokenizer
 from dr_core.model_card import write_card
 from dr_core.objective import Dro, Objective
 from dr_core.tokenization import TokenStore
 from dr_core.train_data import Example, GroupDataset, GroupSampler, build_examples, keep_scored, split_validation
 from dr_core.train_loop import LoopSettings, Runtime, TrainLoop, start_runtime
+
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -38,9 +42,12 @@ class TrainSettings(LoopSettings):
     teacher_temperature: float = 1.0  # teacher softmax temperature in the KL term
     sample_neg_from_topk: int = 0  # > 0: negatives only from the first k of each query's list
     neg_skip_top: int = 0  # skip the first n of each query's negatives list
+    lora: dict | None = None  # LoRA adapters (dr_core.lora.LoraSettings); None: full fine-tuning
 
     def __post_init__(self) -> None:
         super().__post_init__()
+        if self.lora is not None:
+            LoraSettings.from_config(self.lora)  # a clear error before any work
         weights = (self.contrastive_weight, self.margin_mse_weight, self.kl_weight)
         if min(weights) < 0 or max(weights) == 0:
             raise ValueError("train loss weights must be >= 0 with at least one > 0")
@@ -84,6 +91,9 @@ class BiEncoderTask:
         self.model = BiEncoder.load(init_model).to(runtime.device)
         if settings.gradient_checkpointing:
             self.model.gradient_checkpointing_enable()
+        if settings.lora is not None:
+            self.model.add_lora(LoraSettings.from_config(settings.lora))
+            log.info("LoRA: %d trainable parameters", trainable_parameters(self.model))
         self.queries, self.corpus = TokenStore(queries), TokenStore(corpus)
         examples = self._examples(qrels, negatives, teacher)
         self.digest = _digest(init_model, examples, teacher, clusters)
