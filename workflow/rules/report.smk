@@ -6,7 +6,7 @@ include: "report_inputs.smk"
 
 rule report_table:
     input:
-        rules.summary.output,
+        rules.summary.output.summary,
     output:
         report(
             f"{REPORT}/summary.html",
@@ -25,7 +25,7 @@ rule report_table:
 
 rule report_metrics:
     input:
-        rules.summary.output,
+        rules.summary.output.summary,
     output:
         report(
             f"{REPORT}/metrics.png",
