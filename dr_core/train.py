@@ -16,6 +16,7 @@ from dr_core.checkpoint import inputs_digest
 from dr_core.device import autocast
 from dr_core.distributed import World, gather_with_grad
 from dr_core.dro import DroSettings
+from dr_core.grad_cache import cached_loss
 from dr_core.lora import LoraSettings, trainable_parameters
 from dr_core.model import BiEncoder, load_tokenizer
 from dr_core.model_card import write_card
@@ -43,11 +44,14 @@ class TrainSettings(LoopSettings):
     sample_neg_from_topk: int = 0  # > 0: negatives only from the first k of each query's list
     neg_skip_top: int = 0  # skip the first n of each query's negatives list
     lora: dict | None = None  # LoRA adapters (dr_core.lora.LoraSettings); None: full fine-tuning
+    grad_cache_chunk: int | None = None  # > 0: cached loss, this many query groups' activations at a time
 
     def __post_init__(self) -> None:
         super().__post_init__()
         if self.lora is not None:
             LoraSettings.from_config(self.lora)  # a clear error before any work
+        if self.grad_cache_chunk is not None and self.grad_cache_chunk < 1:
+            raise ValueError(f"train.grad_cache_chunk must be null or at least 1, not {self.grad_cache_chunk}")
         weights = (self.contrastive_weight, self.margin_mse_weight, self.kl_weight)
         if min(weights) < 0 or max(weights) == 0:
             raise ValueError("train loss weights must be >= 0 with at least one > 0")
@@ -103,6 +107,11 @@ class BiEncoderTask:
         spec = self.model.spec
         self.collate = collate(Padder(self.tokenizer, spec.q_max_len), Padder(self.tokenizer, spec.p_max_len))
         use_dro = dro is not None and dro.type != "none"
+        if use_dro and dro.type == "idro" and settings.grad_cache_chunk:
+            raise ValueError(
+                "train.grad_cache_chunk cannot be used with dro.type idro (it needs the parameters' "
+                "gradients of each cluster's loss over the whole batch)"
+            )
         positives = qrels[qrels["rel"] > 0].groupby("qid")["docid"].agg(set).to_dict()
         self.objective = Objective(
             settings,
@@ -128,11 +137,20 @@ class BiEncoderTask:
         """The weighted loss of a micro-batch; across processes (cross_device) unless `local`.
 
         Gathered across processes, every rank computes the loss of the whole global batch, of which only
-        its own rows carry gradient: DDP's mean over ranks is undone by the factor world size.
+        its own rows carry gradient: DDP's mean over ranks is undone by the factor world size. With
+        `grad_cache_chunk`, the same loss and gradients with one chunk's activations at a time (dr_core.grad_cache).
         """
+        chunk = self.settings.grad_cache_chunk
+        if chunk and not local:
+            return cached_loss(net, *inputs, chunk, self._embed, lambda q, p: self._objective(q, p, ids, local))
+        return self._objective(*self._embed(net, *inputs), ids, local)
+
+    def _embed(self, net: torch.nn.Module, queries: dict, passages: dict) -> tuple[torch.Tensor, torch.Tensor]:
         with autocast(self.runtime.precision, self.runtime.device):
-            q, p = net(*inputs)
-        q, p = q.float(), p.float()
+            q, p = net(queries, passages)
+        return q.float(), p.float()
+
+    def _objective(self, q: torch.Tensor, p: torch.Tensor, ids: list[list[str]], local: bool) -> torch.Tensor:
         if local or not self.gathers:
             return self.objective(q, p, ids, update_dro=not local)
         world = self.runtime.world
