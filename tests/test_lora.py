@@ -107,12 +107,25 @@ def test_bad_lora_settings_name_their_key(d, lora, message):
         _trainer(d, lora=lora)
 
 
-def test_lora_settings_defaults_are_the_schemas():
+def test_lora_settings_defaults_are_the_schemas_and_a_recipe_validates(tmp_path):
+    """The schema gives train.lora's keys no `default:` (Snakemake would fill them into a null lora): their
+    descriptions state LoraSettings' defaults; a recipe setting only r validates and reaches the train step."""
     import dataclasses
+    import subprocess
 
     import yaml
-    from conftest import REPO
+    from conftest import REPO, snakemake_cmd
 
     schema = yaml.safe_load((REPO / "workflow" / "schemas" / "config.schema.yaml").read_text())
-    lora = schema["properties"]["train"]["properties"]["lora"]["properties"]
-    assert {k: v["default"] for k, v in lora.items()} == {f.name: f.default for f in dataclasses.fields(LoraSettings)}
+    keys = schema["properties"]["train"]["properties"]["lora"]["properties"]
+    for f in dataclasses.fields(LoraSettings):
+        assert "default" not in keys[f.name]
+        said = "null:" if f.default is None else f"(default {f.default})"
+        assert said in keys[f.name]["description"], f.name
+    config = yaml.safe_load((REPO / "tests" / "fixtures" / "workflow_config.yaml").read_text())
+    config.setdefault("train", {})["lora"] = {"r": 4}
+    (tmp_path / "c.yaml").write_text(yaml.safe_dump(config))
+    cmd = snakemake_cmd("-n", "-p", "--configfile", str(tmp_path / "c.yaml"), "--directory", str(tmp_path))
+    proc = subprocess.run(cmd, capture_output=True, text=True, cwd=REPO)
+    assert proc.returncode == 0, proc.stdout[-2000:]
+    assert '"lora": {"r": 4}' in proc.stdout
