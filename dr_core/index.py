@@ -19,7 +19,7 @@ from dr_core.atomic import atomic_path, write_json
 log = logging.getLogger(__name__)
 
 FLAT_MAX_VECTORS = 2_000_000  # "auto": exact search up to this many vectors (and when they fit memory_gb)
-DEFAULT_NPROBE = 128  # IVF lists probed when index.nprobe is null (at most nlist)
+NPROBE_FRACTION = 64  # index.nprobe null: probe nlist / 64 lists (1/64 of the vectors, 32 of IVF2048)
 ADD_CHUNK = 65_536  # rows converted to float32 and added at a time: memory stays one chunk above the index
 
 
@@ -188,7 +188,7 @@ def set_search_params(index: faiss.Index, k: int, nprobe: int | None, ef_search:
             raise ValueError(f"config: index.nprobe {nprobe} must be in [1, nlist = {ivf.nlist}]")
         ivf.nprobe = nprobe
     elif ivf is not None:
-        ivf.nprobe = min(ivf.nlist, DEFAULT_NPROBE)
+        ivf.nprobe = max(1, ivf.nlist // NPROBE_FRACTION)
     hnsw = _hnsw(index)
     if ef_search is not None and hnsw is None:
         raise ValueError(f"config: index.ef_search is set ({ef_search}) but the index is not HNSW")

@@ -29,7 +29,8 @@ rule encode:
 
 # One faiss index per round and dataset (index.factory; `auto` picks Flat, IVF-Flat or IVF-PQ from the corpus
 # size and index.memory_gb), trained on a seeded sample, beside index.json (what it was built from). Every
-# retrieve of the round and dataset searches it.
+# retrieve of the round and dataset searches it. A CPU job, in the GPU environment all the same: the index file
+# is then written by the faiss release (faiss-gpu) that reads it.
 rule index:
     input:
         model=f"{OUT}/round{{round}}/model",
@@ -46,7 +47,7 @@ rule index:
     benchmark:
         f"{OUT}/benchmarks/index/round{{round}}.{{dataset}}.tsv"
     conda:
-        CPU_ENV
+        GPU_ENV
     threads: res("index", "threads")
     resources:
         **rule_resources("index"),
