@@ -203,3 +203,26 @@ def test_nprobe_above_an_explicit_nlist_is_refused_before_building(tmp_path):
     assert proc.returncode != 0
     assert "index.nprobe (100) exceeds the 64 lists of index.factory 'IVF64,Flat'" in proc.stdout + proc.stderr
     assert not (tmp_path / "results").exists()
+
+
+def test_gpu_placement_falls_back_to_the_cpu(monkeypatch, tmp_path):
+    """No GPU, k above faiss-gpu's limit, or an index type faiss-gpu lacks: the CPU index comes back unchanged;
+    with GPUs, every one gets a shard (fp16 storage on request)."""
+    import faiss
+
+    from dr_core import search
+
+    index, _, _ = built(tmp_path, np.eye(4, dtype=np.float32), "Flat")
+    monkeypatch.setattr(faiss, "get_num_gpus", lambda: 0, raising=False)
+    assert search.to_gpus(index, 10) is index
+    calls = []
+
+    def cloner(ix, co, ngpu):
+        calls.append((co.shard, co.useFloat16, ngpu))
+        raise RuntimeError("Error: HNSW has no GPU version")
+
+    monkeypatch.setattr(faiss, "get_num_gpus", lambda: 2, raising=False)
+    monkeypatch.setattr(faiss, "GpuMultipleClonerOptions", type("Options", (), {}), raising=False)
+    monkeypatch.setattr(faiss, "index_cpu_to_all_gpus", cloner, raising=False)
+    assert search.to_gpus(index, 4096) is index and not calls
+    assert search.to_gpus(index, 10, fp16=True) is index and calls == [(True, True, 2)]
