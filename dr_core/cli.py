@@ -54,14 +54,14 @@ def _mine(a: argparse.Namespace) -> None:
     import pandas as pd
 
     from dr_core.negatives import mine, mix_negatives, write_negatives
-    from dr_core.runs import iter_run, read_trec
+    from dr_core.runs import iter_run
 
     run, qrels = iter_run(a.run), pd.read_parquet(a.qrels)  # the run is read a query at a time
     if a.bm25_fraction > 0:  # a share of the negatives from BM25's window, the rest from this run's
         if not a.bm25_run:
             raise ValueError("--bm25-fraction > 0 needs --bm25-run")
         mined = mine(run, qrels, a.rank_min, a.rank_max, 0, a.seed)
-        bm25 = mine(read_trec(a.bm25_run), qrels, a.bm25_rank_min, a.bm25_rank_max, 0, a.seed)
+        bm25 = mine(iter_run(a.bm25_run), qrels, a.bm25_rank_min, a.bm25_rank_max, 0, a.seed)
         negs = mix_negatives(mined, bm25, a.n, a.bm25_fraction, a.seed)
     else:
         negs = mine(run, qrels, a.rank_min, a.rank_max, a.n, a.seed)
