@@ -214,6 +214,17 @@ def _fetch(a: argparse.Namespace) -> None:
     fetch_raw_file(a.name, a.out, a.archive_dir)
 
 
+def _lotte(a: argparse.Namespace) -> None:
+    from dr_core import lotte
+
+    if a.step == "fetch":
+        lotte.fetch_lotte(a.out_dir, a.cache_dir)
+    elif a.step == "prepare":
+        lotte.prepare_lotte(a.src, a.out_dir, a.domain, a.split, a.query_set)
+    else:
+        lotte.prepare_lotte_qrels(a.src, a.domain, a.split, a.query_set, a.corpus, a.queries, a.out)
+
+
 def _cluster(a: argparse.Namespace) -> None:
     from dr_core.clustering import kmeans, write_assignments
     from dr_core.encode import encode_judged_queries
@@ -466,6 +477,14 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--out", required=True)
     s.add_argument("--archive-dir", required=True, help="where downloaded archives are kept")
     s.set_defaults(func=_fetch)
+
+    s = sub.add_parser("lotte", help="LoTTE: fetch the release, or validate one domain/split/query set to Parquet")
+    s.add_argument("step", choices=["fetch", "prepare", "qrels"])
+    for name in ("--src", "--out-dir", "--cache-dir", "--domain", "--split", "--query-set"):
+        s.add_argument(name)
+    for name in ("--corpus", "--queries", "--out"):
+        s.add_argument(name)
+    s.set_defaults(func=_lotte)
 
     s = sub.add_parser("cluster", help="k-means over the train queries' embeddings (DRO groups)")
     for name in ("--model", "--query-tokens", "--qrels", "--out"):

@@ -20,11 +20,13 @@ METRICS: dict[str, tuple[str, int | None]] = {
     "ndcg@100": ("ndcg_cut_100", None),
     "recall@10": ("recall_10", None),
     "p@10": ("P_10", None),
+    # LoTTE's metric: 1 when any relevant (answer) passage is in the top 5 (trec_eval's success.5)
+    "success@5": ("success_5", None),
 }
 
 
 def _measure_family(measure: str) -> str:
-    for prefix in ("ndcg_cut", "recall", "P"):
+    for prefix in ("ndcg_cut", "recall", "P", "success"):
         if measure.startswith(prefix + "_"):
             return f"{prefix}.{measure[len(prefix) + 1 :]}"
     return measure

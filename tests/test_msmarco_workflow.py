@@ -54,7 +54,7 @@ def test_recipes_show_the_whole_dag_from_download_to_dev_evaluation(tmp_path):
         jobs = planned_jobs(proc.stdout)
         assert jobs["msmarco_fetch"] >= 6 and jobs["msmarco_join"] == 1 and jobs["msmarco_qrels"] == 2, recipe
         assert jobs["train"] >= 1 and jobs["evaluate"] >= 3 and jobs["msmarco_run"] >= 3, recipe
-        assert ("msmarco_triples" in jobs) == (recipe in ("openmatch", "disentangled")), recipe
+        assert ("msmarco_triples" in jobs) == (recipe == "openmatch"), recipe
     assert (
         "torchrun --standalone --nproc_per_node 4 -m -- dr_core"
         in snakemake(

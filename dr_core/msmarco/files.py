@@ -96,6 +96,8 @@ RAW_FILES: dict[str, tuple[str, str | None]] = {
     "qidpidtriples.train.full.2.tsv.gz": ("qidpidtriples.train.full.2.tsv.gz", None),
     "queries.dev.small.tsv": ("collectionandqueries.tar.gz", "queries.dev.small.tsv"),
     "qrels.dev.small.tsv": ("collectionandqueries.tar.gz", "qrels.dev.small.tsv"),
+    "msmarco-hard-negatives.jsonl.gz": ("msmarco-hard-negatives.jsonl.gz", None),
+    "cross-encoder-ms-marco-MiniLM-L-6-v2-scores.pkl.gz": ("cross-encoder-ms-marco-MiniLM-L-6-v2-scores.pkl.gz", None),
 }
 
 

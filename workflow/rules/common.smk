@@ -111,6 +111,7 @@ BEIR_DATASETS = names_pattern("beir")
 MSMARCO_RAW_FILES = list(RAW_FILES)
 MSMARCO_QRELS = {"train": "qrels.train.tsv", "dev": "qrels.dev.small.tsv"}
 MSMARCO_DATASETS = names_pattern("msmarco")
+LOTTE_DATASETS = names_pattern("lotte")
 
 
 wildcard_constraints:
@@ -160,6 +161,30 @@ def source_dir(wildcards):
             f"config: dataset '{wildcards.dataset}' has no path, no mirror copy and no url"
         )
     return f"{config['download_dir']}/{wildcards.dataset}"
+
+
+def lotte_source(wildcards):
+    """A LoTTE dataset's folder: its `path` (the release's root or the <domain>/<split> folder), else the
+    unpacked release archive."""
+    ds = _dataset(wildcards.dataset)
+    if ds["path"]:
+        return repo_path(ds["path"])
+    return f"{config['download_dir']}/lotte/lotte"
+
+
+def lotte_args(name, split=None):
+    """The LoTTE domain, split and query set of a dataset, as command-line options; an evaluation split
+    other than the dataset's LoTTE split is refused."""
+    ds = _dataset(name)
+    if "domain" not in ds:
+        raise ValueError(f"config: datasets.{name}.domain is required (kind lotte)")
+    lotte_split, query_set = ds.get("split", "test"), ds.get("query_set", "forum")
+    if split is not None and split != lotte_split:
+        raise ValueError(
+            f"config: dataset '{name}' is LoTTE's {lotte_split} split (datasets.{name}.split); "
+            f"it has no split '{split}'"
+        )
+    return f"--domain {ds['domain']} --split {lotte_split} --query-set {query_set}"
 
 
 BUILTIN_RESOURCES = {
@@ -223,7 +248,7 @@ def model_card(round_):
         negatives = (
             "BM25 top ranks"
             if neg["source"] == "bm25"
-            else f"{neg['source']} ({neg['file']})"
+            else f"{neg['source']} ({first_negatives_file()})"
         )
     else:
         negatives = f"mined with the round-{int(round_) - 1} model"
@@ -250,21 +275,24 @@ def first_negatives_file():
         return repo_path(neg["file"])
     if _dataset(TRAIN_DS)["kind"] != "msmarco":
         raise ValueError(
-            "config: negatives.source 'triples' needs an msmarco train dataset"
+            f"config: negatives.source '{neg['source']}' needs an msmarco train dataset"
         )
+    if neg["source"] == "hard_negatives":
+        return msmarco_path(TRAIN_DS, "msmarco-hard-negatives.jsonl.gz")
     return f"{OUT}/data/{TRAIN_DS}/triples.negatives.tsv"
 
 
+def msmarco_path(dataset, name):
+    """A raw MS MARCO file of `dataset`, from its `path` when set, else downloaded."""
+    ds = _dataset(dataset)
+    if ds["path"]:
+        return f"{repo_path(ds['path'])}/{name}"
+    return f"{config['download_dir']}/{dataset}/{name}"
+
+
 def msmarco_file(name):
-    """Input function: a raw MS MARCO file, from the dataset's `path` when set, else downloaded."""
-
-    def f(wildcards):
-        ds = _dataset(wildcards.dataset)
-        if ds["path"]:
-            return f"{repo_path(ds['path'])}/{name}"
-        return f"{config['download_dir']}/{wildcards.dataset}/{name}"
-
-    return f
+    """Input function: a raw MS MARCO file (msmarco_path) of the job's dataset."""
+    return lambda wildcards: msmarco_path(wildcards.dataset, name)
 
 
 def teacher_scores(wildcards):
@@ -272,6 +300,9 @@ def teacher_scores(wildcards):
     train, distill = config["train"], config["distill"]
     if not (train.get("margin_mse_weight", 0) or train.get("kl_weight", 0)):
         return []
+    # a published MS MARCO file (RAW_FILES), fetched like the others
+    if distill["scores_file"] in RAW_FILES:
+        return msmarco_path(TRAIN_DS, distill["scores_file"])
     if distill["scores_file"]:
         return repo_path(distill["scores_file"])
     return f"{OUT}/round{wildcards.round}/teacher_scores.parquet"
