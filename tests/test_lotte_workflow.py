@@ -1,5 +1,5 @@
-"""LoTTE in the DAG: Disentangled Retriever's recipes dry-run from download to LoTTE evaluation; BM25 is scored
-with Success@5 on the fixture in LoTTE's own layout."""
+"""The source toolkits' own setups in the DAG (issue 13): Disentangled Retriever's recipes dry-run from download to
+LoTTE evaluation; BM25 is scored with Success@5 on the LoTTE fixture; COCO-DR encodes passages without titles."""
 
 from __future__ import annotations
 
@@ -46,3 +46,10 @@ def test_bm25_is_scored_on_the_lotte_fixture_with_success_at_5(tmp_path):
     path.write_text(yaml.safe_dump(config))
     proc = snakemake("-n", "--configfile", str(path), "--directory", str(tmp_path / "bad"), check=False)
     assert proc.returncode != 0 and "datasets.lt.split" in proc.stdout + proc.stderr
+
+
+def test_cocodr_encodes_passages_without_titles(tmp_path):
+    recipe = str(REPO / "config" / "msmarco" / "cocodr.yaml")
+    target = "results/msmarco-cocodr/data/msmarco/tokens.corpus.parquet"
+    proc = snakemake("-n", "-p", "--configfile", recipe, "--directory", str(tmp_path), target)
+    assert "--max-len 256 --template='{text}' --untitled-template='{text}'" in proc.stdout
