@@ -296,9 +296,11 @@ def msmarco_file(name):
 
 
 def teacher_scores(wildcards):
-    """Teacher scores for round r when the recipe distils; an empty list otherwise."""
+    """Teacher scores for round r when the recipe distils or denoises; an empty list otherwise."""
     train, distill = config["train"], config["distill"]
-    if not (train.get("margin_mse_weight", 0) or train.get("kl_weight", 0)):
+    if not (
+        train.get("margin_mse_weight", 0) or train.get("kl_weight", 0) or denoises()
+    ):
         return []
     # a published MS MARCO file (RAW_FILES), fetched like the others
     if distill["scores_file"] in RAW_FILES:
