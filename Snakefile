@@ -23,6 +23,7 @@ include: "workflow/rules/retrieval.smk"
 include: "workflow/rules/fusion.smk"
 include: "workflow/rules/rerank.smk"
 include: "workflow/rules/evaluate.smk"
+include: "workflow/rules/hub.smk"
 include: "workflow/rules/report.smk"
 
 

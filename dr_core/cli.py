@@ -313,17 +313,54 @@ def _fusion_weight(a: argparse.Namespace) -> None:
     write_json(result, a.out)
 
 
+def _model_card(a: argparse.Namespace) -> None:
+    from dr_core.card_metrics import write_metrics_card
+
+    write_metrics_card(a.model, a.metrics, a.command, a.out)
+
+
+def _push_to_hub(a: argparse.Namespace) -> None:
+    from dr_core.hub import push_model
+
+    push_model(a.model, a.card, a.repo_id, a.out, private=a.private, token_env=a.token_env)
+
+
 def _try(a: argparse.Namespace) -> None:
     import time
+    from functools import partial
 
-    from dr_core.tryout import RoundSearcher, format_hits
+    import pandas as pd
+
+    from dr_core.runs import write_trec_frame
+    from dr_core.tryout import RoundSearcher, format_hits, fusion_weight, hits_of, read_queries_file, system_run
 
     t0 = time.time()
-    searcher = RoundSearcher(a.run_dir, a.round, a.dataset, a.model or None)
-    log.info("round %d, %s: %d passages, loaded in %.1f s", a.round, a.dataset, searcher.index.ntotal, time.time() - t0)
-    queries = a.query or _typed_queries()
-    for query in queries:
-        print(f"\n{query}\n{format_hits(searcher.search(query, a.k))}", flush=True)
+    dense = None
+    if a.system != "bm25":
+        if a.round is None:
+            raise ValueError(f"--system {a.system} needs --round")
+        dense = RoundSearcher(a.run_dir, a.round, a.dataset, a.model or None, nprobe=a.nprobe)
+        log.info(
+            "round %d, %s: %d passages, loaded in %.1f s", a.round, a.dataset, dense.index.ntotal, time.time() - t0
+        )
+    weight = fusion_weight(a.run_dir, a.round, a.weight) if a.system == "hybrid" else None
+    corpus = Path(a.run_dir) / "data" / a.dataset / "corpus.parquet"
+    search = partial(system_run, a.system, corpus=corpus, dense=dense, weight=weight, depth=a.depth)
+    if a.queries_file:
+        run = search(read_queries_file(a.queries_file), a.k)
+        if a.out:
+            tag = {"dense": f"round{a.round}", "bm25": "bm25", "hybrid": f"bm25+round{a.round}"}[a.system]
+            write_trec_frame(a.out, run, tag)
+            log.info("%d queries, %d lines: %s", run["qid"].nunique(), len(run), a.out)
+            return
+        for qid, ranking in run.groupby("qid", sort=False):
+            print(f"\n{qid}\n{format_hits(hits_of(ranking, corpus))}", flush=True)
+        return
+    if a.out:
+        raise ValueError("--out writes the run of a --queries-file")
+    for query in a.query or _typed_queries():
+        ranking = search(pd.DataFrame({"qid": ["q"], "text": [query]}), a.k)
+        print(f"\n{query}\n{format_hits(hits_of(ranking, corpus))}", flush=True)
 
 
 def _typed_queries():
@@ -556,13 +593,32 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--depth", type=int, default=100, help="each run is cut to this depth first")
     s.set_defaults(func=_fusion_weight)
 
+    s = sub.add_parser("model-card", help="a saved model's card with its evaluation metrics and reproducing command")
+    for name in ("--model", "--out", "--command"):
+        s.add_argument(name, required=True)
+    s.add_argument("--metrics", nargs="+", required=True, help="the model's metrics JSON files (dr_core evaluate)")
+    s.set_defaults(func=_model_card)
+
+    s = sub.add_parser("push-to-hub", help="upload a model folder to the Hugging Face Hub, its card as README.md")
+    for name in ("--model", "--card", "--repo-id", "--out"):
+        s.add_argument(name, required=True)
+    s.add_argument("--private", action="store_true")
+    s.add_argument("--token-env", default="HF_TOKEN", help="the environment variable holding the token")
+    s.set_defaults(func=_push_to_hub)
+
     s = sub.add_parser("try", help="search a round's corpus for typed queries (a prompt when none is given)")
     s.add_argument("query", nargs="*")
     s.add_argument("--run-dir", required=True, help="results/<name>")
-    s.add_argument("--round", type=int, required=True)
+    s.add_argument("--round", type=int, help="the round searched (not needed for --system bm25)")
     s.add_argument("--dataset", required=True)
     s.add_argument("--model", default="", help="another model folder (default: the round's)")
     s.add_argument("-k", type=int, default=10)
+    s.add_argument("--system", choices=["dense", "bm25", "hybrid"], default="dense")
+    s.add_argument("--weight", type=float, help="hybrid's dense weight (default: the tuned bm25+round<r>/fusion.json)")
+    s.add_argument("--depth", type=int, default=100, help="hybrid: both runs are cut to this depth first")
+    s.add_argument("--nprobe", type=int, help="IVF lists searched (default: nlist / 64, as retrieve)")
+    s.add_argument("--queries-file", default="", help="a TSV of 'qid<TAB>query' lines instead of typed queries")
+    s.add_argument("--out", default="", help="with --queries-file: write the TREC run here instead of printing")
     s.set_defaults(func=_try)
     return p
 

@@ -172,21 +172,34 @@ def plot_runtimes(benchmarks: Sequence[str | Path], out: str | Path) -> None:
     _save(fig, out)
 
 
-def summary_html(summary: str | Path, out: str | Path) -> None:
-    """The summary table as a standalone HTML page; the best system per metric and target in bold."""
+def _bold_best(table: pd.DataFrame, columns: list[str], groups: list[str] | None = None) -> pd.DataFrame:
+    """`table` as text cells, numbers to 4 places, the best of each column (within `groups`) in bold."""
+    best = table.groupby(groups)[columns].transform("max") if groups else table[columns].max()
+    cells = table.astype(object)
+    for column in columns:
+        text = table[column].map(lambda v: "" if pd.isna(v) else f"{v:.4f}")
+        cells[column] = text.where(~(table[column] >= best[column]), "<b>" + text + "</b>")
+    return cells
+
+
+def summary_html(summary: str | Path, out: str | Path, beir: str | Path | None = None) -> None:
+    """The summary table as a standalone HTML page; the best system per metric and target in bold. With `beir`
+    (summary.beir.tsv), the BEIR-style table follows: one metric per system and dataset, and their mean."""
     table = read_summary(summary)
     metrics = [c for c in table.columns if c not in ("system", "dataset", "split")]
-    best = table.groupby(["dataset", "split"])[metrics].transform("max")
-    cells = table.astype(object)
-    for metric in metrics:
-        text = table[metric].map("{:.4f}".format)
-        cells[metric] = text.where(table[metric] < best[metric], "<b>" + text + "</b>")
+    body = _bold_best(table, metrics, ["dataset", "split"]).to_html(index=False, escape=False)
+    if beir:
+        wide = pd.read_csv(beir, sep="\t")
+        body += "<h3>BEIR style: nDCG@10 per evaluation dataset, avg = their mean</h3>" + _bold_best(
+            wide, [c for c in wide.columns if c != "system"]
+        ).to_html(index=False, escape=False, classes="beir")
     page = (
         "<!doctype html><html><head><meta charset='utf-8'><title>Retrieval metrics</title><style>"
         "body{font-family:sans-serif;margin:1em}table{border-collapse:collapse}"
         "th,td{border:1px solid #bbb;padding:4px 10px;text-align:right}th{background:#eee}"
-        "td:nth-child(-n+3){text-align:left}</style></head>"
-        f"<body>{cells.to_html(index=False, escape=False)}</body></html>\n"
+        "td:nth-child(-n+3){text-align:left}table.beir td{text-align:right}table.beir td:first-child{text-align:left}"
+        "</style></head>"
+        f"<body>{body}</body></html>\n"
     )
     with atomic_path(out) as tmp:
         tmp.write_text(page)
@@ -209,12 +222,14 @@ def _parser() -> argparse.ArgumentParser:
         s = sub.add_parser(kind, help=func.__doc__.splitlines()[0])
         s.add_argument(f"--{source}", dest="src", nargs="+" if many else None, required=True)
         s.add_argument("--out", required=True)
+    sub.choices["table"].add_argument("--beir", help="summary.beir.tsv, shown after the summary")
     return p
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
-    KINDS[args.kind][2](args.src, args.out)
+    extra = {"beir": args.beir} if args.kind == "table" else {}
+    KINDS[args.kind][2](args.src, args.out, **extra)
     return 0
 
 

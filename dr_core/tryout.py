@@ -1,20 +1,26 @@
 """Try a trained round in one command: encode a typed query as the model was trained to see it (its saved query
 template and length), search the round's index of a dataset (its `index.faiss` when built, else its embedding
-shards, exact) and show the top hits with their titles and the start of their text."""
+shards, exact) and show the top hits with their titles and the start of their text. BM25 over the run's corpus,
+and BM25 fused with the round (the recipe's tuned weight), answer too; a file of queries gives a TREC run."""
 
 from __future__ import annotations
 
+import json
 import re
 from dataclasses import dataclass
 from pathlib import Path
 
 import faiss
 import numpy as np
+import pandas as pd
 import pyarrow.parquet as pq
 import torch
 
 from dr_core.batching import Padder
-from dr_core.index import open_index
+from dr_core.bm25 import bm25_search
+from dr_core.errors import DataError
+from dr_core.fusion import fuse
+from dr_core.index import open_index, set_search_params
 from dr_core.model import BiEncoder, load_tokenizer
 from dr_core.search import load_ids
 from dr_core.tokenization import format_queries
@@ -53,13 +59,18 @@ def shard_files(emb_dir: Path) -> list[tuple[Path, Path]]:
     return [(p, p.with_suffix(".ids.txt")) for p in shards]
 
 
-def open_round_index(folder: Path, model_dir: Path) -> tuple[faiss.Index, np.ndarray]:
-    """The round's saved index (checked against these shards and this model) or an exact inner-product index
-    over its shards; with the doc id of every row."""
+def open_round_index(
+    folder: Path, model_dir: Path, k: int = 100, nprobe: int | None = None
+) -> tuple[faiss.Index, np.ndarray]:
+    """The round's saved index (checked against these shards and this model; an IVF index searches `nprobe`
+    lists, by default as many as `retrieve` does) or an exact inner-product index over its shards; with the doc
+    id of every row."""
     pairs = shard_files(folder / "emb")
     ids_paths = [ids for _, ids in pairs]
     if (folder / "index.faiss").exists() and (folder / "index.json").exists():
-        return open_index(folder / "index.faiss", folder / "index.json", ids_paths, model_dir), load_ids(ids_paths)
+        index = open_index(folder / "index.faiss", folder / "index.json", ids_paths, model_dir)
+        set_search_params(index, k, nprobe, None)
+        return index, load_ids(ids_paths)
     vectors = np.concatenate([np.load(p).astype(np.float32) for p, _ in pairs])
     index = faiss.IndexFlatIP(vectors.shape[1])
     index.add(vectors)
@@ -69,29 +80,122 @@ def open_round_index(folder: Path, model_dir: Path) -> tuple[faiss.Index, np.nda
 class RoundSearcher:
     """Search one round's corpus embeddings of one dataset of a run directory (`results/<name>`)."""
 
-    def __init__(self, run_dir: str | Path, round_: int, dataset: str, model_dir: str | Path | None = None) -> None:
+    def __init__(
+        self,
+        run_dir: str | Path,
+        round_: int,
+        dataset: str,
+        model_dir: str | Path | None = None,
+        nprobe: int | None = None,
+    ) -> None:
         run_dir = Path(run_dir)
         model_dir = Path(model_dir) if model_dir else run_dir / f"round{round_}" / "model"
         self.encoder = QueryEncoder(model_dir)
-        self.index, self.ids = open_round_index(run_dir / f"round{round_}" / dataset, model_dir)
+        self.index, self.ids = open_round_index(run_dir / f"round{round_}" / dataset, model_dir, nprobe=nprobe)
         self.corpus = run_dir / "data" / dataset / "corpus.parquet"
         dim = self.encoder(["dimension check"]).shape[1]
         if dim != self.index.d:
             raise ValueError(f"{model_dir} embeds in {dim} dimensions, the index of round {round_} in {self.index.d}")
 
+    def run(self, queries: pd.DataFrame, k: int, batch_size: int = 128) -> pd.DataFrame:
+        """The top `k` of each query (columns qid, text) as a run (qid, docid, rank, score)."""
+        parts = []
+        for start in range(0, len(queries), batch_size):
+            batch = queries.iloc[start : start + batch_size]
+            scores, rows = self.index.search(self.encoder(batch["text"].tolist()), min(k, self.index.ntotal))
+            for qid, row_scores, row_ids in zip(batch["qid"], scores, rows):
+                found = row_ids >= 0
+                docids = [str(d) for d in self.ids[row_ids[found]]]
+                parts.append(pd.DataFrame({"qid": qid, "docid": docids, "score": row_scores[found].astype(float)}))
+        return _ranked(parts)
+
     def search(self, query: str, k: int = 10, preview: int = 100) -> list[Hit]:
         """The top `k` passages for `query`: id, score, title and the first `preview` characters of the text."""
-        scores, rows = self.index.search(self.encoder([query]), min(k, self.index.ntotal))
-        found = [(int(r), float(s)) for r, s in zip(rows[0], scores[0]) if r >= 0]
-        docids = [str(self.ids[r]) for r, _ in found]
-        table = pq.read_table(self.corpus, columns=["id", "title", "text"], filters=[("id", "in", docids)])
-        cols = table.to_pydict()
-        by_id = {d: (t or "", x or "") for d, t, x in zip(cols["id"], cols["title"], cols["text"])}
-        hits = []
-        for rank, (docid, (_, score)) in enumerate(zip(docids, found), 1):
-            title, text = by_id.get(docid, ("", ""))
-            hits.append(Hit(rank, docid, score, title, text[:preview]))
-        return hits
+        return hits_of(self.run(pd.DataFrame({"qid": ["q"], "text": [query]}), k), self.corpus, preview)
+
+
+def _ranked(parts: list[pd.DataFrame]) -> pd.DataFrame:
+    """Per-query frames (qid, docid, score), best first, as one run with ranks 1..n per query."""
+    run = pd.concat(parts, ignore_index=True) if parts else pd.DataFrame(columns=["qid", "docid", "score"])
+    run["rank"] = run.groupby("qid", sort=False).cumcount() + 1
+    return run[["qid", "docid", "rank", "score"]]
+
+
+def bm25_run(corpus: str | Path, queries: pd.DataFrame, k: int) -> pd.DataFrame:
+    """BM25 (bm25s with the workflow's default k1, b, stemmer and stopwords) over a corpus Parquet file, indexed
+    afresh for each call: a few seconds on SciFact."""
+    table = pd.read_parquet(corpus, columns=["id", "title", "text"])
+    ids, scores = bm25_search(table, queries, k)
+    parts = [
+        pd.DataFrame({"qid": qid, "docid": row_ids[row_ids != ""], "score": row_scores[row_ids != ""].astype(float)})
+        for qid, row_ids, row_scores in zip(queries["qid"], ids, scores)
+    ]
+    return _ranked(parts)
+
+
+def fusion_weight(run_dir: str | Path, round_: int, weight: float | None) -> float:
+    """The dense weight of hybrid search: `weight` when given, else the recipe's tuned one
+    (`bm25+round<r>/fusion.json`)."""
+    if weight is not None:
+        return weight
+    tuned = Path(run_dir) / f"bm25+round{round_}" / "fusion.json"
+    if not tuned.exists():
+        raise FileNotFoundError(f"{tuned}: no tuned weight (add {round_} to hybrid.rounds and run, or pass --weight)")
+    return float(json.loads(tuned.read_text())["weight"])
+
+
+def hits_of(run: pd.DataFrame, corpus: str | Path, preview: int = 100) -> list[Hit]:
+    """One query's ranking as hits with the title and the first `preview` characters of each passage."""
+    docids = run["docid"].tolist()
+    table = pq.read_table(corpus, columns=["id", "title", "text"], filters=[("id", "in", docids)])
+    cols = table.to_pydict()
+    by_id = {d: (t or "", x or "") for d, t, x in zip(cols["id"], cols["title"], cols["text"])}
+    hits = []
+    for rank, docid, score in zip(run["rank"], docids, run["score"]):
+        title, text = by_id.get(docid, ("", ""))
+        hits.append(Hit(int(rank), docid, float(score), title, text[:preview]))
+    return hits
+
+
+def system_run(
+    system: str,
+    queries: pd.DataFrame,
+    k: int,
+    corpus: str | Path,
+    dense: RoundSearcher | None = None,
+    weight: float | None = None,
+    depth: int = 100,
+) -> pd.DataFrame:
+    """The run of `system` (dense, bm25, or hybrid: BM25 fused with the dense run, convex sum of min-max
+    normalised scores with dense `weight`, both cut to `depth`) for `queries` (qid, text), `k` per query."""
+    if system == "bm25":
+        return bm25_run(corpus, queries, k)
+    if dense is None:
+        raise ValueError(f"system {system!r} needs a round (--round)")
+    if system == "dense":
+        return dense.run(queries, k)
+    if system != "hybrid":
+        raise ValueError(f"unknown system {system!r}: dense, bm25 or hybrid")
+    depth = max(depth, k)
+    fused = fuse(bm25_run(corpus, queries, depth), dense.run(queries, depth), "convex", depth, weight)
+    order = {q: i for i, q in enumerate(queries["qid"])}
+    fused = fused.sort_values(["qid", "rank"], key=lambda c: c.map(order) if c.name == "qid" else c, kind="stable")
+    return fused.groupby("qid", sort=False).head(k).reset_index(drop=True)
+
+
+def read_queries_file(path: str | Path) -> pd.DataFrame:
+    """A TSV of queries, `qid<TAB>text` a line (MS MARCO's layout); a bad line is named."""
+    rows = []
+    for number, line in enumerate(Path(path).read_text(encoding="utf-8").splitlines(), 1):
+        if not line.strip():
+            continue
+        qid, sep, text = line.partition("\t")
+        if not sep or not qid.strip() or not text.strip():
+            raise DataError(path, number, "expected 'qid<TAB>query text'")
+        rows.append((qid.strip(), text.strip()))
+    if not rows:
+        raise DataError(path, None, "no queries")
+    return pd.DataFrame(rows, columns=["qid", "text"])
 
 
 def format_hits(hits: list[Hit]) -> str:

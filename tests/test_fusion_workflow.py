@@ -19,7 +19,8 @@ def test_hybrid_system_is_tuned_on_train_fused_and_evaluated(fixture_run, tmp_pa
     config = str(write_config(tmp_path, hybrid=HYBRID))
     jobs = planned_jobs(snakemake("-n", "--configfile", config, "--directory", str(work)).stdout)
     assert jobs == {
-        "fusion_weight": 1, "fuse": 1, "evaluate": 1, "summary": 1, "report_table": 1, "report_metrics": 1, "all": 1
+        "fusion_weight": 1, "fuse": 1, "evaluate": 1, "summary": 1, "report_table": 1, "report_metrics": 1, "all": 1,
+        "model_card": 3,  # the cards' reproducing command names the config file, another one here
     }  # fmt: skip
     snakemake("--cores", "2", "--configfile", config, "--directory", str(work))
 

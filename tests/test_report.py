@@ -126,6 +126,23 @@ def test_runtimes_and_table(tmp_path):
     assert "<td><b>0.6800</b></td>" in html and "<td>0.5600</td>" in html  # BM25 best on nDCG@10
 
 
+def test_the_summary_page_shows_the_beir_table_after_the_summary(tmp_path):
+    from dr_core.evaluate import beir_table
+
+    summary = write_summary(tmp_path / "summary.tsv")
+    beir = tmp_path / "summary.beir.tsv"
+    beir_table(pd.read_csv(summary, sep="\t")).to_csv(beir, sep="\t", index=False)
+    args = ["table", "--summary", str(summary), "--beir", str(beir), "--out", str(tmp_path / "summary.html")]
+    assert plots.main(args) == 0
+    html = (tmp_path / "summary.html").read_text()
+    summary_part, heading, beir_part = html.partition("<h3>BEIR style")
+    assert heading and "<th>tiny</th>" in beir_part and "<th>avg</th>" in beir_part
+    rows = re.findall(r"<tr>\s*<td>(\w+)</td>\s*<td>(.*?)</td>\s*<td>(.*?)</td>", beir_part)
+    assert rows[0] == ("bm25", "<b>0.6800</b>", "<b>0.6800</b>") and rows[1] == ("round0", "0.5600", "0.5600")
+    plots.main(args[:3] + args[5:])  # without --beir: the summary alone
+    assert "BEIR" not in (tmp_path / "summary.html").read_text()
+
+
 def test_dro_plot_is_a_target_only_when_the_recipe_uses_dro(tmp_path):
     jobs = planned_jobs(snakemake("-n", "--configfile", str(FIXTURE_CONFIG), "--directory", str(tmp_path)).stdout)
     assert {"report_table", "report_metrics", "report_training", "report_runtimes"} <= set(jobs)

@@ -202,7 +202,7 @@ def test_end_to_end_two_rounds_on_the_fixture(fixture_run, tmp_path):
     assert "Nothing to be done" in snakemake("-n", "--configfile", str(FIXTURE_CONFIG), *run).stdout
     changed = write_config(tmp_path, **{"eval.metrics": ["ndcg@10", "recall@10"]})
     jobs = planned_jobs(snakemake("-n", "--configfile", str(changed), *run).stdout)
-    assert set(jobs) == {"evaluate", "summary", "report_table", "report_metrics", "all"}
+    assert set(jobs) == {"evaluate", "summary", "model_card", "report_table", "report_metrics", "all"}
     # Changing a mining setting reruns round 2 and what follows, not round 1.
     changed = write_config(tmp_path, **{"negatives.mine": {"depth": 20, "rank_min": 3, "rank_max": 20, "n": 8}})
     jobs = planned_jobs(snakemake("-n", "--configfile", str(changed), *run).stdout)
@@ -249,7 +249,8 @@ def test_editing_the_evaluation_code_reruns_only_evaluation(repo_copy_run, tmp_p
     with open(repo / "dr_core" / "evaluate.py", "a") as f:
         f.write("\n# an edit\n")
     jobs = planned_jobs(snakemake_in(repo, "-n").stdout)
-    assert set(jobs) == {"evaluate", "summary", "report_table", "report_metrics", "all"} and jobs["evaluate"] == 4
+    assert set(jobs) == {"evaluate", "summary", "model_card", "report_table", "report_metrics", "all"}
+    assert jobs["evaluate"] == 4
 
 
 @pytest.mark.slow

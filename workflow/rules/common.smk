@@ -424,7 +424,7 @@ def all_targets():
         if _dataset(t["dataset"])["kind"] == "msmarco"
         for system in SYSTEMS
     ]
-    return [f"{OUT}/summary.tsv", *msmarco_runs, *report_targets()]
+    return [f"{OUT}/summary.tsv", *msmarco_runs, *report_targets(), *card_targets()]
 
 
 def print_summary():

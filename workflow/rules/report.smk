@@ -6,7 +6,8 @@ include: "report_inputs.smk"
 
 rule report_table:
     input:
-        rules.summary.output.summary,
+        summary=rules.summary.output.summary,
+        beir=rules.summary.output.beir,
     output:
         report(
             f"{REPORT}/summary.html",
@@ -20,7 +21,8 @@ rule report_table:
     params:
         code=step_fingerprint("dr_core.plots"),
     shell:
-        "python -m dr_core.plots table --summary {input:q} --out {output:q} 2> {log:q}"
+        "python -m dr_core.plots table --summary {input.summary:q} --beir {input.beir:q} --out {output:q} "
+        "2> {log:q}"
 
 
 rule report_metrics:
