@@ -60,7 +60,10 @@ def test_cached_loss_has_the_uncached_loss_and_gradients(d, chunk, dropout):
     assert cached_loss == pytest.approx(loss, abs=1e-6)
     assert grads.keys() == cached.keys() and len(grads) > 30
     for name, g in grads.items():
-        torch.testing.assert_close(cached[name], g, rtol=0, atol=1e-5, msg=name)
+        # 1e-5 of the tensor's scale: a gradient summed over every token (token_type_embeddings) differs by
+        # float32 summation order alone by more than 1e-5 absolute on some machines (seen in CI)
+        scale = max(1.0, float(g.abs().max()))
+        torch.testing.assert_close(cached[name], g, rtol=0, atol=1e-5 * scale, msg=name)
 
 
 def test_a_chunk_below_one_is_refused():
