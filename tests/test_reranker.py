@@ -99,7 +99,7 @@ def test_crossencoder_loads_the_saved_reranker_and_gives_our_scores(trained, dat
     np.testing.assert_allclose(ce.predict(pairs), ours, atol=1e-5)
     sigmoid = CrossEncoder(str(out), device="cpu", activation_fn=torch.nn.Sigmoid())
     np.testing.assert_allclose(sigmoid.predict(pairs), 1 / (1 + np.exp(-ours)), atol=1e-6)
-    assert np.ptp(ours) > 0.1  # the pairs really differ
+    assert np.ptp(ours) > 1e-3  # the pairs' scores differ by 100x the tolerance: the equality is not trivial
 
 
 class _Killed(Exception):
