@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import logging
+from collections.abc import Iterable
 from pathlib import Path
 
 import pandas as pd
@@ -54,22 +55,33 @@ def read_corpus(path: str | Path, empty_docs: str = "error") -> tuple[pd.DataFra
     return pd.DataFrame({"id": ids, "title": titles, "text": texts}), dropped
 
 
+def unique_texts(
+    records: Iterable[tuple[int, str, str]], path: Path, kind: str, plural: str
+) -> tuple[list[str], list[str]]:
+    """(ids, texts) of `(line, id, text)` records; a repeated id, an empty text or no record at all is a
+    DataError naming `path` and the line (`kind`/`plural` name the records in the message)."""
+    ids, texts, seen = [], [], {}
+    for lineno, rid, text in records:
+        if rid in seen:
+            raise DataError(path, lineno, f"duplicate id '{rid}' (first on line {seen[rid]})")
+        if not text.strip():
+            raise DataError(path, lineno, f"empty {kind} '{rid}'")
+        seen[rid] = lineno
+        ids.append(rid)
+        texts.append(text)
+    if not ids:
+        raise DataError(path, None, f"no {plural}")
+    return ids, texts
+
+
 def read_queries(path: str | Path) -> pd.DataFrame:
     """Queries as a DataFrame (qid, text)."""
     path = Path(path)
-    qids, texts, seen = [], [], {}
-    for lineno, rec in json_records(path):
-        qid = _field(rec, "_id", path, lineno)
-        text = _field(rec, "text", path, lineno)
-        if qid in seen:
-            raise DataError(path, lineno, f"duplicate id '{qid}' (first on line {seen[qid]})")
-        if not text.strip():
-            raise DataError(path, lineno, f"empty query '{qid}'")
-        seen[qid] = lineno
-        qids.append(qid)
-        texts.append(text)
-    if not qids:
-        raise DataError(path, None, "no queries")
+    records = (
+        (lineno, _field(rec, "_id", path, lineno), _field(rec, "text", path, lineno))
+        for lineno, rec in json_records(path)
+    )
+    qids, texts = unique_texts(records, path, "query", "queries")
     return pd.DataFrame({"qid": qids, "text": texts})
 
 

@@ -17,7 +17,7 @@ from pathlib import Path
 import pandas as pd
 
 from dr_core.atomic import atomic_path
-from dr_core.beir import write_parquet
+from dr_core.beir import unique_texts, write_parquet
 from dr_core.download import download, extract
 from dr_core.errors import DataError
 from dr_core.msmarco.tables import iter_id_text
@@ -62,35 +62,20 @@ def layout_files(folder: Path, query_set: str) -> tuple[str, Path, Path, Path]:
     return layout, corpus, queries, judged
 
 
+def _numbered(path: Path):
+    """(line, id, text) of an `id<TAB>text` file."""
+    return ((lineno, rid, text) for lineno, (rid, text) in enumerate(iter_id_text(path), start=1))
+
+
 def read_collection(path: Path) -> pd.DataFrame:
     """Passages (id, title '', text) from `pid<TAB>text`; a repeated id or an empty passage is an error."""
-    ids, texts, seen = [], [], {}
-    for lineno, (pid, text) in enumerate(iter_id_text(path), start=1):
-        if pid in seen:
-            raise DataError(path, lineno, f"duplicate id '{pid}' (first on line {seen[pid]})")
-        if not text.strip():
-            raise DataError(path, lineno, f"empty passage '{pid}'")
-        seen[pid] = lineno
-        ids.append(pid)
-        texts.append(text)
-    if not ids:
-        raise DataError(path, None, "no passages")
+    ids, texts = unique_texts(_numbered(path), path, "passage", "passages")
     return pd.DataFrame({"id": ids, "title": [""] * len(ids), "text": texts})
 
 
 def read_question_file(path: Path) -> pd.DataFrame:
     """Queries (qid, text) from `qid<TAB>text`; a repeated id or an empty query is an error."""
-    qids, texts, seen = [], [], {}
-    for lineno, (qid, text) in enumerate(iter_id_text(path), start=1):
-        if qid in seen:
-            raise DataError(path, lineno, f"duplicate id '{qid}' (first on line {seen[qid]})")
-        if not text.strip():
-            raise DataError(path, lineno, f"empty query '{qid}'")
-        seen[qid] = lineno
-        qids.append(qid)
-        texts.append(text)
-    if not qids:
-        raise DataError(path, None, "no queries")
+    qids, texts = unique_texts(_numbered(path), path, "query", "queries")
     return pd.DataFrame({"qid": qids, "text": texts})
 
 
