@@ -39,15 +39,13 @@ import math
 import os
 import subprocess
 import sys
-import threading
-import time
 from pathlib import Path
 
 import faiss
 import numpy as np
 import pandas as pd
-import psutil
 import torch
+from msmarco_data import measure  # benchmarks/ is sys.path[0] when run as a script
 
 from dr_core.batching import Padder
 from dr_core.evaluate import evaluate
@@ -224,34 +222,6 @@ def evaluate_st(path: Path, queries: pd.DataFrame, corpus: pd.DataFrame, qrels: 
 
 
 # -- processes and inputs ---------------------------------------------------------------------------------------
-def measure(cmd: list[str]) -> tuple[float, float]:
-    """Wall seconds and peak RSS in GB (sum over the process tree, sampled every 0.1 s) of `cmd`."""
-    peak = 0
-    start = time.perf_counter()
-    proc = psutil.Popen(cmd, cwd=REPO)
-    done = threading.Event()
-
-    def sample() -> None:
-        nonlocal peak
-        while not done.is_set():
-            try:
-                tree = [proc, *proc.children(recursive=True)]
-                peak = max(peak, sum(p.memory_info().rss for p in tree if p.is_running()))
-            except psutil.Error:
-                pass
-            done.wait(0.1)
-
-    sampler = threading.Thread(target=sample)
-    sampler.start()
-    code = proc.wait()
-    wall = time.perf_counter() - start
-    done.set()
-    sampler.join()
-    if code != 0:
-        raise subprocess.CalledProcessError(code, cmd)
-    return wall, peak / 1e9
-
-
 def dr(*args: str | Path) -> None:
     subprocess.run([sys.executable, "-m", "dr_core", *map(str, args)], cwd=REPO, check=True)
 
@@ -336,7 +306,7 @@ def compare(a: argparse.Namespace) -> None:
     st_cmd = [sys.executable, str(Path(__file__).resolve()), "--st-train", str(work)]
     rows = {}
     for name, cmd in (("dr_core Trainer", [str(x) for x in ours_cmd]), ("sentence-transformers MNRL", st_cmd)):
-        wall, rss = measure(cmd)
+        wall, rss = measure(cmd, REPO)
         rows[name] = {"train_wall_s": round(wall, 1), "peak_rss_gb": round(rss, 2)}
         print(f"{name}: trained in {wall:.1f} s, peak RSS {rss:.2f} GB", flush=True)
     report_losses(work, len(batches))
