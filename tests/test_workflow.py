@@ -243,22 +243,24 @@ def test_a_copy_of_the_repository_with_its_results_reruns_nothing(repo_copy_run,
     assert "Nothing to be done" in snakemake_in(copy_a(repo_copy_run, tmp_path / "moved"), "-n").stdout
 
 
+def jobs_after_editing(run: Path, tmp_path: Path, module: str) -> dict[str, int]:
+    """The jobs a dry run plans in a `cp -a` copy of the finished run after appending a comment to dr_core/`module`."""
+    repo = copy_a(run, tmp_path / "edited")
+    with open(repo / "dr_core" / module, "a") as f:
+        f.write("\n# an edit\n")
+    return planned_jobs(snakemake_in(repo, "-n").stdout)
+
+
 @pytest.mark.slow
 def test_editing_the_evaluation_code_reruns_only_evaluation(repo_copy_run, tmp_path):
-    repo = copy_a(repo_copy_run, tmp_path / "edited")
-    with open(repo / "dr_core" / "evaluate.py", "a") as f:
-        f.write("\n# an edit\n")
-    jobs = planned_jobs(snakemake_in(repo, "-n").stdout)
+    jobs = jobs_after_editing(repo_copy_run, tmp_path, "evaluate.py")
     assert set(jobs) == {"evaluate", "summary", "model_card", "report_table", "report_metrics", "all"}
     assert jobs["evaluate"] == 4
 
 
 @pytest.mark.slow
 def test_editing_the_loss_reruns_training_onward(repo_copy_run, tmp_path):
-    repo = copy_a(repo_copy_run, tmp_path / "edited")
-    with open(repo / "dr_core" / "loss.py", "a") as f:
-        f.write("\n# an edit\n")
-    jobs = planned_jobs(snakemake_in(repo, "-n").stdout)
+    jobs = jobs_after_editing(repo_copy_run, tmp_path, "loss.py")
     assert jobs["train"] == 2 and jobs["mine"] == 1 and jobs["encode"] == 4  # rounds 1-2, not the base model
     assert not {"prepare", "qrels", "tokenize", "bm25", "first_negatives", "init_model"} & set(jobs)
 
