@@ -73,11 +73,11 @@ def _denoise(a: argparse.Namespace) -> None:
     import pandas as pd
 
     from dr_core.denoise import denoise
-    from dr_core.negatives import read_negatives, write_negatives
+    from dr_core.negatives import positives_by_query, read_negatives, write_negatives
     from dr_core.teacher import read_teacher_scores
 
     qrels = pd.read_parquet(a.qrels)
-    positives = qrels[qrels["rel"] > 0].groupby("qid")["docid"].agg(set).to_dict()
+    positives = positives_by_query(qrels)
     kept, stats = denoise(
         read_negatives(a.negatives), positives, read_teacher_scores(a.teacher_scores), a.margin, a.max_score
     )

@@ -43,6 +43,11 @@ def write_negatives(negatives: dict[str, list[str]], dest: str | Path) -> None:
                 f.write(f"{qid}\t{','.join(pids)}\n")
 
 
+def positives_by_query(qrels: pd.DataFrame) -> dict[str, set[str]]:
+    """qid -> its judged positive docids (rel > 0)."""
+    return qrels[qrels["rel"] > 0].groupby("qid")["docid"].agg(set).to_dict()
+
+
 def _rng(seed: int, qid: str) -> np.random.Generator:
     """A generator per (seed, query), so a query's sample does not depend on the others."""
     digest = int.from_bytes(hashlib.blake2b(qid.encode(), digest_size=8).digest(), "little")
@@ -73,7 +78,7 @@ def mine(
     """
     if rank_min < 1 or rank_max < rank_min:
         raise ValueError(f"rank window [{rank_min}, {rank_max}] is empty")
-    positives = qrels[qrels["rel"] > 0].groupby("qid")["docid"].agg(set).to_dict()
+    positives = positives_by_query(qrels)
     out: dict[str, list[str]] = {}
     for qid, docids, ranks in run_groups(run) if isinstance(run, pd.DataFrame) else run:
         if qid not in positives:

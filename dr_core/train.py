@@ -20,6 +20,7 @@ from dr_core.grad_cache import cached_loss
 from dr_core.lora import LoraSettings, trainable_parameters
 from dr_core.model import BiEncoder, load_tokenizer
 from dr_core.model_card import write_card
+from dr_core.negatives import positives_by_query
 from dr_core.objective import Dro, Objective
 from dr_core.tokenization import TokenStore
 from dr_core.train_data import Example, GroupDataset, GroupSampler, build_examples, keep_scored, split_validation
@@ -112,10 +113,9 @@ class BiEncoderTask:
                 "train.grad_cache_chunk cannot be used with dro.type idro (it needs the parameters' "
                 "gradients of each cluster's loss over the whole batch)"
             )
-        positives = qrels[qrels["rel"] > 0].groupby("qid")["docid"].agg(set).to_dict()
         self.objective = Objective(
             settings,
-            positives,
+            positives_by_query(qrels),
             teacher,
             Dro(dro, clusters, [ex.qid for ex in examples], self.model) if use_dro else None,
         )
