@@ -3,6 +3,11 @@
 A saved model is a `save_pretrained` directory that plain `transformers` and `sentence-transformers` load;
 `dr_encoder.json` beside the weights records pooling, similarity and max lengths. A projection head is kept
 in the sentence-transformers Dense format (`2_Dense/config.json` and `2_Dense/model.safetensors`).
+
+Encoder-decoder models (T5) pool as OpenMatch does: `first_decoder` runs the decoder for one step from its
+start token and takes that state (OpenMatch's default for T5); `cls` and `mean` load the encoder alone
+(`T5EncoderModel`, OpenMatch's `--encoder_only`, and what sentence-transformers loads for T5). Only the
+encoder-only forms get sentence-transformers files: sentence-transformers has no decoder-token pooling.
 """
 
 from __future__ import annotations
@@ -15,22 +20,26 @@ from string import Formatter
 
 import torch
 import torch.nn.functional as F
+import transformers
 from safetensors.torch import load_file, save_file
 from torch import nn
-from transformers import AutoModel, AutoTokenizer, PreTrainedTokenizerBase
+from transformers import AutoConfig, AutoModel, AutoTokenizer, PretrainedConfig, PreTrainedTokenizerBase
 
 from dr_core.lora import LoraSettings, add_lora, merged
 from dr_core.tokenization import PASSAGE_TEMPLATE, PLAIN, check_template
 
 ENCODER_FILE = "dr_encoder.json"
 DENSE_DIR = "2_Dense"
+POOLINGS = ("cls", "mean", "first_decoder")
+# Encoder-decoder families whose encoder loads alone, for cls/mean pooling (sentence-transformers loads the same).
+ENCODER_ONLY_CLASSES = {"t5": "T5EncoderModel", "mt5": "MT5EncoderModel", "umt5": "UMT5EncoderModel"}
 
 
 @dataclass
 class EncoderSpec:
     """How embeddings are made from a transformer: recorded with every saved model."""
 
-    pooling: str = "cls"  # cls | mean
+    pooling: str = "cls"  # cls (first token) | mean | first_decoder (encoder-decoder: the decoder's first state)
     similarity: str = "dot"  # dot | cosine
     q_max_len: int = 32
     p_max_len: int = 256
@@ -44,8 +53,8 @@ class EncoderSpec:
         check_template(self.query_template, {"text"}, "model.query_template")
         check_template(self.passage_template, {"title", "text"}, "model.passage_template")
         check_template(self.passage_template_untitled, {"text"}, "model.passage_template_untitled")
-        if self.pooling not in ("cls", "mean"):
-            raise ValueError(f"model.pooling must be 'cls' or 'mean', not {self.pooling!r}")
+        if self.pooling not in POOLINGS:
+            raise ValueError(f"model.pooling must be one of {', '.join(POOLINGS)}, not {self.pooling!r}")
         if self.similarity not in ("dot", "cosine"):
             raise ValueError(f"model.similarity must be 'dot' or 'cosine', not {self.similarity!r}")
 
@@ -61,9 +70,42 @@ def resolve_model_path(name: str) -> str:
     return name
 
 
+def tower_class(path: str, pooling: str) -> type:
+    """The transformers class of a tower: AutoModel, or for `cls`/`mean` on an encoder-decoder (T5) its encoder
+    alone. A ValueError naming model.pooling for decoder pooling on an encoder-only model, or an encoder-decoder
+    whose encoder dr_core cannot load alone."""
+    config = AutoConfig.from_pretrained(path)
+    encoder_only = ENCODER_ONLY_CLASSES.get(config.model_type)
+    if pooling == "first_decoder":
+        if not config.is_encoder_decoder:
+            raise ValueError(
+                f"model.pooling 'first_decoder' needs an encoder-decoder model such as T5; {path} is a "
+                f"{config.model_type} without a decoder: use cls or mean"
+            )
+        return AutoModel
+    if encoder_only:  # a saved encoder-only T5 says is_encoder_decoder: false, a hub T5 true
+        return getattr(transformers, encoder_only)
+    if config.is_encoder_decoder:
+        raise ValueError(
+            f"model.pooling {pooling!r} on {path}: dr_core loads the encoder alone only for "
+            f"{', '.join(ENCODER_ONLY_CLASSES)}, not {config.model_type}; use first_decoder"
+        )
+    return AutoModel
+
+
+def decoder_start_id(config: PretrainedConfig) -> int:
+    """The token the decoder starts from: `decoder_start_token_id`, else the pad token (T5's convention)."""
+    start = getattr(config, "decoder_start_token_id", None)
+    start = config.pad_token_id if start is None else start
+    if start is None:
+        raise ValueError(f"model.pooling 'first_decoder': the {config.model_type} config names no decoder start token")
+    return start
+
+
 def pool(hidden: torch.Tensor, mask: torch.Tensor, how: str) -> torch.Tensor:
-    """[B, L, H] token states -> [B, H]: the first token (cls) or the mask-weighted mean."""
-    if how == "cls":
+    """[B, L, H] token states -> [B, H]: the first token (cls; first_decoder's one decoder state) or the
+    mask-weighted mean."""
+    if how in ("cls", "first_decoder"):
         return hidden[:, 0]
     m = mask.unsqueeze(-1).to(hidden.dtype)
     return (hidden * m).sum(1) / m.sum(1).clamp(min=1e-9)
@@ -96,10 +138,11 @@ class BiEncoder(nn.Module):
         base gives the same round-0 model every time.
         """
         path = resolve_model_path(name)
+        model_class = tower_class(path, spec.pooling)
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(0)
-            q = AutoModel.from_pretrained(path)
-            p = AutoModel.from_pretrained(path) if spec.untied else None
+            q = model_class.from_pretrained(path)
+            p = model_class.from_pretrained(path) if spec.untied else None
             return cls(q, p, spec)
 
     @classmethod
@@ -108,11 +151,14 @@ class BiEncoder(nn.Module):
         path = Path(path)
         spec = EncoderSpec(**json.loads((path / ENCODER_FILE).read_text()))
         if spec.untied:
-            model = cls(
-                AutoModel.from_pretrained(path / "query_model"), AutoModel.from_pretrained(path / "passage_model"), spec
+            model_class = tower_class(str(path / "query_model"), spec.pooling)
+            towers = (
+                model_class.from_pretrained(path / "query_model"),
+                model_class.from_pretrained(path / "passage_model"),
             )
+            model = cls(*towers, spec)
         else:
-            model = cls(AutoModel.from_pretrained(path), None, spec)
+            model = cls(tower_class(str(path), spec.pooling).from_pretrained(path), None, spec)
         if model.projection is not None:
             weights = load_file(path / DENSE_DIR / "model.safetensors")
             model.projection.load_state_dict({k.removeprefix("linear."): v for k, v in weights.items()})
@@ -135,7 +181,8 @@ class BiEncoder(nn.Module):
         path.mkdir(parents=True, exist_ok=True)
         if self.passage_model is None:
             self.query_model.save_pretrained(path)
-            _write_sentence_transformers_files(path, self.spec, self.query_model.config.hidden_size)
+            if self.spec.pooling != "first_decoder":  # sentence-transformers cannot run the decoder
+                _write_sentence_transformers_files(path, self.spec, self.query_model.config.hidden_size)
         else:
             self.query_model.save_pretrained(path / "query_model")
             self.passage_model.save_pretrained(path / "passage_model")
@@ -155,8 +202,12 @@ class BiEncoder(nn.Module):
     def encode(self, input_ids: torch.Tensor, attention_mask: torch.Tensor, is_query: bool) -> torch.Tensor:
         """Embeddings [B, D] for a padded batch of queries or passages."""
         tower = self.query_model if is_query or self.passage_model is None else self.passage_model
-        hidden = tower(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state
-        emb = pool(hidden, attention_mask, self.spec.pooling)
+        if self.spec.pooling == "first_decoder":  # [B, 1, H]: the decoder's state after its start token
+            start = torch.full_like(input_ids[:, :1], decoder_start_id(tower.config))
+            out = tower(input_ids=input_ids, attention_mask=attention_mask, decoder_input_ids=start, use_cache=False)
+        else:
+            out = tower(input_ids=input_ids, attention_mask=attention_mask)
+        emb = pool(out.last_hidden_state, attention_mask, self.spec.pooling)
         if self.projection is not None:
             emb = self.projection(emb)
         if self.spec.similarity == "cosine":
