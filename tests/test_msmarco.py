@@ -281,7 +281,7 @@ MALFORMED = [
     (toolkits.read_st_hard_negatives, "hn.jsonl.gz", _gz(b'{"qid": 1, "pos": [2], "neg": {"bm25": 5}}\n'), 1),
     (toolkits.read_st_hard_negatives, "hn.jsonl.gz", _gz(b'{"qid": 1, "neg": {}}\n{"qid": 1, "neg": {}}\n'), 2),
     (toolkits.read_tevatron_groups, "tev.jsonl", b'{"query_id": "1", "negative_passages": [{"id": "2"}]}\n', 1),
-    (toolkits.read_tevatron_groups, "tev.jsonl", b'{"query_id": "1", "negative_passages": []}\n[]\n', 2),
+    (toolkits.read_tevatron_groups, "tev.jsonl", b'{"query_id": "1", "query": "q", "positive_passages": []}\n', 1),
     (tables.iter_id_text, "collection.tsv", b"1\tok\n2 no tab\n", 2),
     (tables.iter_id_text, "collection.tsv", b"1\tok\n2\tbad \xff byte\n", 2),
     (tables.read_queries, "queries.dev.small.tsv", b"1\ta\n2\tb\n1\tc\n", 3),

@@ -10,6 +10,7 @@ from pathlib import Path
 
 from dr_core.errors import DataError
 from dr_core.negatives import read_negatives
+from dr_core.tevatron import read_groups
 from dr_core.textio import json_records, open_binary
 
 
@@ -48,21 +49,11 @@ def read_st_hard_negatives(
 
 
 def read_tevatron_groups(path: str | Path, field: str = "negative_passages") -> dict[str, list[str]]:
-    """qid -> docids of `field` ('negative_passages' or 'positive_passages') from a Tevatron train jsonl.
-
-    The key is `query_id`, or the query text where a file has no ids.
-    """
-    path = Path(path)
-    out: dict[str, list[str]] = {}
-    for lineno, record in json_records(path):
-        qid = record.get("query_id", record.get("query"))
-        passages = record.get(field)
-        if qid is None or not isinstance(passages, list):
-            raise DataError(path, lineno, f"expected 'query_id' (or 'query') and a list '{field}'")
-        if not all(isinstance(p, dict) and "docid" in p for p in passages):
-            raise DataError(path, lineno, f"every entry of '{field}' needs a 'docid'")
-        _add_once(out, str(qid), [str(p["docid"]) for p in passages], path, lineno)
-    return out
+    """qid -> docids of `field` ('negative_passages' or 'positive_passages') of Tevatron's query groups (a
+    train .jsonl, or any source `dr_core.tevatron.read_groups` reads)."""
+    column = {"negative_passages": "negatives", "positive_passages": "positives"}[field]
+    groups = read_groups(str(path))
+    return dict(zip(groups["qid"].to_pylist(), groups[column].to_pylist()))
 
 
 def read_ce_scores(path: str | Path, qids: Collection[str] | None = None) -> dict[str, dict[str, float]]:
