@@ -225,6 +225,17 @@ def _lotte(a: argparse.Namespace) -> None:
         lotte.prepare_lotte_qrels(a.src, a.domain, a.split, a.query_set, a.corpus, a.queries, a.out)
 
 
+def _tevatron(a: argparse.Namespace) -> None:
+    from dr_core import tevatron
+
+    if a.step == "corpus":
+        tevatron.write_corpus(a.src[0], a.out, a.cache_dir)
+    elif a.step == "groups":
+        tevatron.write_split(a.src[0], a.corpus, a.out, a.queries_out, a.negatives_out, a.cache_dir)
+    else:
+        tevatron.merge_queries(a.src, a.out)
+
+
 def _cluster(a: argparse.Namespace) -> None:
     from dr_core.clustering import kmeans, write_assignments
     from dr_core.encode import encode_judged_queries
@@ -522,6 +533,18 @@ def build_parser() -> argparse.ArgumentParser:
     for name in ("--corpus", "--queries", "--out"):
         s.add_argument(name)
     s.set_defaults(func=_lotte)
+
+    s = sub.add_parser(
+        "tevatron",
+        help="Tevatron-format datasets (Hub name or .jsonl/.json/.parquet): corpus; one split's groups -> qrels "
+        "(--out), queries and negatives; the splits' queries merged",
+    )
+    s.add_argument("step", choices=["corpus", "groups", "queries"])
+    s.add_argument("--src", nargs="+", required=True, help="the source; for queries, the splits' query tables")
+    s.add_argument("--out", required=True)
+    for name in ("--corpus", "--queries-out", "--negatives-out", "--cache-dir"):
+        s.add_argument(name)
+    s.set_defaults(func=_tevatron)
 
     s = sub.add_parser("cluster", help="k-means over the train queries' embeddings (DRO groups)")
     for name in ("--model", "--query-tokens", "--qrels", "--out"):
