@@ -38,6 +38,8 @@ from dataclasses import dataclass
 import torch
 import torch.distributed as dist
 
+from dr_core.cli_settings import setting
+
 Tensor = torch.Tensor
 
 
@@ -308,13 +310,13 @@ DRO_KINDS = ("idro", "greedy", "none")
 class DroSettings:
     """The `dro` section of a recipe (documented in workflow/schemas/config.schema.yaml)."""
 
-    type: str = "none"  # idro | greedy | none
-    num_clusters: int = 50
-    alpha: float = 0.25
-    ema: float = 0.1
-    rho: float = 0.05
-    eps: float = 0.01
-    grad_layers: int = 2  # iDRO: last transformer layers whose gradients are compared
+    type: str = setting("none", "idro: COCO-DR's implicit DRO; greedy: group DRO; none: off", DRO_KINDS)
+    num_clusters: int = setting(50, "k-means clusters of the train queries")
+    alpha: float = setting(0.25, "iDRO: exponent on the cluster losses; greedy: CVaR level (mass of worst clusters)")
+    ema: float = setting(0.1, "iDRO: power on the previous weights; greedy: EMA rate of cluster losses and counts")
+    rho: float = setting(0.05, "iDRO: scale of the gradient-similarity scores")
+    eps: float = setting(0.01, "floor of a cluster's weight")
+    grad_layers: int = setting(2, "iDRO: last transformer layers whose gradients are compared")
 
     def __post_init__(self) -> None:
         if self.type not in DRO_KINDS:

@@ -25,12 +25,14 @@ from safetensors.torch import load_file, save_file
 from torch import nn
 from transformers import AutoConfig, AutoModel, AutoTokenizer, PretrainedConfig, PreTrainedTokenizerBase
 
+from dr_core.cli_settings import setting
 from dr_core.lora import LoraSettings, add_lora, merged
 from dr_core.tokenization import PASSAGE_TEMPLATE, PLAIN, check_template
 
 ENCODER_FILE = "dr_encoder.json"
 DENSE_DIR = "2_Dense"
 POOLINGS = ("cls", "mean", "first_decoder")
+SIMILARITIES = ("dot", "cosine")
 # Encoder-decoder families whose encoder loads alone, for cls/mean pooling (sentence-transformers loads the same).
 ENCODER_ONLY_CLASSES = {"t5": "T5EncoderModel", "mt5": "MT5EncoderModel", "umt5": "UMT5EncoderModel"}
 
@@ -39,15 +41,15 @@ ENCODER_ONLY_CLASSES = {"t5": "T5EncoderModel", "mt5": "MT5EncoderModel", "umt5"
 class EncoderSpec:
     """How embeddings are made from a transformer: recorded with every saved model."""
 
-    pooling: str = "cls"  # cls (first token) | mean | first_decoder (encoder-decoder: the decoder's first state)
-    similarity: str = "dot"  # dot | cosine
-    q_max_len: int = 32
-    p_max_len: int = 256
-    untied: bool = False
-    projection_dim: int | None = None
-    query_template: str = PLAIN  # e.g. "query: {text}" or an instruction
-    passage_template: str = PASSAGE_TEMPLATE  # passages with a title
-    passage_template_untitled: str = PLAIN  # passages without one
+    pooling: str = setting("cls", "cls: first token; mean; first_decoder: an encoder-decoder's first state", POOLINGS)
+    similarity: str = setting("dot", "dot product, or cosine (L2-normalised embeddings)", SIMILARITIES)
+    q_max_len: int = setting(32, "query max tokens, special tokens included")
+    p_max_len: int = setting(256, "passage max tokens, special tokens included")
+    untied: bool = setting(False, "separate query and passage encoders")
+    projection_dim: int | None = setting(None, "linear projection of the pooled embedding to this size; null: none")
+    query_template: str = setting(PLAIN, "query text around {text}, e.g. 'query: {text}' or an instruction")
+    passage_template: str = setting(PASSAGE_TEMPLATE, "passage text from {title} and {text}")
+    passage_template_untitled: str = setting(PLAIN, "a passage without title, from {text}")
 
     def __post_init__(self) -> None:
         check_template(self.query_template, {"text"}, "model.query_template")
@@ -55,7 +57,7 @@ class EncoderSpec:
         check_template(self.passage_template_untitled, {"text"}, "model.passage_template_untitled")
         if self.pooling not in POOLINGS:
             raise ValueError(f"model.pooling must be one of {', '.join(POOLINGS)}, not {self.pooling!r}")
-        if self.similarity not in ("dot", "cosine"):
+        if self.similarity not in SIMILARITIES:
             raise ValueError(f"model.similarity must be 'dot' or 'cosine', not {self.similarity!r}")
 
 

@@ -24,6 +24,7 @@ import torch
 import torch.nn.functional as F
 
 from dr_core.checkpoint import inputs_digest
+from dr_core.cli_settings import setting
 from dr_core.device import autocast
 from dr_core.model import resolve_model_path
 from dr_core.model_card import write_reranker_card
@@ -42,11 +43,11 @@ class RerankerSettings(LoopSettings):
 
     config_key: ClassVar[str] = "reranker"
 
-    batch_size: int = 8  # queries per micro-batch, over all processes; each brings group_size pairs
-    group_size: int = 8  # passages per query: 1 positive + group_size-1 hard negatives
-    lr: float = 2.0e-5
-    max_len: int = 256  # tokens of a (query, passage) pair, special tokens included
-    checkpoint_every: int = 200
+    batch_size: int = setting(8, "queries per micro-batch, over all processes; each brings group_size pairs")
+    group_size: int = setting(8, "passages per query: 1 positive + group_size-1 hard negatives")
+    lr: float = setting(2.0e-5, "peak learning rate")
+    max_len: int = setting(256, "tokens of a (query, passage) pair, special tokens included")
+    checkpoint_every: int = setting(200, "optimizer steps between checkpoints; 0 disables")
 
     def __post_init__(self) -> None:
         super().__post_init__()

@@ -13,6 +13,7 @@ import torch
 
 from dr_core.batching import Padder
 from dr_core.checkpoint import inputs_digest
+from dr_core.cli_settings import setting
 from dr_core.device import autocast
 from dr_core.distributed import World, gather_with_grad
 from dr_core.dro import DroSettings
@@ -33,19 +34,19 @@ log = logging.getLogger(__name__)
 class TrainSettings(LoopSettings):
     """Hyperparameters of one training round (the `train` section of workflow/schemas/config.schema.yaml)."""
 
-    group_size: int = 4  # passages per query: 1 positive + group_size-1 negatives
-    temperature: float = 1.0
-    cross_device: bool = True
-    mask_false_negatives: bool = True
-    contrastive_weight: float = 1.0  # InfoNCE
-    margin_mse_weight: float = 0.0  # distillation: needs teacher scores
-    kl_weight: float = 0.0  # distillation: needs teacher scores
-    kl_temperature: float = 1.0  # student softmax temperature in the KL term
-    teacher_temperature: float = 1.0  # teacher softmax temperature in the KL term
-    sample_neg_from_topk: int = 0  # > 0: negatives only from the first k of each query's list
-    neg_skip_top: int = 0  # skip the first n of each query's negatives list
-    lora: dict | None = None  # LoRA adapters (dr_core.lora.LoraSettings); None: full fine-tuning
-    grad_cache_chunk: int | None = None  # > 0: cached loss, this many query groups' activations at a time
+    group_size: int = setting(4, "passages per query: 1 positive + group_size-1 hard negatives")
+    temperature: float = setting(1.0, "the scores are divided by it in InfoNCE")
+    cross_device: bool = setting(True, "share negatives across processes")
+    mask_false_negatives: bool = setting(True, "other queries' positives are not negatives")
+    contrastive_weight: float = setting(1.0, "weight of InfoNCE (in-batch + hard negatives)")
+    margin_mse_weight: float = setting(0.0, "weight of Margin-MSE distillation; > 0 needs teacher scores")
+    kl_weight: float = setting(0.0, "weight of listwise KL distillation over each group; > 0 needs teacher scores")
+    kl_temperature: float = setting(1.0, "student softmax temperature in the KL term")
+    teacher_temperature: float = setting(1.0, "teacher softmax temperature in the KL term")
+    sample_neg_from_topk: int = setting(0, "> 0: negatives only from the first k of each query's list")
+    neg_skip_top: int = setting(0, "skip the first n of each query's negatives (likely false negatives)")
+    lora: dict | None = setting(None, "LoRA adapters (JSON, dr_core.lora.LoraSettings' keys); null: full fine-tuning")
+    grad_cache_chunk: int | None = setting(None, "cached loss (GradCache), this many query groups at a time; null: off")
 
     def __post_init__(self) -> None:
         super().__post_init__()

@@ -23,12 +23,15 @@ from tqdm import tqdm
 from dr_core import __version__
 from dr_core.atomic import atomic_path
 from dr_core.checkpoint import Checkpointer, seed_all
-from dr_core.device import pick_device, resolve_precision
+from dr_core.cli_settings import setting
+from dr_core.device import PRECISIONS, pick_device, resolve_precision
 from dr_core.distributed import World, finish_world, init_world
 from dr_core.optim import OPTIMIZERS, make_optimizer
 from dr_core.train_data import GroupDataset, rank_batches, steps_per_epoch
 
 log = logging.getLogger(__name__)
+
+SCHEDULES = ("linear", "constant")
 
 
 @dataclass
@@ -37,31 +40,31 @@ class LoopSettings:
 
     config_key: ClassVar[str] = "train"  # the config section, for error messages
 
-    epochs: float = 1.0
-    max_steps: int = 0  # > 0 overrides epochs
-    batch_size: int = 16  # queries per micro-batch, over all processes
-    grad_accum: int = 1
-    lr: float = 2.0e-5
-    weight_decay: float = 0.01
-    warmup_ratio: float = 0.1
-    warmup_steps: int = 0  # > 0 overrides warmup_ratio
-    schedule: str = "linear"  # linear | constant
-    optimizer: str = "adamw"  # adamw | lamb
-    max_grad_norm: float = 1.0
-    val_fraction: float = 0.0  # train queries held out for a validation loss
-    val_queries: int = 0  # > 0 overrides val_fraction
-    eval_every: int = 0  # optimizer steps between validation losses (always at the end); 0: end only
-    seed: int = 42
-    precision: str = "auto"  # auto | fp32 | fp16 | bf16 (the last two on CUDA only)
-    gradient_checkpointing: bool = False
-    num_workers: int = 0
-    checkpoint_every: int = 200  # optimizer steps; 0 disables
-    log_every: int = 10
-    tensorboard: bool = False  # also log to <out>_tensorboard/ beside the model folder
+    epochs: float = setting(1.0, "passes over the train queries")
+    max_steps: int = setting(0, "optimizer steps; > 0 overrides epochs")
+    batch_size: int = setting(16, "queries per micro-batch, over all processes")
+    grad_accum: int = setting(1, "micro-batches per optimizer step")
+    lr: float = setting(2.0e-5, "peak learning rate")
+    weight_decay: float = setting(0.01, "decoupled weight decay (biases and norms excluded)")
+    warmup_ratio: float = setting(0.1, "share of the steps with a linear warmup")
+    warmup_steps: int = setting(0, "warmup steps; > 0 overrides warmup_ratio")
+    schedule: str = setting("linear", "learning rate after warmup: linear decay to 0, or constant", SCHEDULES)
+    optimizer: str = setting("adamw", "adamw, or lamb (per-tensor trust ratio, for large batches)", OPTIMIZERS)
+    max_grad_norm: float = setting(1.0, "gradient norm clip")
+    val_fraction: float = setting(0.0, "share of the train queries held out (by seed) for a validation loss")
+    val_queries: int = setting(0, "held-out queries; > 0 overrides val_fraction")
+    eval_every: int = setting(0, "optimizer steps between validation losses (always at the end); 0: end only")
+    seed: int = setting(42, "seed of sampling, shuffling and initialisation")
+    precision: str = setting("auto", "auto: fp32 on CPU, bf16/fp16 on CUDA (fp16 and bf16 on CUDA only)", PRECISIONS)
+    gradient_checkpointing: bool = setting(False, "recompute activations in backward (memory saver)")
+    num_workers: int = setting(0, "DataLoader worker processes")
+    checkpoint_every: int = setting(200, "optimizer steps between checkpoints; 0 disables")
+    log_every: int = setting(10, "optimizer steps between log rows")
+    tensorboard: bool = setting(False, "also log to <out>_tensorboard/ beside the model folder")
 
     def __post_init__(self) -> None:
         key = self.config_key
-        if self.schedule not in ("linear", "constant"):
+        if self.schedule not in SCHEDULES:
             raise ValueError(f"{key}.schedule must be 'linear' or 'constant', not {self.schedule!r}")
         if self.optimizer not in OPTIMIZERS:
             raise ValueError(f"{key}.optimizer must be one of {OPTIMIZERS}, not {self.optimizer!r}")
