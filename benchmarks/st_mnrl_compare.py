@@ -48,6 +48,7 @@ import torch
 from msmarco_data import measure  # benchmarks/ is sys.path[0] when run as a script
 
 from dr_core.batching import Padder
+from dr_core.cli_settings import settings_argv
 from dr_core.evaluate import evaluate
 from dr_core.loss import info_nce
 from dr_core.model import BiEncoder, load_tokenizer
@@ -251,7 +252,7 @@ def prepare(a: argparse.Namespace, work: Path, s: dict) -> Path:
     dr("tokenize", *model, "--src", data / "corpus.parquet", "--out", work / "tc.parquet", "--id-column", "id",
        "--max-len", s["p_max_len"], "--template", s["template"])  # fmt: skip
     spec = {"pooling": "mean", "similarity": "cosine", "q_max_len": s["q_max_len"], "p_max_len": s["p_max_len"]}
-    dr("init-model", "--base", BASE, "--spec", json.dumps(spec), "--out", work / "init")
+    dr("init-model", "--base", BASE, *settings_argv(spec), "--out", work / "init")
     return Path(negatives)
 
 
@@ -301,7 +302,7 @@ def compare(a: argparse.Namespace) -> None:
     ours_cmd = [sys.executable, "-m", "dr_core", *threads, "train", "--init", work / "init", "--queries",
                 work / "tq.parquet", "--corpus", work / "tc.parquet", "--qrels", work / "qrels.train.parquet",
                 "--negatives", negatives, "--out", work / "ours_model", "--log", work / "ours_log.csv",
-                "--checkpoint-dir", work / "ours_ckpt", "--settings", json.dumps(our_settings(s))]  # fmt: skip
+                "--checkpoint-dir", work / "ours_ckpt", *settings_argv(our_settings(s))]  # fmt: skip
     (work / "st_groups.json").write_text(json.dumps({"texts": texts, "settings": s, "threads": a.threads}))
     st_cmd = [sys.executable, str(Path(__file__).resolve()), "--st-train", str(work)]
     rows = {}

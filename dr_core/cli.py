@@ -8,7 +8,12 @@ import logging
 import sys
 from pathlib import Path
 
+from dr_core.cli_settings import SettingsParser
+
 log = logging.getLogger("dr_core")
+# The card's facts (recipe, base, data, round, negatives, command) are metadata it shows, free-form and growing,
+# not settings that change what a step computes: they stay one JSON value instead of flags.
+CARD_HELP = "model card facts: one JSON object of free-form metadata (dr_core.model_card), not a setting; '' = no card"
 
 
 def _acquire(a: argparse.Namespace) -> None:
@@ -105,9 +110,10 @@ def _tokenize(a: argparse.Namespace) -> None:
 
 def _init_model(a: argparse.Namespace) -> None:
     from dr_core.atomic import atomic_path
+    from dr_core.cli_settings import settings_from_args
     from dr_core.model import BiEncoder, EncoderSpec, load_tokenizer
 
-    spec = EncoderSpec(**json.loads(a.spec))
+    spec = settings_from_args(EncoderSpec, a)
     model = BiEncoder.from_base(a.base, spec)
     with atomic_path(a.out, is_dir=True) as tmp:
         model.save(tmp, load_tokenizer(a.base))
@@ -120,19 +126,20 @@ def _init_model(a: argparse.Namespace) -> None:
 def _train(a: argparse.Namespace) -> None:
     import pandas as pd
 
+    from dr_core.cli_settings import settings_from_args
     from dr_core.clustering import read_assignments
     from dr_core.dro import DroSettings
     from dr_core.negatives import read_negatives
     from dr_core.train import Trainer, TrainSettings
 
-    settings = TrainSettings(**json.loads(a.settings))
+    settings = settings_from_args(TrainSettings, a)
     qrels = pd.read_parquet(a.qrels)
     teacher = None
     if a.teacher_scores:
         from dr_core.teacher import read_teacher_scores
 
         teacher = read_teacher_scores(a.teacher_scores, set(qrels["qid"]))
-    dro = DroSettings(**json.loads(a.dro)) if a.dro else None
+    dro = settings_from_args(DroSettings, a, "dro")
     clusters = read_assignments(a.clusters) if a.clusters else None
     trainer = Trainer(
         a.init,
@@ -167,10 +174,11 @@ def _teacher_scores(a: argparse.Namespace) -> None:
 def _train_reranker(a: argparse.Namespace) -> None:
     import pandas as pd
 
+    from dr_core.cli_settings import settings_from_args
     from dr_core.negatives import read_negatives
     from dr_core.reranker import RerankerSettings, RerankerTrainer
 
-    settings = RerankerSettings(**json.loads(a.settings))
+    settings = settings_from_args(RerankerSettings, a)
     negatives = read_negatives(a.negatives)
     trainer = RerankerTrainer(
         a.base, a.queries, a.corpus, pd.read_parquet(a.qrels), negatives, a.template, settings, a.checkpoint_dir
@@ -195,17 +203,25 @@ def _msmarco(a: argparse.Namespace) -> None:
     from dr_core.msmarco import runs, tables, title_join, triples
 
     if a.step == "join":
-        title_join.join_titles(a.inputs[0], a.inputs[1], a.out)
+        title_join.join_titles(*_given(a, "para", "titles"), a.out)
     elif a.step == "triples":
-        triples.negatives_from_triples(a.inputs[0], a.out)
+        triples.negatives_from_triples(*_given(a, "triples"), a.out)
     elif a.step == "corpus":
-        tables.corpus_to_parquet(a.inputs[0], a.out)
+        tables.corpus_to_parquet(*_given(a, "corpus_tsv"), a.out)
     elif a.step == "queries":
-        tables.queries_to_parquet(a.inputs, a.out)
+        tables.queries_to_parquet(*_given(a, "query_files"), a.out)
     elif a.step == "qrels":
-        tables.qrels_to_parquet(a.inputs[0], a.inputs[1], a.inputs[2], a.out)
+        tables.qrels_to_parquet(*_given(a, "qrels", "corpus", "queries"), a.out)
     elif a.step == "run":
-        runs.trec_to_msmarco_run(a.inputs[0], a.out)
+        runs.trec_to_msmarco_run(*_given(a, "run"), a.out)
+
+
+def _given(a: argparse.Namespace, *names: str) -> list:
+    """The values of a step's input flags `names`; a ValueError naming each one missing."""
+    missing = ["--" + name.replace("_", "-") for name in names if not getattr(a, name)]
+    if missing:
+        raise ValueError(f"{a.command} {a.step} needs {' and '.join(missing)}")
+    return [getattr(a, name) for name in names]
 
 
 def _fetch(a: argparse.Namespace) -> None:
@@ -396,10 +412,23 @@ def _split_queries(queries_path: str, qrels_path: str):
 
 
 def build_parser() -> argparse.ArgumentParser:
+    """`dr_core <command> ...`: a command per workflow step, grouped by stage; every setting is a flag."""
     p = argparse.ArgumentParser(prog="dr_core", description=__doc__)
     p.add_argument("--threads", type=int, default=0, help="torch intra-op threads (0: torch's default)")
-    sub = p.add_subparsers(dest="command", required=True)
+    sub = p.add_subparsers(dest="command", required=True, parser_class=SettingsParser)
+    _add_data_commands(sub)
+    _add_msmarco_commands(sub)
+    _add_negatives_commands(sub)
+    _add_training_commands(sub)
+    _add_reranker_commands(sub)
+    _add_retrieval_commands(sub)
+    _add_evaluation_commands(sub)
+    _add_sharing_commands(sub)
+    return p
 
+
+def _add_data_commands(sub: argparse._SubParsersAction) -> None:
+    """Download, validate and tokenize collections (BEIR, LoTTE)."""
     s = sub.add_parser("acquire", help="download and unpack a BEIR dataset zip")
     s.add_argument("--url", required=True)
     s.add_argument("--md5")
@@ -418,113 +447,6 @@ def build_parser() -> argparse.ArgumentParser:
         s.add_argument(name, required=True)
     s.add_argument("--empty-docs", choices=["error", "drop"], default="error")
     s.set_defaults(func=_qrels)
-
-    s = sub.add_parser("bm25", help="BM25 top-k for the queries of a split")
-    for name in ("--corpus", "--queries", "--qrels", "--out"):
-        s.add_argument(name, required=True)
-    s.add_argument("--k", type=int, default=1000)
-    s.add_argument("--k1", type=float, default=1.5)
-    s.add_argument("--b", type=float, default=0.75)
-    s.add_argument("--stemmer", default="english")
-    s.add_argument("--stopwords", default="en")
-    s.set_defaults(func=_bm25)
-
-    s = sub.add_parser("mine", help="sample hard negatives from a run")
-    for name in ("--run", "--qrels", "--out"):
-        s.add_argument(name, required=True)
-    s.add_argument("--rank-min", type=int, required=True)
-    s.add_argument("--rank-max", type=int, required=True)
-    s.add_argument("--n", type=int, required=True)
-    s.add_argument("--seed", type=int, default=42)
-    s.add_argument("--bm25-fraction", type=float, default=0.0, help="share of the n negatives from --bm25-run")
-    s.add_argument("--bm25-run", help="BM25 run of the same queries (with --bm25-fraction > 0)")
-    s.add_argument("--bm25-rank-min", type=int, default=1)
-    s.add_argument("--bm25-rank-max", type=int, default=100)
-    s.set_defaults(func=_mine)
-
-    s = sub.add_parser("denoise", help="drop negatives the teacher scores within a margin of the positive")
-    for name in ("--negatives", "--teacher-scores", "--qrels", "--out"):
-        s.add_argument(name, required=True)
-    s.add_argument("--margin", type=float, default=None, help="drop if score > weakest positive's - margin")
-    s.add_argument("--max-score", type=float, default=None, help="drop if score > this")
-    s.set_defaults(func=_denoise)
-
-    s = sub.add_parser(
-        "negatives-file",
-        help="round-1 negatives from a given file: qid<TAB>pid,pid,..., Tevatron train jsonl or sentence-transformers "
-        "hard negatives jsonl.gz",
-    )
-    s.add_argument("--src", required=True)
-    s.add_argument("--out", required=True)
-    s.set_defaults(func=_negatives_file)
-
-    s = sub.add_parser("tokenize", help="tokenize a corpus or queries Parquet file")
-    for name in ("--model", "--src", "--out", "--id-column"):
-        s.add_argument(name, required=True)
-    s.add_argument("--max-len", type=int, required=True)
-    s.add_argument("--template", default="", help="query or passage template ('' = the text as it is)")
-    s.add_argument("--untitled-template", default="{text}", help="passages without a title")
-    s.add_argument("--batch-size", type=int, default=10_000)
-    s.set_defaults(func=_tokenize)
-
-    s = sub.add_parser("init-model", help="save a base model as a bi-encoder (round 0)")
-    s.add_argument("--base", required=True)
-    s.add_argument("--spec", required=True, help="EncoderSpec as JSON")
-    s.add_argument("--out", required=True)
-    s.add_argument("--card", default="", help="model card facts as JSON (dr_core.model_card); '' = no card")
-    s.set_defaults(func=_init_model)
-
-    s = sub.add_parser("train", help="train one round")
-    for name in ("--init", "--queries", "--corpus", "--qrels", "--negatives", "--out", "--log", "--checkpoint-dir"):
-        s.add_argument(name, required=True)
-    s.add_argument("--settings", required=True, help="TrainSettings as JSON")
-    s.add_argument("--teacher-scores", default="", help="Parquet (qid, pid, score) or sentence-transformers .pkl.gz")
-    s.add_argument("--dro", default="", help="DroSettings as JSON (COCO-DR cluster re-weighting)")
-    s.add_argument("--clusters", default="", help="query clusters (qid<TAB>cluster) for DRO")
-    s.add_argument("--card", default="", help="model card facts as JSON (dr_core.model_card); '' = no card")
-    s.set_defaults(func=_train)
-
-    s = sub.add_parser("teacher-scores", help="score each train query's positives and negatives with a teacher")
-    for name in ("--model", "--queries", "--corpus", "--qrels", "--negatives", "--out"):
-        s.add_argument(name, required=True)
-    s.add_argument(
-        "--kind", choices=["auto", "cross", "bi"], default="auto", help="auto: cross for *ForSequenceClassification"
-    )
-    s.add_argument("--template", default="Title: {title} Text: {text}")
-    s.add_argument("--batch-size", type=int, default=32)
-    s.add_argument("--q-max-len", type=int, default=32, help="bi-encoder query length")
-    s.add_argument("--max-len", type=int, default=256, help="passage (bi) or pair (cross) length")
-    s.add_argument("--model-key", default="distill.teacher", help="the config key of --model, for errors")
-    s.set_defaults(func=_teacher_scores)
-
-    s = sub.add_parser("train-reranker", help="train a cross-encoder on a round's groups (listwise cross-entropy)")
-    for name in ("--base", "--queries", "--corpus", "--qrels", "--negatives", "--out", "--log", "--checkpoint-dir"):
-        s.add_argument(name, required=True)
-    s.add_argument("--template", default="Title: {title} Text: {text}")
-    s.add_argument("--settings", required=True, help="RerankerSettings as JSON")
-    s.set_defaults(func=_train_reranker)
-
-    s = sub.add_parser("rerank", help="re-score the top of a run with a cross-encoder")
-    for name in ("--model", "--run", "--queries", "--corpus", "--out", "--tag"):
-        s.add_argument(name, required=True)
-    s.add_argument("--depth", type=int, required=True, help="documents re-scored per query")
-    s.add_argument("--template", default="Title: {title} Text: {text}")
-    s.add_argument("--batch-size", type=int, default=64, help="pairs per forward pass")
-    s.add_argument("--max-len", type=int, default=256, help="pair length")
-    s.add_argument("--model-key", default="reranker.model", help="the config key of --model, for errors")
-    s.set_defaults(func=_rerank)
-
-    s = sub.add_parser("msmarco", help="MS MARCO steps: join titles, negatives from triples, Parquet, runs")
-    s.add_argument("step", choices=["join", "triples", "corpus", "queries", "qrels", "run"])
-    s.add_argument("--inputs", nargs="+", required=True)
-    s.add_argument("--out", required=True)
-    s.set_defaults(func=_msmarco)
-
-    s = sub.add_parser("fetch-msmarco", help="download one raw MS MARCO file (from its archive when it ships in one)")
-    s.add_argument("--name", required=True)
-    s.add_argument("--out", required=True)
-    s.add_argument("--archive-dir", required=True, help="where downloaded archives are kept")
-    s.set_defaults(func=_fetch)
 
     s = sub.add_parser("lotte", help="LoTTE: fetch the release, or validate one domain/split/query set to Parquet")
     s.add_argument("step", choices=["fetch", "prepare", "qrels"])
@@ -546,6 +468,94 @@ def build_parser() -> argparse.ArgumentParser:
         s.add_argument(name)
     s.set_defaults(func=_tevatron)
 
+    s = sub.add_parser("tokenize", help="tokenize a corpus or queries Parquet file")
+    for name in ("--model", "--src", "--out", "--id-column"):
+        s.add_argument(name, required=True)
+    s.add_argument("--max-len", type=int, required=True)
+    s.add_argument("--template", default="", help="query or passage template ('' = the text as it is)")
+    s.add_argument("--untitled-template", default="{text}", help="passages without a title")
+    s.add_argument("--batch-size", type=int, default=10_000)
+    s.set_defaults(func=_tokenize)
+
+
+def _add_msmarco_commands(sub: argparse._SubParsersAction) -> None:
+    """MS MARCO's raw files, the title join, negatives from the triples, Parquet tables and runs."""
+    s = sub.add_parser("fetch-msmarco", help="download one raw MS MARCO file (from its archive when it ships in one)")
+    s.add_argument("--name", required=True)
+    s.add_argument("--out", required=True)
+    s.add_argument("--archive-dir", required=True, help="where downloaded archives are kept")
+    s.set_defaults(func=_fetch)
+
+    s = sub.add_parser("msmarco", help="MS MARCO steps: join titles, negatives from triples, Parquet, runs")
+    s.add_argument("step", choices=["join", "triples", "corpus", "queries", "qrels", "run"])
+    s.add_argument("--para", help="join: para.txt (pid<TAB>text)")
+    s.add_argument("--titles", help="join: para.title.txt (pid<TAB>title)")
+    s.add_argument("--triples", help="triples: qidpidtriples.train.full.2.tsv(.gz)")
+    s.add_argument("--corpus-tsv", help="corpus: the joined corpus.tsv (pid<TAB>title<TAB>text)")
+    s.add_argument("--query-files", nargs="+", help="queries: query files (qid<TAB>text), e.g. train and dev")
+    s.add_argument("--qrels", help="qrels: an MS MARCO qrels file")
+    s.add_argument("--corpus", help="qrels: the corpus Parquet (the judged passages must be in it)")
+    s.add_argument("--queries", help="qrels: the queries Parquet (the judged queries must be in it)")
+    s.add_argument("--run", help="run: a TREC run, written in the MS MARCO format")
+    s.add_argument("--out", required=True)
+    s.set_defaults(func=_msmarco)
+
+
+def _add_negatives_commands(sub: argparse._SubParsersAction) -> None:
+    """Hard negatives: mined from a run, read from a file, denoised with teacher scores."""
+    s = sub.add_parser("mine", help="sample hard negatives from a run")
+    for name in ("--run", "--qrels", "--out"):
+        s.add_argument(name, required=True)
+    s.add_argument("--rank-min", type=int, required=True)
+    s.add_argument("--rank-max", type=int, required=True)
+    s.add_argument("--n", type=int, required=True)
+    s.add_argument("--seed", type=int, default=42)
+    s.add_argument("--bm25-fraction", type=float, default=0.0, help="share of the n negatives from --bm25-run")
+    s.add_argument("--bm25-run", help="BM25 run of the same queries (with --bm25-fraction > 0)")
+    s.add_argument("--bm25-rank-min", type=int, default=1)
+    s.add_argument("--bm25-rank-max", type=int, default=100)
+    s.set_defaults(func=_mine)
+
+    s = sub.add_parser(
+        "negatives-file",
+        help="round-1 negatives from a given file: qid<TAB>pid,pid,..., Tevatron train jsonl or sentence-transformers "
+        "hard negatives jsonl.gz",
+    )
+    s.add_argument("--src", required=True)
+    s.add_argument("--out", required=True)
+    s.set_defaults(func=_negatives_file)
+
+    s = sub.add_parser("teacher-scores", help="score each train query's positives and negatives with a teacher")
+    for name in ("--model", "--queries", "--corpus", "--qrels", "--negatives", "--out"):
+        s.add_argument(name, required=True)
+    s.add_argument(
+        "--kind", choices=["auto", "cross", "bi"], default="auto", help="auto: cross for *ForSequenceClassification"
+    )
+    s.add_argument("--template", default="Title: {title} Text: {text}")
+    s.add_argument("--batch-size", type=int, default=32)
+    s.add_argument("--q-max-len", type=int, default=32, help="bi-encoder query length")
+    s.add_argument("--max-len", type=int, default=256, help="passage (bi) or pair (cross) length")
+    s.add_argument("--model-key", default="distill.teacher", help="the config key of --model, for errors")
+    s.set_defaults(func=_teacher_scores)
+
+    s = sub.add_parser("denoise", help="drop negatives the teacher scores within a margin of the positive")
+    for name in ("--negatives", "--teacher-scores", "--qrels", "--out"):
+        s.add_argument(name, required=True)
+    s.add_argument("--margin", type=float, default=None, help="drop if score > weakest positive's - margin")
+    s.add_argument("--max-score", type=float, default=None, help="drop if score > this")
+    s.set_defaults(func=_denoise)
+
+
+def _add_training_commands(sub: argparse._SubParsersAction) -> None:
+    """The bi-encoder: round 0 from a base model, the query clusters of DRO, and training a round."""
+    s = sub.add_parser(
+        "init-model", help="save a base model as a bi-encoder (round 0)", settings={"": "dr_core.model:EncoderSpec"}
+    )
+    s.add_argument("--base", required=True)
+    s.add_argument("--out", required=True)
+    s.add_argument("--card", default="", help=CARD_HELP)
+    s.set_defaults(func=_init_model)
+
     s = sub.add_parser("cluster", help="k-means over the train queries' embeddings (DRO groups)")
     for name in ("--model", "--query-tokens", "--qrels", "--out"):
         s.add_argument(name, required=True)
@@ -553,6 +563,51 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--seed", type=int, default=42)
     s.add_argument("--batch-size", type=int, default=256)
     s.set_defaults(func=_cluster)
+
+    training = {"": "dr_core.train:TrainSettings", "dro": "dr_core.dro:DroSettings"}
+    s = sub.add_parser("train", help="train one round", settings=training)
+    for name in ("--init", "--queries", "--corpus", "--qrels", "--negatives", "--out", "--log", "--checkpoint-dir"):
+        s.add_argument(name, required=True)
+    s.add_argument("--teacher-scores", default="", help="Parquet (qid, pid, score) or sentence-transformers .pkl.gz")
+    s.add_argument("--clusters", default="", help="query clusters (qid<TAB>cluster) for DRO")
+    s.add_argument("--card", default="", help=CARD_HELP)
+    s.set_defaults(func=_train)
+
+
+def _add_reranker_commands(sub: argparse._SubParsersAction) -> None:
+    """The cross-encoder: training it and re-scoring the top of a run."""
+    s = sub.add_parser(
+        "train-reranker",
+        help="train a cross-encoder on a round's groups (listwise cross-entropy)",
+        settings={"": "dr_core.reranker:RerankerSettings"},
+    )
+    for name in ("--base", "--queries", "--corpus", "--qrels", "--negatives", "--out", "--log", "--checkpoint-dir"):
+        s.add_argument(name, required=True)
+    s.add_argument("--template", default="Title: {title} Text: {text}")
+    s.set_defaults(func=_train_reranker)
+
+    s = sub.add_parser("rerank", help="re-score the top of a run with a cross-encoder")
+    for name in ("--model", "--run", "--queries", "--corpus", "--out", "--tag"):
+        s.add_argument(name, required=True)
+    s.add_argument("--depth", type=int, required=True, help="documents re-scored per query")
+    s.add_argument("--template", default="Title: {title} Text: {text}")
+    s.add_argument("--batch-size", type=int, default=64, help="pairs per forward pass")
+    s.add_argument("--max-len", type=int, default=256, help="pair length")
+    s.add_argument("--model-key", default="reranker.model", help="the config key of --model, for errors")
+    s.set_defaults(func=_rerank)
+
+
+def _add_retrieval_commands(sub: argparse._SubParsersAction) -> None:
+    """Runs: BM25, and dense retrieval (encode the corpus, build the index, search it)."""
+    s = sub.add_parser("bm25", help="BM25 top-k for the queries of a split")
+    for name in ("--corpus", "--queries", "--qrels", "--out"):
+        s.add_argument(name, required=True)
+    s.add_argument("--k", type=int, default=1000)
+    s.add_argument("--k1", type=float, default=1.5)
+    s.add_argument("--b", type=float, default=0.75)
+    s.add_argument("--stemmer", default="english")
+    s.add_argument("--stopwords", default="en")
+    s.set_defaults(func=_bm25)
 
     s = sub.add_parser("encode", help="embed one corpus shard")
     for name in ("--model", "--tokens", "--emb-out", "--ids-out"):
@@ -587,6 +642,25 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--gpu-fp16", action="store_true", help="fp16 storage of the index on GPUs")
     s.set_defaults(func=_retrieve)
 
+
+def _add_evaluation_commands(sub: argparse._SubParsersAction) -> None:
+    """Hybrid runs (fusion), metrics and the summary tables."""
+    s = sub.add_parser("fusion-weight", help="tune the convex fusion weight on a split's judged queries")
+    for name in ("--bm25", "--dense", "--qrels", "--out"):
+        s.add_argument(name, required=True)
+    s.add_argument("--depth", type=int, default=100, help="each run is cut to this depth first")
+    s.set_defaults(func=_fusion_weight)
+
+    s = sub.add_parser("fuse", help="fuse a BM25 run with a dense run (convex sum of min-max scores, or RRF)")
+    for name in ("--bm25", "--dense", "--out", "--tag"):
+        s.add_argument(name, required=True)
+    s.add_argument("--method", choices=["convex", "rrf"], required=True)
+    s.add_argument("--weight", type=float, help="dense weight of the convex sum")
+    s.add_argument("--weight-file", help="JSON with the tuned 'weight' (from fusion-weight)")
+    s.add_argument("--rrf-k", type=int, default=60)
+    s.add_argument("--depth", type=int, default=100, help="each run is cut to this depth first")
+    s.set_defaults(func=_fuse)
+
     s = sub.add_parser("evaluate", help="score a run with pytrec_eval")
     for name in ("--run", "--qrels", "--out", "--system", "--dataset", "--split"):
         s.add_argument(name, required=True)
@@ -600,22 +674,9 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--beir-metric", default="ndcg@10")
     s.set_defaults(func=_summarize)
 
-    s = sub.add_parser("fuse", help="fuse a BM25 run with a dense run (convex sum of min-max scores, or RRF)")
-    for name in ("--bm25", "--dense", "--out", "--tag"):
-        s.add_argument(name, required=True)
-    s.add_argument("--method", choices=["convex", "rrf"], required=True)
-    s.add_argument("--weight", type=float, help="dense weight of the convex sum")
-    s.add_argument("--weight-file", help="JSON with the tuned 'weight' (from fusion-weight)")
-    s.add_argument("--rrf-k", type=int, default=60)
-    s.add_argument("--depth", type=int, default=100, help="each run is cut to this depth first")
-    s.set_defaults(func=_fuse)
 
-    s = sub.add_parser("fusion-weight", help="tune the convex fusion weight on a split's judged queries")
-    for name in ("--bm25", "--dense", "--qrels", "--out"):
-        s.add_argument(name, required=True)
-    s.add_argument("--depth", type=int, default=100, help="each run is cut to this depth first")
-    s.set_defaults(func=_fusion_weight)
-
+def _add_sharing_commands(sub: argparse._SubParsersAction) -> None:
+    """A model's card, its upload to the Hub, and trying a round on typed queries."""
     s = sub.add_parser("model-card", help="a saved model's card with its evaluation metrics and reproducing command")
     for name in ("--model", "--out", "--command"):
         s.add_argument(name, required=True)
@@ -643,7 +704,6 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--queries-file", default="", help="a TSV of 'qid<TAB>query' lines instead of typed queries")
     s.add_argument("--out", default="", help="with --queries-file: write the TREC run here instead of printing")
     s.set_defaults(func=_try)
-    return p
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -20,14 +20,17 @@ def snakemake_cmd(*args: str) -> list[str]:
 
 
 def train_cli_args(d: Path, out: str, ckpt: str, settings: dict) -> list[str]:
-    """Arguments of the `train` step after `python -m` (or `torchrun ... -m --`) on the prepared fixture in `d`."""
+    """Arguments of the `train` step after `python -m` (or `torchrun ... -m --`) on the prepared fixture in `d`,
+    `settings` (TrainSettings keys) as their flags."""
+    from dr_core.cli_settings import settings_argv
+
     paths = {
         "--init": d / "init", "--queries": d / "tq.parquet", "--corpus": d / "tc.parquet",
         "--qrels": d / "qrels.parquet", "--negatives": d / "negs.tsv", "--out": d / out,
         "--log": d / f"{out}.csv", "--checkpoint-dir": d / ckpt,
     }  # fmt: skip
     flags = [x for flag, path in paths.items() for x in (flag, str(path))]
-    return ["dr_core", "--threads", "1", "train", *flags, "--settings", json.dumps(settings)]
+    return ["dr_core", "--threads", "1", "train", *flags, *settings_argv(settings)]
 
 
 def _texts() -> list[str]:

@@ -128,4 +128,4 @@ def test_lora_settings_defaults_are_the_schemas_and_a_recipe_validates(tmp_path)
     cmd = snakemake_cmd("-n", "-p", "--configfile", str(tmp_path / "c.yaml"), "--directory", str(tmp_path))
     proc = subprocess.run(cmd, capture_output=True, text=True, cwd=REPO)
     assert proc.returncode == 0, proc.stdout[-2000:]
-    assert '"lora": {"r": 4}' in proc.stdout
+    assert "'--lora={\"r\": 4}'" in proc.stdout

@@ -1,9 +1,11 @@
 import json
 import os
 import re
+import shlex
 from pathlib import Path
 
 # Each rule's `code` param is step_fingerprint(<its dr_core command>): editing that code reruns the rule.
+from dr_core.cli_settings import settings_argv
 from dr_core.fingerprint import step_fingerprint
 from dr_core.msmarco.files import RAW_FILES
 from dr_core.tokenization import check_template
@@ -223,7 +225,14 @@ def is_train_target(wildcards):
     return wildcards.dataset == TRAIN_DS and wildcards.split == TRAIN_SPLIT
 
 
+def cli_flags(settings, prefix=""):
+    """A config section as its settings dataclass's flags (dr_core.cli_settings), sorted and shell-quoted: a
+    changed value changes the rule's params, so the step reruns."""
+    return shlex.join(settings_argv(dict(sorted(settings.items())), prefix))
+
+
 def encoder_spec():
+    """The model keys that make up dr_core.model.EncoderSpec."""
     m = config["model"]
     keys = (
         "pooling",
@@ -236,7 +245,7 @@ def encoder_spec():
         "passage_template",
         "passage_template_untitled",
     )
-    return json.dumps({k: m[k] for k in keys})
+    return {k: m[k] for k in keys}
 
 
 def model_card(round_):
@@ -273,10 +282,13 @@ def first_negatives_file():
                 "config: negatives.source is 'file' but negatives.file is not set"
             )
         return repo_path(neg["file"])
-    if _dataset(TRAIN_DS)["kind"] != "msmarco":
+    kind = "tevatron" if neg["source"] == "tevatron" else "msmarco"
+    if _dataset(TRAIN_DS)["kind"] != kind:
         raise ValueError(
-            f"config: negatives.source '{neg['source']}' needs an msmarco train dataset"
+            f"config: negatives.source '{neg['source']}' needs a train dataset of kind {kind}"
         )
+    if kind == "tevatron":
+        return f"{OUT}/data/{TRAIN_DS}/tevatron.negatives.{TRAIN_SPLIT}.tsv"
     if neg["source"] == "hard_negatives":
         return msmarco_path(TRAIN_DS, "msmarco-hard-negatives.jsonl.gz")
     return f"{OUT}/data/{TRAIN_DS}/triples.negatives.tsv"

@@ -13,11 +13,11 @@ rule init_model:
         **rule_resources("init_model"),
     params:
         base=config["model"]["base"],
-        spec=lambda w: encoder_spec(),  # templates hold braces: not a wildcard pattern
+        spec=lambda w: cli_flags(encoder_spec()),  # templates hold braces: not a wildcard pattern
         card=lambda w: model_card(0),
         code=step_fingerprint("init-model"),
     shell:
-        "python -m dr_core init-model --base {params.base:q} --spec {params.spec:q} --card {params.card:q} "
+        "python -m dr_core init-model --base {params.base:q} {params.spec} --card {params.card:q} "
         "--out {output:q} > {log:q} 2>&1"
 
 
@@ -45,12 +45,8 @@ rule train:
     resources:
         **rule_resources("train"),
     params:
-        settings=json.dumps(config["train"], sort_keys=True),
-        dro=(
-            json.dumps(config["dro"], sort_keys=True)
-            if config["dro"]["type"] != "none"
-            else ""
-        ),
+        settings=cli_flags(config["train"]),
+        dro=cli_flags(config["dro"], "dro") if config["dro"]["type"] != "none" else "",
         checkpoints=lambda w: f"{OUT}/round{w.round}/checkpoints",
         launcher=launcher,
         card=lambda w: model_card(w.round),
@@ -59,8 +55,8 @@ rule train:
         "{params.launcher} dr_core --threads {threads} train --init {input.init:q} "
         "--queries {input.queries:q} --corpus {input.corpus:q} --qrels {input.qrels:q} "
         "--negatives {input.negatives:q} --out {output.model:q} --log {output.log_csv:q} "
-        "--checkpoint-dir {params.checkpoints:q} --settings {params.settings:q} "
-        "--teacher-scores={input.teacher:q} --dro={params.dro:q} --clusters={input.clusters:q} "
+        "--checkpoint-dir {params.checkpoints:q} {params.settings} {params.dro} "
+        "--teacher-scores={input.teacher:q} --clusters={input.clusters:q} "
         "--card {params.card:q} > {log:q} 2>&1"
 
 

@@ -40,7 +40,8 @@ rule msmarco_join:
     params:
         code=step_fingerprint("msmarco"),
     shell:
-        "python -m dr_core msmarco join --inputs {input.para:q} {input.titles:q} --out {output:q} > {log:q} 2>&1"
+        "python -m dr_core msmarco join --para {input.para:q} --titles {input.titles:q} "
+        "--out {output:q} > {log:q} 2>&1"
 
 
 rule msmarco_corpus:
@@ -60,7 +61,7 @@ rule msmarco_corpus:
     params:
         code=step_fingerprint("msmarco"),
     shell:
-        "python -m dr_core msmarco corpus --inputs {input:q} --out {output:q} > {log:q} 2>&1"
+        "python -m dr_core msmarco corpus --corpus-tsv {input:q} --out {output:q} > {log:q} 2>&1"
 
 
 rule msmarco_queries:
@@ -81,7 +82,8 @@ rule msmarco_queries:
     params:
         code=step_fingerprint("msmarco"),
     shell:
-        "python -m dr_core msmarco queries --inputs {input.train:q} {input.dev:q} --out {output:q} > {log:q} 2>&1"
+        "python -m dr_core msmarco queries --query-files {input.train:q} {input.dev:q} "
+        "--out {output:q} > {log:q} 2>&1"
 
 
 rule msmarco_qrels:
@@ -104,8 +106,8 @@ rule msmarco_qrels:
     params:
         code=step_fingerprint("msmarco"),
     shell:
-        "python -m dr_core msmarco qrels --inputs {input.qrels:q} {input.corpus:q} {input.queries:q} "
-        "--out {output:q} > {log:q} 2>&1"
+        "python -m dr_core msmarco qrels --qrels {input.qrels:q} --corpus {input.corpus:q} "
+        "--queries {input.queries:q} --out {output:q} > {log:q} 2>&1"
 
 
 rule msmarco_triples:
@@ -125,7 +127,7 @@ rule msmarco_triples:
     params:
         code=step_fingerprint("msmarco"),
     shell:
-        "python -m dr_core msmarco triples --inputs {input:q} --out {output:q} > {log:q} 2>&1"
+        "python -m dr_core msmarco triples --triples {input:q} --out {output:q} > {log:q} 2>&1"
 
 
 rule msmarco_run:
@@ -145,4 +147,4 @@ rule msmarco_run:
     params:
         code=step_fingerprint("msmarco"),
     shell:
-        "python -m dr_core msmarco run --inputs {input:q} --out {output:q} > {log:q} 2>&1"
+        "python -m dr_core msmarco run --run {input:q} --out {output:q} > {log:q} 2>&1"

@@ -33,9 +33,8 @@ rule train_reranker:
     params:
         base=RERANKER["base"] or config["model"]["base"],
         template=lambda w: config["model"]["template"],
-        settings=json.dumps(
-            {k: v for k, v in RERANKER.items() if k not in RERANKER_WORKFLOW_KEYS},
-            sort_keys=True,
+        settings=cli_flags(
+            {k: v for k, v in RERANKER.items() if k not in RERANKER_WORKFLOW_KEYS}
         ),
         checkpoints=f"{OUT}/reranker/checkpoints",
         launcher=launcher,
@@ -43,7 +42,7 @@ rule train_reranker:
     shell:
         "{params.launcher} dr_core --threads {threads} train-reranker --base {params.base:q} "
         "--queries {input.queries:q} --corpus {input.corpus:q} --qrels {input.qrels:q} "
-        "--negatives {input.negatives:q} --template {params.template:q} --settings {params.settings:q} "
+        "--negatives {input.negatives:q} --template {params.template:q} {params.settings} "
         "--out {output.model:q} --log {output.log_csv:q} --checkpoint-dir {params.checkpoints:q} > {log:q} 2>&1"
 
 
