@@ -123,6 +123,12 @@ def _init_model(a: argparse.Namespace) -> None:
             write_card(tmp, spec, json.loads(a.card))
 
 
+def _scale_t5(a: argparse.Namespace) -> None:
+    from dr_core.t5 import scale_t5_model
+
+    scale_t5_model(a.base, a.out)
+
+
 def _train(a: argparse.Namespace) -> None:
     import pandas as pd
 
@@ -555,6 +561,11 @@ def _add_training_commands(sub: argparse._SubParsersAction) -> None:
     s.add_argument("--out", required=True)
     s.add_argument("--card", default="", help=CARD_HELP)
     s.set_defaults(func=_init_model)
+
+    s = sub.add_parser("scale-t5", help="scale a T5's weights as OpenMatch's scale_t5_weights.py (for fp16 training)")
+    s.add_argument("--base", required=True, help="a T5 hub name or path (ReLU feed-forward: t5-small/base/large)")
+    s.add_argument("--out", required=True)
+    s.set_defaults(func=_scale_t5)
 
     s = sub.add_parser("cluster", help="k-means over the train queries' embeddings (DRO groups)")
     for name in ("--model", "--query-tokens", "--qrels", "--out"):

@@ -17,11 +17,11 @@ SETTINGS_SHOWN = (
 )  # fmt: skip
 
 
-def front_matter(info: dict, pipeline_tag: str = "sentence-similarity") -> str:
+def front_matter(info: dict, pipeline_tag: str = "sentence-similarity", library: str = "sentence-transformers") -> str:
     """YAML front matter as the Hub reads it; a `pkg:` or local base model is no Hub id and is left out."""
     meta: dict = {
-        "library_name": "sentence-transformers",
-        "tags": ["sentence-transformers", "dense-retrieval", "dr_core", pipeline_tag],
+        "library_name": library,
+        "tags": [library, "dense-retrieval", "dr_core", pipeline_tag],
         "pipeline_tag": pipeline_tag,
     }
     base = info.get("base", "")
@@ -45,6 +45,15 @@ def input_section(spec: EncoderSpec) -> str:
         f"cut to {spec.p_max_len} tokens",
         f"- pooling `{spec.pooling}`, similarity `{spec.similarity}`",
         "",
+    ]
+    if spec.pooling == "first_decoder":
+        lines.append(
+            "The embedding is the decoder's first state (OpenMatch's T5 pooling), which sentence-transformers cannot "
+            "express: this folder has no sentence-transformers files (`SentenceTransformer(folder)` would build a "
+            "different, mean-pooled encoder). Build the texts with the templates above."
+        )
+        return "\n".join(lines) + "\n"
+    lines += [
         f"sentence-transformers prompts: `{json.dumps(prompts)}` (`encode_query` / `encode_document` add them). "
         "sentence-transformers has one `max_seq_length`; it is set to the passage length "
         f"({spec.p_max_len}). Queries were cut at {spec.q_max_len} tokens here: set "
@@ -63,7 +72,10 @@ def input_section(spec: EncoderSpec) -> str:
     return "\n".join(lines) + "\n"
 
 
-def usage_section(folder_hint: str, spec: EncoderSpec) -> str:
+def usage_section(folder_hint: str, spec: EncoderSpec, model_class: str = "AutoModel") -> str:
+    """How to load the folder in sentence-transformers, plain transformers (`model_class`) and dr_core."""
+    if spec.pooling == "first_decoder":
+        return decoder_usage_section(folder_hint, spec)
     pool = "out.last_hidden_state[:, 0]" if spec.pooling == "cls" else "mean over the attention mask"
     return (
         "## Use\n\n```python\nfrom sentence_transformers import SentenceTransformer\n\n"
@@ -71,7 +83,7 @@ def usage_section(folder_hint: str, spec: EncoderSpec) -> str:
         'q = model.encode_query(["what causes scurvy"])\n'
         'd = model.encode_document(["Vitamin C deficiency causes scurvy."])\n'
         "print(model.similarity(q, d))\n```\n\n"
-        "Plain transformers: `AutoModel.from_pretrained(folder)` and `AutoTokenizer.from_pretrained(folder)`; "
+        f"Plain transformers: `{model_class}.from_pretrained(folder)` and `AutoTokenizer.from_pretrained(folder)`; "
         f"the embedding is {pool}"
         + (", L2-normalised" if spec.similarity == "cosine" else "")
         + (" (a linear projection in `2_Dense/` follows)" if spec.projection_dim else "")
@@ -79,6 +91,33 @@ def usage_section(folder_hint: str, spec: EncoderSpec) -> str:
         '`python -m dr_core try --run-dir <results>/<name> --round <r> --dataset <d> "query"` '
         "searches a run's corpus.\n"
     )
+
+
+def decoder_usage_section(folder_hint: str, spec: EncoderSpec) -> str:
+    """Plain transformers' call for a first_decoder model (T5Model: the encoder, then one decoder step)."""
+    return (
+        "## Use\n\n```python\nimport torch\nfrom transformers import AutoModel, AutoTokenizer\n\n"
+        f'tok = AutoTokenizer.from_pretrained("{folder_hint}")\n'
+        f'model = AutoModel.from_pretrained("{folder_hint}").eval()\n'
+        f'batch = tok(["what causes scurvy"], padding=True, truncation=True, max_length={spec.q_max_len}, '
+        'return_tensors="pt")\n'
+        "start = torch.zeros(len(batch.input_ids), 1, dtype=torch.long)  # the decoder start token (T5: 0, its pad)\n"
+        "emb = model(**batch, decoder_input_ids=start).last_hidden_state[:, 0]\n```\n\n"
+        f"Passages the same way, with `max_length={spec.p_max_len}`"
+        + ("; the embedding is then L2-normalised" if spec.similarity == "cosine" else "")
+        + ("; a linear projection in `2_Dense/` follows" if spec.projection_dim else "")
+        + ". dr_core: `dr_core.model.BiEncoder.load(folder)`.\n"
+    )
+
+
+def saved_class(folder: Path) -> str:
+    """The transformers class to load the folder's tower with: its encoder-only class (`T5EncoderModel`, which
+    AutoModel would load as a whole T5 with a random decoder), else AutoModel."""
+    for config in (folder / "config.json", folder / "query_model" / "config.json"):
+        if config.exists():
+            name = (json.loads(config.read_text()).get("architectures") or ["AutoModel"])[0]
+            return name if name.endswith("EncoderModel") else "AutoModel"
+    return "AutoModel"
 
 
 def metrics_section(metrics: list[dict]) -> str:
@@ -114,14 +153,15 @@ def write_card(folder: str | Path, spec: EncoderSpec, info: dict, settings: dict
     """README.md of a saved bi-encoder: front matter, training, inputs, use, metrics (`info["metrics"]`)."""
     rnd = info.get("round")
     title = f"# {info.get('recipe', 'dr_core')}" + (f", round {rnd}" if rnd is not None else "")
+    library = "transformers" if spec.pooling == "first_decoder" else "sentence-transformers"
     text = "\n".join(
         [
-            front_matter(info),
+            front_matter(info, library=library),
             title + "\n",
             "A dense retriever (bi-encoder) trained with dr_core.\n",
             training_section(info, settings),
             input_section(spec),
-            usage_section(info.get("path", "path/to/model"), spec),
+            usage_section(info.get("path", "path/to/model"), spec, saved_class(Path(folder))),
             metrics_section(info.get("metrics") or []),
         ]
     )

@@ -43,7 +43,7 @@ def write_msmarco_files(dest) -> None:
 
 
 def test_recipes_show_the_whole_dag_from_download_to_dev_evaluation(tmp_path):
-    for recipe in ("tevatron", "openmatch", "retromae", "disentangled"):
+    for recipe in ("tevatron", "openmatch", "openmatch-t5", "retromae", "disentangled"):
         proc = snakemake(
             "-n",
             "--configfile",
@@ -54,7 +54,8 @@ def test_recipes_show_the_whole_dag_from_download_to_dev_evaluation(tmp_path):
         jobs = planned_jobs(proc.stdout)
         assert jobs["msmarco_fetch"] >= 6 and jobs["msmarco_join"] == 1 and jobs["msmarco_qrels"] == 2, recipe
         assert jobs["train"] >= 1 and jobs["evaluate"] >= 3 and jobs["msmarco_run"] >= 3, recipe
-        assert ("msmarco_triples" in jobs) == (recipe == "openmatch"), recipe
+        assert ("msmarco_triples" in jobs) == recipe.startswith("openmatch"), recipe
+        assert jobs.get("scale_t5", 0) == (recipe == "openmatch-t5"), recipe  # T5 scaled before round 0
     assert (
         "torchrun --standalone --nproc_per_node 4 -m -- dr_core"
         in snakemake(

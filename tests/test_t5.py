@@ -10,9 +10,11 @@ import sys
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import pytest
 import torch
 from conftest import _texts, prepare_tokenized, train_cli_args
+from test_workflow import snakemake, write_config
 
 from dr_core.batching import Padder
 from dr_core.model import BiEncoder, EncoderSpec, load_tokenizer
@@ -130,6 +132,25 @@ def test_decoder_pooling_on_an_encoder_only_model_names_the_key(tiny_bert):
         EncoderSpec(pooling="first")
 
 
+@pytest.mark.parametrize("pooling", ["first_decoder", "mean"])
+def test_the_model_cards_plain_transformers_code_gives_the_embedding(tiny_t5, tmp_path, pooling):
+    from dr_core.model_card import write_card
+
+    spec = EncoderSpec(pooling=pooling, q_max_len=16)
+    model = BiEncoder.from_base(str(tiny_t5), spec)
+    model.save(tmp_path, load_tokenizer(tiny_t5))
+    card = write_card(tmp_path, spec, {"recipe": "t5", "base": "t5-base", "path": str(tmp_path)}).read_text()
+    if pooling == "mean":  # sentence-transformers loads it; plain transformers needs the encoder-only class
+        assert "library_name: sentence-transformers" in card and "`T5EncoderModel.from_pretrained(folder)`" in card
+        return
+    assert "library_name: transformers" in card and "cannot express" in card
+    code = card.split("```python\n")[1].split("```")[0]
+    scope: dict = {}
+    exec(code, scope)  # the card's snippet, as a user would run it
+    query = _embed(model, _batch(load_tokenizer(tiny_t5), ["what causes scurvy"], 16))
+    torch.testing.assert_close(scope["emb"], query)
+
+
 def _state(feed_forward: tuple[str, ...] = ("wi", "wo")) -> dict[str, torch.Tensor]:
     """A hand-built 2-layer T5 state dict of ones: every weight OpenMatch scales, and some it does not."""
     names = ["shared.weight", "encoder.final_layer_norm.weight"]
@@ -199,3 +220,29 @@ def test_t5_trains_through_the_cli(tiny_t5, tmp_path):
     batch = _batch(tok, TEXTS)
     assert not torch.allclose(_embed(trained, batch), _embed(init, batch))
     assert json.loads((d / "model" / "dr_encoder.json").read_text())["pooling"] == "first_decoder"
+
+
+def test_decoder_pooling_on_a_bert_fails_in_the_workflow_and_leaves_no_model(tmp_path):
+    config = write_config(tmp_path, **{"model.pooling": "first_decoder"})  # the fixture's base is a BERT
+    target = "results/tiny/round0/model"
+    proc = snakemake("--cores", "1", "--configfile", str(config), "--directory", str(tmp_path), target, check=False)
+    assert proc.returncode != 0 and not (tmp_path / target).exists()
+    log = (tmp_path / "results/tiny/logs/model/round0.log").read_text()
+    assert "model.pooling 'first_decoder' needs an encoder-decoder model such as T5" in log
+
+
+@pytest.mark.slow
+def test_scaled_t5_recipe_runs_end_to_end_on_the_fixture(tiny_t5, tmp_path):
+    changes = {"model.base": str(tiny_t5), "model.pooling": "first_decoder", "model.scale_t5_weights": True}
+    config = write_config(tmp_path, **changes, **{"ance.rounds": 1, "train.epochs": 1, "encode.num_shards": 1})
+    snakemake("--cores", "2", "--configfile", str(config), "--directory", str(tmp_path))
+    out = tmp_path / "results" / "tiny"
+    summary = pd.read_csv(out / "summary.tsv", sep="\t")
+    assert summary["system"].tolist() == ["bm25", "round0", "round1"]
+    assert summary["ndcg@10"].between(0, 1).all()
+    scaled = out / "base_model" / "t5_scaled"
+    round0 = BiEncoder.load(out / "round0" / "model")
+    assert round0.spec.pooling == "first_decoder" and not (out / "round0" / "model" / "modules.json").exists()
+    from transformers import T5Model
+
+    torch.testing.assert_close(round0.query_model.shared.weight, T5Model.from_pretrained(scaled).shared.weight)

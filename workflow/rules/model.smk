@@ -1,7 +1,29 @@
 # Round 0 is the base model saved as a bi-encoder (the zero-shot baseline); round r >= 1 is trained.
+# With model.scale_t5_weights, round 0 is made from the base T5 scaled as OpenMatch does (rule scale_t5).
+SCALED_T5 = f"{OUT}/base_model/t5_scaled"
+SCALE_T5 = config["model"]["scale_t5_weights"]
+
+
+rule scale_t5:
+    output:
+        directory(SCALED_T5),
+    log:
+        f"{OUT}/logs/model/scale_t5.log",
+    conda:
+        CPU_ENV
+    threads: res("scale_t5", "threads")
+    resources:
+        **rule_resources("scale_t5"),
+    params:
+        base=config["model"]["base"],
+        code=step_fingerprint("scale-t5"),
+    shell:
+        "python -m dr_core scale-t5 --base {params.base:q} --out {output:q} > {log:q} 2>&1"
 
 
 rule init_model:
+    input:
+        [SCALED_T5] if SCALE_T5 else [],
     output:
         directory(f"{OUT}/round0/model"),
     log:
@@ -12,7 +34,7 @@ rule init_model:
     resources:
         **rule_resources("init_model"),
     params:
-        base=config["model"]["base"],
+        base=SCALED_T5 if SCALE_T5 else config["model"]["base"],
         spec=lambda w: cli_flags(encoder_spec()),  # templates hold braces: not a wildcard pattern
         card=lambda w: model_card(0),
         code=step_fingerprint("init-model"),
