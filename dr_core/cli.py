@@ -253,7 +253,7 @@ def _tevatron(a: argparse.Namespace) -> None:
     if a.step == "corpus":
         tevatron.write_corpus(a.src[0], a.out, a.cache_dir)
     elif a.step == "groups":
-        tevatron.write_split(a.src[0], a.corpus, a.out, a.queries_out, a.negatives_out, a.cache_dir)
+        tevatron.write_split(a.src[0], a.corpus, a.out, a.queries_out, a.negatives_out, a.cache_dir, a.judgements)
     else:
         tevatron.merge_queries(a.src, a.out)
 
@@ -472,6 +472,7 @@ def _add_data_commands(sub: argparse._SubParsersAction) -> None:
     s.add_argument("--out", required=True)
     for name in ("--corpus", "--queries-out", "--negatives-out", "--cache-dir"):
         s.add_argument(name)
+    s.add_argument("--judgements", help="groups: a TREC qrels file that judges the split instead of its positives")
     s.set_defaults(func=_tevatron)
 
     s = sub.add_parser("tokenize", help="tokenize a corpus or queries Parquet file")

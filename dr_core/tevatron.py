@@ -3,9 +3,9 @@
 `text`), from a Hub dataset (`owner/name[/split]`, as Tevatron's `--dataset_name`; split train when none is
 given) or a data file (a local path or an `hf://datasets/...` URL; .jsonl, .json or .parquet, optionally .gz).
 
-They become the workflow's tables: corpus.parquet, and per split its qrels (every positive, rel 1), its
-queries and its negatives (`qid<TAB>pid,...`). Bad input is a DataError naming the source and the row (1-based:
-a JSON-lines file's line when it has no blank lines); nothing is written then.
+They become the workflow's tables: corpus.parquet, and per split its qrels (every positive, rel 1, or a
+judgements file's), its queries and its negatives (`qid<TAB>pid,...`). Bad input is a DataError naming the
+source and the row (1-based: a JSON-lines file's line when it has no blank lines); nothing is written then.
 """
 
 from __future__ import annotations
@@ -24,6 +24,7 @@ import pyarrow.parquet as pq
 from dr_core.atomic import atomic_path
 from dr_core.beir import write_parquet
 from dr_core.errors import DataError
+from dr_core.msmarco.tables import qrels_to_parquet
 from dr_core.negatives import write_negatives
 
 if TYPE_CHECKING:  # `datasets` loads only when a source is read
@@ -139,9 +140,10 @@ def _passage_ids(table: pa.Table, field: str, source: str, first_row: int, requi
     return pa.ListArray.from_arrays(pa.array(offsets), docids)
 
 
-def read_groups(source: str, cache_dir: str | Path | None = None) -> pa.Table:
+def read_groups(source: str, cache_dir: str | Path | None = None, need_positives: bool = True) -> pa.Table:
     """Tevatron query groups as a table (qid, query, positives, negatives: docid lists), checked row by row:
-    every row has a query_id (unique), a query and at least one positive passage, every passage a docid."""
+    every row has a query_id (unique), a query and (if `need_positives`) a positive passage, every passage a
+    docid."""
     tables, seen = [], {}
     for first_row, batch in _batches(load_rows(source, cache_dir), source):
         qids = _ids(batch, "query_id", source, first_row)
@@ -152,7 +154,7 @@ def read_groups(source: str, cache_dir: str | Path | None = None) -> pa.Table:
         columns = {
             "qid": qids,
             "query": _ids(batch, "query", source, first_row),
-            "positives": _passage_ids(batch, "positive_passages", source, first_row, required=True),
+            "positives": _passage_ids(batch, "positive_passages", source, first_row, need_positives),
             "negatives": _passage_ids(batch, "negative_passages", source, first_row, required=False),
         }
         tables.append(pa.table(columns))
@@ -206,17 +208,24 @@ def write_split(
     queries_out: str | Path,
     negatives_out: str | Path,
     cache_dir: str | Path | None = None,
+    judgements: str | Path | None = None,
 ) -> None:
-    """One split's Tevatron query groups -> its qrels (qid, docid, rel 1 for every positive), its queries (qid,
-    text) and its negatives (`qid<TAB>pid,...`, in the groups' order), after checking every docid against the
-    prepared corpus."""
-    groups = read_groups(source, cache_dir)
+    """One split's Tevatron query groups -> its qrels, its queries (qid, text) and its negatives
+    (`qid<TAB>pid,...`, in the groups' order), after checking every docid against the prepared corpus. The qrels
+    are every positive (rel 1), or the `judgements` file's (TREC `qid 0 docid rel` or `qid docid`, as MS MARCO's
+    qrels.dev.small.tsv, the judgements Tevatron's guide evaluates with; the groups then need no positives)."""
+    groups = read_groups(source, cache_dir, need_positives=judgements is None)
     check_known(groups, pq.read_table(corpus, columns=["id"])["id"].combine_chunks(), source)
-    qrels = groups.select(["qid", "positives"]).to_pandas().explode("positives").drop_duplicates()
-    qrels = qrels.rename(columns={"positives": "docid"}).assign(rel=1)
-    queries = pd.DataFrame({"qid": groups["qid"].to_pylist(), "text": groups["query"].to_pylist()})
-    write_parquet(qrels.reset_index(drop=True), qrels_out)
-    write_parquet(queries, queries_out)
+    write_parquet(pd.DataFrame({"qid": groups["qid"].to_pylist(), "text": groups["query"].to_pylist()}), queries_out)
+    try:
+        if judgements is None:
+            qrels = groups.select(["qid", "positives"]).to_pandas().explode("positives").drop_duplicates()
+            write_parquet(qrels.rename(columns={"positives": "docid"}).assign(rel=1).reset_index(drop=True), qrels_out)
+        else:
+            qrels_to_parquet(judgements, corpus, queries_out, qrels_out)
+    except DataError:
+        Path(queries_out).unlink()
+        raise
     write_negatives(dict(zip(groups["qid"].to_pylist(), groups["negatives"].to_pylist())), negatives_out)
 
 

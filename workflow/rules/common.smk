@@ -114,6 +114,7 @@ MSMARCO_RAW_FILES = list(RAW_FILES)
 MSMARCO_QRELS = {"train": "qrels.train.tsv", "dev": "qrels.dev.small.tsv"}
 MSMARCO_DATASETS = names_pattern("msmarco")
 LOTTE_DATASETS = names_pattern("lotte")
+TEVATRON_DATASETS = names_pattern("tevatron")
 
 
 wildcard_constraints:

@@ -8,7 +8,7 @@ rule msmarco_fetch:
     log:
         f"{OUT}/logs/msmarco_fetch/{{dataset}}.{{name}}.log",
     wildcard_constraints:
-        dataset=MSMARCO_DATASETS,
+        dataset=f"{MSMARCO_DATASETS}|{TEVATRON_DATASETS}",  # a tevatron dataset's qrels may be one
         name="|".join(re.escape(n) for n in MSMARCO_RAW_FILES),
     conda:
         CPU_ENV
