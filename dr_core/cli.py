@@ -251,11 +251,12 @@ def _tevatron(a: argparse.Namespace) -> None:
     from dr_core import tevatron
 
     if a.step == "corpus":
-        tevatron.write_corpus(a.src[0], a.out, a.cache_dir)
+        tevatron.write_corpus(*_given(a, "src"), a.out, a.cache_dir)
     elif a.step == "groups":
-        tevatron.write_split(a.src[0], a.corpus, a.out, a.queries_out, a.negatives_out, a.cache_dir, a.judgements)
+        src, corpus, queries, negatives = _given(a, "src", "corpus", "queries_out", "negatives_out")
+        tevatron.write_split(src, corpus, a.out, queries, negatives, a.cache_dir, a.judgements)
     else:
-        tevatron.merge_queries(a.src, a.out)
+        tevatron.merge_queries(*_given(a, "query_files"), a.out)
 
 
 def _cluster(a: argparse.Namespace) -> None:
@@ -468,11 +469,14 @@ def _add_data_commands(sub: argparse._SubParsersAction) -> None:
         "(--out), queries and negatives; the splits' queries merged",
     )
     s.add_argument("step", choices=["corpus", "groups", "queries"])
-    s.add_argument("--src", nargs="+", required=True, help="the source; for queries, the splits' query tables")
-    s.add_argument("--out", required=True)
-    for name in ("--corpus", "--queries-out", "--negatives-out", "--cache-dir"):
-        s.add_argument(name)
+    s.add_argument("--src", help="corpus, groups: a Hub dataset owner/name[/split] or a .jsonl/.json/.parquet file")
+    s.add_argument("--cache-dir", help="corpus, groups: where datasets caches what it reads (default: its own)")
+    s.add_argument("--corpus", help="groups: the corpus Parquet (every docid must be in it)")
+    s.add_argument("--queries-out", help="groups: the split's queries Parquet")
+    s.add_argument("--negatives-out", help="groups: the split's negatives (qid<TAB>pid,...)")
     s.add_argument("--judgements", help="groups: a TREC qrels file that judges the split instead of its positives")
+    s.add_argument("--query-files", nargs="+", help="queries: the splits' queries Parquet files")
+    s.add_argument("--out", required=True, help="corpus.parquet; groups: the split's qrels; queries.parquet")
     s.set_defaults(func=_tevatron)
 
     s = sub.add_parser("tokenize", help="tokenize a corpus or queries Parquet file")

@@ -78,4 +78,4 @@ rule tevatron_queries:
     params:
         code=step_fingerprint("tevatron"),
     shell:
-        "python -m dr_core tevatron queries --src {input:q} --out {output:q} > {log:q} 2>&1"
+        "python -m dr_core tevatron queries --query-files {input:q} --out {output:q} > {log:q} 2>&1"
