@@ -207,6 +207,10 @@ def test_end_to_end_two_rounds_on_the_fixture(fixture_run, tmp_path):
     changed = write_config(tmp_path, **{"negatives.mine": {"depth": 20, "rank_min": 3, "rank_max": 20, "n": 8}})
     jobs = planned_jobs(snakemake("-n", "--configfile", str(changed), *run).stdout)
     assert jobs["train"] == 1 and jobs["mine"] == 1 and jobs["encode"] == 2 and "bm25" not in jobs
+    # Changing a training setting (one of the train rule's flags) retrains both rounds, not the base model.
+    changed = write_config(tmp_path, **{"train.lr": 2.0e-4})
+    jobs = planned_jobs(snakemake("-n", "--configfile", str(changed), *run).stdout)
+    assert jobs["train"] == 2 and not {"bm25", "init_model", "tokenize"} & set(jobs)
 
 
 def snakemake_in(repo: Path, *args: str, check: bool = True) -> subprocess.CompletedProcess:
