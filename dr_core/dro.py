@@ -222,15 +222,18 @@ def _cluster_gradients(local_l: Tensor, local_ids: Tensor, ids: Tensor, params: 
     return _all_reduce(out)
 
 
-_LAYER = re.compile(r"(?:^|\.)layer\.(\d+)\.")
+# A transformer block: BERT-style `layer.<i>.`, T5's `block.<i>.` (whose own `layer.<j>.` are sub-layers: the first
+# match in a name is the block), `layers.<i>.` (Llama-style).
+_LAYER = re.compile(r"(?:^|\.)(?:layer|block|layers)\.(\d+)\.")
 
 
 def last_layer_params(model: torch.nn.Module, num_layers: int = 3) -> list[torch.nn.Parameter]:
-    """Trainable parameters of the last `num_layers` transformer layers (names containing 'layer.<i>.'),
-    the iDRO gradient features; COCO-DR uses 3 for base models, 2 for large. Both towers if untied."""
+    """Trainable parameters of the last `num_layers` transformer blocks (`layer.<i>.`, T5's `block.<i>.`), the
+    iDRO gradient features; COCO-DR uses 3 for base models, 2 for large. Both towers if untied, and both stacks of
+    an encoder-decoder."""
     layer_of = {name: int(m.group(1)) for name, _ in model.named_parameters() if (m := _LAYER.search(name))}
     if not layer_of:
-        raise ValueError("no parameters named like 'layer.<i>.' in the model")
+        raise ValueError("no parameters named like 'layer.<i>.' or 'block.<i>.' in the model")
     keep = sorted(set(layer_of.values()))[-num_layers:]
     return [p for name, p in model.named_parameters() if layer_of.get(name) in keep and p.requires_grad]
 

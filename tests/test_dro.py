@@ -240,3 +240,16 @@ def test_last_layer_params_picks_the_last_layers():
     assert [id(p) for p in params] == [id(p) for p in expected]
     with pytest.raises(ValueError, match="layer"):
         last_layer_params(torch.nn.Linear(2, 2))
+
+
+def test_last_layer_params_on_t5_picks_whole_blocks_not_sub_layers():
+    """T5 names a block's parts `block.<i>.layer.<j>.`: the block index decides, in the encoder and the decoder."""
+    from transformers import T5Config, T5Model
+
+    model = T5Model(T5Config(vocab_size=32, d_model=8, d_kv=4, d_ff=16, num_layers=4, num_heads=2))
+    names = {id(p): n for n, p in model.named_parameters()}
+    picked = sorted(names[id(p)] for p in last_layer_params(model, 2))
+    expected = sorted(
+        n for n in names.values() if any(f"{s}.block.{i}." in n for s in ("encoder", "decoder") for i in (2, 3))
+    )
+    assert picked == expected and any(".layer.0." in n for n in picked) and any(".layer.1." in n for n in picked)
