@@ -8,7 +8,7 @@ import logging
 import sys
 from pathlib import Path
 
-from dr_core.cli_settings import SettingsParser
+from dr_core.cli_settings import SettingsParser, settings_from_args
 
 log = logging.getLogger("dr_core")
 # The card's facts (recipe, base, data, round, negatives, command) are metadata it shows, free-form and growing,
@@ -110,7 +110,6 @@ def _tokenize(a: argparse.Namespace) -> None:
 
 def _init_model(a: argparse.Namespace) -> None:
     from dr_core.atomic import atomic_path
-    from dr_core.cli_settings import settings_from_args
     from dr_core.model import BiEncoder, EncoderSpec, load_tokenizer
 
     spec = settings_from_args(EncoderSpec, a)
@@ -132,7 +131,6 @@ def _scale_t5(a: argparse.Namespace) -> None:
 def _train(a: argparse.Namespace) -> None:
     import pandas as pd
 
-    from dr_core.cli_settings import settings_from_args
     from dr_core.clustering import read_assignments
     from dr_core.dro import DroSettings
     from dr_core.negatives import read_negatives
@@ -180,7 +178,6 @@ def _teacher_scores(a: argparse.Namespace) -> None:
 def _train_reranker(a: argparse.Namespace) -> None:
     import pandas as pd
 
-    from dr_core.cli_settings import settings_from_args
     from dr_core.negatives import read_negatives
     from dr_core.reranker import RerankerSettings, RerankerTrainer
 

@@ -132,8 +132,7 @@ def _passage_ids(table: pa.Table, field: str, source: str, first_row: int, requi
         docids = pc.cast(docids, pa.string())
     except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
         raise DataError(source, first_row, f"the docids of '{field}' are not strings or numbers") from None
-    missing = pc.index(pc.fill_null(pc.equal(docids, ""), True), True).as_py()
-    if missing >= 0:
+    if (missing := _first(pc.equal(docids, ""), 0)) is not None:
         row = first_row + pc.list_parent_indices(column)[missing].as_py()
         raise DataError(source, row, f"a passage of {field} has no 'docid'")
     offsets = np.concatenate([[0], np.cumsum(lengths.to_numpy())]).astype(np.int32)
@@ -166,10 +165,9 @@ def check_known(groups: pa.Table, docids: pa.Array, source: str) -> None:
     rows = []
     for field in ("positives", "negatives"):
         column = groups[field].combine_chunks()
-        unknown = pc.index(pc.invert(pc.is_in(pc.list_flatten(column), value_set=docids)), True).as_py()
-        if unknown >= 0:
-            docid = pc.list_flatten(column)[unknown].as_py()
-            rows.append((pc.list_parent_indices(column)[unknown].as_py() + 1, field, docid))
+        flat = pc.list_flatten(column)
+        if (unknown := _first(pc.invert(pc.is_in(flat, value_set=docids)), 0)) is not None:
+            rows.append((pc.list_parent_indices(column)[unknown].as_py() + 1, field, flat[unknown].as_py()))
     if rows:
         row, field, docid = min(rows)
         raise DataError(source, row, f"unknown docid '{docid}' among the {field} (not in the corpus)")
