@@ -14,9 +14,11 @@ from typing import TextIO
 
 import faiss
 import numpy as np
+import torch
 
 from dr_core.atomic import atomic_path
 from dr_core.index import open_index, set_search_params
+from dr_core.torch_flat import TorchFlat, flat_vectors
 
 log = logging.getLogger(__name__)
 
@@ -67,10 +69,15 @@ def write_trec_batch(
         )
 
 
-def to_gpus(index: faiss.Index, k: int, fp16: bool = False) -> faiss.Index:
-    """The index on every GPU faiss-gpu sees, sharded across them (each holds 1/n of it; fp16 storage with
-    `fp16`), as Tevatron's and FlagEmbedding's search do; the CPU index when there is no GPU, k is above faiss-gpu's
-    limit, or the index type has no GPU version (HNSW)."""
+def to_gpus(index: faiss.Index, k: int, fp16: bool = False) -> faiss.Index | TorchFlat:
+    """The index on the GPUs, as Tevatron's and FlagEmbedding's search do (fp16 storage with `fp16`): an exact
+    (Flat) index as a `TorchFlat` sharded over every CUDA device torch sees, any other type through faiss-gpu,
+    sharded over every GPU it sees. The CPU index comes back when there is no GPU, k is above faiss-gpu's limit,
+    or faiss-gpu has no version of the index type (HNSW)."""
+    if isinstance(index, faiss.IndexFlat) and torch.cuda.is_available():
+        devices = [torch.device("cuda", i) for i in range(torch.cuda.device_count())]
+        log.info("exact index on %d GPU(s) with torch, sharded, fp16 %s", len(devices), fp16)
+        return TorchFlat(flat_vectors(index), devices, fp16)
     ngpu = faiss.get_num_gpus() if hasattr(faiss, "get_num_gpus") else 0
     if ngpu == 0 or k > GPU_MAX_K:
         return index
@@ -81,7 +88,7 @@ def to_gpus(index: faiss.Index, k: int, fp16: bool = False) -> faiss.Index:
     except RuntimeError as e:
         log.warning("index stays on the CPU: %s", str(e).strip().splitlines()[-1])
         return index
-    log.info("index on %d GPU(s), sharded, fp16 %s", ngpu, fp16)
+    log.info("index on %d GPU(s) with faiss, sharded, fp16 %s", ngpu, fp16)
     return gpu_index
 
 

@@ -226,3 +226,49 @@ def test_gpu_placement_falls_back_to_the_cpu(monkeypatch, tmp_path):
     monkeypatch.setattr(faiss, "index_cpu_to_all_gpus", cloner, raising=False)
     assert search.to_gpus(index, 4096) is index and not calls
     assert search.to_gpus(index, 10, fp16=True) is index and calls == [(True, True, 2)]
+    import torch  # with CUDA, an exact index goes to torch on every device, whatever k; other types to faiss-gpu
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 2)
+    monkeypatch.setattr(search, "TorchFlat", lambda v, devices, fp16: (v.shape, [str(d) for d in devices], fp16))
+    assert search.to_gpus(index, 4096, fp16=True) == ((4, 4), ["cuda:0", "cuda:1"], True)
+    ivf = faiss.index_factory(4, "IVF1,Flat", faiss.METRIC_INNER_PRODUCT)
+    assert search.to_gpus(ivf, 10) is ivf and calls[-1] == (True, False, 2)
+
+
+def test_torch_flat_returns_faiss_exact_top_k_over_shards_and_slices(monkeypatch):
+    """The torch exact index (the GPU path of `Flat`) on CPU devices: two shards, score slices of 1,024 rows,
+    k above a slice and above the vectors; the same ranked rows as faiss's IndexFlatIP (ties inside the top k
+    by doc id; which of a tie that straddles the k-th place is kept is arbitrary in both), fp16 storage close."""
+    import faiss
+    import torch
+
+    from dr_core import torch_flat
+    from dr_core.search import rank_rows, tie_keys
+
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(5000, 24)).astype(np.float32)
+    x[4000:4010] = x[10]  # ties across the two shards and slices
+    q = rng.normal(size=(40, 24)).astype(np.float32)
+    q[0] = x[10]
+    flat = faiss.IndexFlatIP(24)
+    flat.add(x)
+    keys = tie_keys(np.array([f"d{i}" for i in range(len(x))]))
+    monkeypatch.setattr(torch_flat, "SCORE_BUDGET", 40 * 1024)  # 1,024 rows a product
+    ours = torch_flat.TorchFlat(torch_flat.flat_vectors(flat), [torch.device("cpu")] * 2)
+    assert (ours.ntotal, ours.d) == (5000, 24) and [lo for lo, _ in ours.shards] == [0, 2500]
+    for k in (20, 1500):
+        want = rank_rows(*flat.search(q, k), keys)
+        got = rank_rows(*ours.search(q, k), keys)
+        np.testing.assert_allclose(got[1], want[1], rtol=1e-6)  # float32 sums in another order
+        differ = got[0] != want[0]  # only where two scores are that close (a last-digit near-tie)
+        assert differ.mean() < 1e-3 and (k > 20 or not differ.any())
+    assert set(got[0][0, :11].tolist()) == {10, *range(4000, 4010)}
+    scores, rows = torch_flat.TorchFlat(x[:3], [torch.device("cpu")]).search(q[:2], 5)
+    assert (rows[:, 3:] == -1).all() and np.isneginf(scores[:, 3:]).all()
+    half = torch_flat.TorchFlat(x, [torch.device("cpu")], fp16=True)
+    got_rows, _ = rank_rows(*half.search(q, 100), keys)
+    want_rows = rank_rows(*flat.search(q, 100), keys)[0]
+    assert np.mean([len(set(a) & set(b)) / 100 for a, b in zip(got_rows, want_rows)]) > 0.95
+    with pytest.raises(ValueError, match="at least one device"):
+        torch_flat.TorchFlat(x, [])
