@@ -290,9 +290,11 @@ class TrainLoop:
     def _optimizer_step(self) -> torch.Tensor:
         self.scaler.unscale_(self.optimizer)
         grad_norm = torch.nn.utils.clip_grad_norm_(self.task.model.parameters(), self.settings.max_grad_norm)
+        scale = self.scaler.get_scale() if self.scaler.is_enabled() else None
         self.scaler.step(self.optimizer)
         self.scaler.update()
-        self.scheduler.step()
+        if scale is None or self.scaler.get_scale() >= scale:  # fp16 overflow: the scaler skipped this step
+            self.scheduler.step()
         self.optimizer.zero_grad(set_to_none=True)
         self.step += 1
         return grad_norm

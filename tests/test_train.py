@@ -51,6 +51,27 @@ def test_training_lowers_the_loss_and_saves_a_loadable_model(train_inputs):
     assert not (d / "ckpt").exists()  # checkpoints are removed once the model is saved
 
 
+def test_a_step_the_fp16_scaler_skips_does_not_advance_the_schedule(train_inputs):
+    """An overflowing fp16 step (inf gradients) leaves the weights and the learning-rate schedule where they
+    were, as the scaler's skip intends; a finite one moves both. (The scaler runs on the CPU here.)"""
+    import torch
+
+    trainer = _trainer(train_inputs, TrainSettings(max_steps=4, batch_size=4, group_size=3, warmup_steps=2))
+    trainer.scaler = torch.amp.GradScaler("cpu", init_scale=2.0**10)
+    trainer.scaler.scale(torch.ones(()))  # the scale is made lazily, at the first loss scaled
+    params = [p for p in trainer.task.model.parameters() if p.requires_grad]
+    before = params[0].detach().clone()
+    for p in params:
+        p.grad = torch.full_like(p, float("inf"))
+    trainer._optimizer_step()
+    assert trainer.scheduler.last_epoch == 0 and trainer.scaler.get_scale() == 2.0**9
+    torch.testing.assert_close(params[0].detach(), before)
+    for p in params:
+        p.grad = torch.ones_like(p)
+    trainer._optimizer_step()
+    assert trainer.scheduler.last_epoch == 1 and not torch.equal(params[0].detach(), before)
+
+
 def test_a_checkpoint_is_resumed_only_with_the_inputs_it_was_trained_on(train_inputs):
     d = train_inputs
     settings = TrainSettings(max_steps=8, batch_size=4, group_size=3, checkpoint_every=4)
