@@ -77,7 +77,15 @@ def to_gpus(index: faiss.Index, k: int, fp16: bool = False) -> faiss.Index | Tor
     if isinstance(index, faiss.IndexFlat) and torch.cuda.is_available():
         devices = [torch.device("cuda", i) for i in range(torch.cuda.device_count())]
         log.info("exact index on %d GPU(s) with torch, sharded, fp16 %s", len(devices), fp16)
-        return TorchFlat(flat_vectors(index), devices, fp16)
+        try:
+            return TorchFlat(flat_vectors(index), devices, fp16)
+        except torch.cuda.OutOfMemoryError as e:
+            gb = index.ntotal * index.d * (2 if fp16 else 4) / 2**30
+            raise RuntimeError(
+                f"the exact index ({index.ntotal} x {index.d}, {gb:.1f} GiB {'fp16' if fp16 else 'fp32'}) does not fit "
+                f"the memory of {len(devices)} GPU(s): set index.gpu_fp16: true, use more GPUs, or an approximate "
+                "index.factory"
+            ) from e
     ngpu = faiss.get_num_gpus() if hasattr(faiss, "get_num_gpus") else 0
     if ngpu == 0 or k > GPU_MAX_K:
         return index

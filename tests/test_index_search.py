@@ -232,6 +232,13 @@ def test_gpu_placement_falls_back_to_the_cpu(monkeypatch, tmp_path):
     monkeypatch.setattr(torch.cuda, "device_count", lambda: 2)
     monkeypatch.setattr(search, "TorchFlat", lambda v, devices, fp16: (v.shape, [str(d) for d in devices], fp16))
     assert search.to_gpus(index, 4096, fp16=True) == ((4, 4), ["cuda:0", "cuda:1"], True)
+
+    def no_room(*args):
+        raise torch.cuda.OutOfMemoryError("CUDA out of memory")
+
+    monkeypatch.setattr(search, "TorchFlat", no_room)
+    with pytest.raises(RuntimeError, match=r"exact index \(4 x 4, 0.0 GiB fp32\) does not fit .* index.gpu_fp16"):
+        search.to_gpus(index, 10)
     ivf = faiss.index_factory(4, "IVF1,Flat", faiss.METRIC_INNER_PRODUCT)
     assert search.to_gpus(ivf, 10) is ivf and calls[-1] == (True, False, 2)
 
