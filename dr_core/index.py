@@ -8,11 +8,13 @@ import hashlib
 import json
 import logging
 import math
+import time
 from collections.abc import Sequence
 from pathlib import Path
 
 import faiss
 import numpy as np
+from tqdm import tqdm
 
 from dr_core.atomic import atomic_path, write_json
 
@@ -125,10 +127,14 @@ def build_index(
         m = train_size(index, n, sample)
         rows = np.sort(np.random.default_rng(seed).choice(n, size=m, replace=False))
         log.info("training %s on %d of %d vectors (seed %d)", chosen, m, n, seed)
+        t0 = time.perf_counter()
         index.train(_rows(arrays, rows))
-    for a in arrays:
+        log.info("trained in %.1f s", time.perf_counter() - t0)
+    t0 = time.perf_counter()
+    for a in tqdm(arrays, desc=f"add to {chosen}", unit="shard"):
         for start in range(0, len(a), ADD_CHUNK):
             index.add(np.ascontiguousarray(a[start : start + ADD_CHUNK], dtype=np.float32))
+    log.info("added %d vectors in %.1f s", index.ntotal, time.perf_counter() - t0)
     meta = {
         "factory": chosen,
         "requested_factory": factory,
