@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import json
+import os
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -12,6 +14,25 @@ REPO = Path(__file__).resolve().parents[1]
 FIXTURES = REPO / "tests" / "fixtures"
 TINY_BEIR = FIXTURES / "beir" / "tiny"
 SHARED_DATA = REPO.parent / "shared" / "data"
+
+
+NO_SLURM_PATH = "DR_TEST_NO_SLURM_PATH"  # the environment variable naming the stand-in `scontrol`'s folder
+
+
+@pytest.fixture(scope="session", autouse=True)
+def no_slurm_controller_wait(tmp_path_factory) -> Iterator[None]:
+    """A `scontrol` that fails at once, first on PATH for the whole session. Where SLURM's client is installed
+    (CI installs it for tests/test_slurm.py), Snakemake's SLURM plugin runs `scontrol show config` while being
+    imported, and with no controller up that waits 10 s on every `snakemake` call (docs/cluster.md): 10.4 s
+    against 1.3 s for a dry run here. tests/test_slurm.py takes it off PATH while its cluster runs."""
+    stub = tmp_path_factory.mktemp("no_slurm")
+    (stub / "scontrol").write_text("#!/bin/sh\necho 'no SLURM controller in these tests' >&2\nexit 1\n")
+    (stub / "scontrol").chmod(0o755)
+    old = os.environ["PATH"]
+    os.environ["PATH"], os.environ[NO_SLURM_PATH] = f"{stub}{os.pathsep}{old}", str(stub)
+    yield
+    os.environ["PATH"] = old
+    del os.environ[NO_SLURM_PATH]
 
 
 def snakemake_cmd(*args: str) -> list[str]:

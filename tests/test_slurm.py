@@ -120,8 +120,12 @@ def _slurm_running() -> bool:
 
 @pytest.fixture(scope="module")
 def slurm() -> Iterator[None]:
-    """A running single-node SLURM; stopped afterwards unless it was already up."""
+    """A running single-node SLURM, with the real `scontrol` on PATH (conftest puts a stand-in first);
+    stopped afterwards unless it was already up."""
     was_up = _slurm_running()
+    path = os.environ["PATH"]
+    stub = os.environ.get("DR_TEST_NO_SLURM_PATH")
+    os.environ["PATH"] = os.pathsep.join(p for p in path.split(os.pathsep) if p != stub)
     try:
         took = _run(["bash", str(CLUSTER / "slurm_up.sh")], timeout_s=600)
         print(f"slurm_up.sh: {took:.1f}s")
@@ -130,6 +134,7 @@ def slurm() -> Iterator[None]:
         if not was_up:
             took = _run(["bash", str(CLUSTER / "slurm_down.sh")], timeout_s=60)
             print(f"slurm_down.sh: {took:.1f}s")
+        os.environ["PATH"] = path
 
 
 def _snakemake_slurm(base: list[str], workdir: Path, prefix: str, timeout_s: int) -> float:
