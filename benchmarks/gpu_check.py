@@ -2,9 +2,10 @@
 
 One JSON line per check on stdout and in --out (a failing check records its error; the next one still runs):
   env      torch, CUDA, the device, faiss and the GPUs faiss sees
-  faiss    `to_gpus`: Flat (torch on the GPUs) against faiss's exact CPU search on the same queries (our ranking
+  search   `to_gpus`: Flat (torch on the GPUs) against faiss's exact CPU search on the same queries (our ranking
            with its tie keys on both), fp16 storage, q/s of each; with --faiss-gpu-ivf an IVF through faiss-gpu
-  msmarco  Flat at MS MARCO's corpus shape (8,841,823 x 768) through `to_gpus` (fp16 and fp32 storage): copy time,
+  search_msmarco
+           Flat at MS MARCO's corpus shape (8,841,823 x 768) through `to_gpus` (fp16 and fp32 storage): copy time,
            q/s at depth 200 through `search_batch`, and the 502,939 train queries extrapolated from it
   train    our Trainer on a BERT-base-shaped random model, batch 32 x group 8, passages 128 / queries 32 tokens:
            fp32, fp16 (GradScaler), bf16, and bf16 with GradCache: losses finite and falling, groups/s, peak memory
@@ -15,7 +16,7 @@ One JSON line per check on stdout and in --out (a failing check records its erro
 The models are random (no hub here): right for speed and numerics, not for quality. `--small` shrinks every
 shape so the script runs on a CPU in a minute (half precision is then refused, which is recorded).
 
-    python benchmarks/gpu_check.py --out gpu_check.jsonl [--small] [--only faiss,train]
+    python benchmarks/gpu_check.py --out gpu_check.jsonl [--small] [--only search,train]
 """
 
 from __future__ import annotations
@@ -150,7 +151,7 @@ def overlap(a: np.ndarray, b: np.ndarray) -> float:
     return round(float(np.mean([len(set(x) & set(y)) / len(x) for x, y in zip(a, b)])), 4)
 
 
-def check_faiss(a, d, data) -> dict:
+def check_search(a, d, data) -> dict:
     import faiss  # imported here: the training checks still run where faiss fails to load
 
     from dr_core.index import make_index, set_search_params
@@ -184,7 +185,7 @@ def check_faiss(a, d, data) -> dict:
     return out
 
 
-def check_msmarco(a, d, data) -> dict:
+def check_search_msmarco(a, d, data) -> dict:
     from dr_core.search import tie_keys, to_gpus
 
     n, dim, nq, k = (200_000, 64, 2_000, 200) if a.small else (MSMARCO_DOCS, 768, 20_000, 200)
@@ -322,7 +323,7 @@ def check_nccl(a, d, data) -> dict:
         dist.destroy_process_group()
 
 
-CHECKS = {"env": check_env, "faiss": check_faiss, "msmarco": check_msmarco, "train": check_train,
+CHECKS = {"env": check_env, "search": check_search, "search_msmarco": check_search_msmarco, "train": check_train,
           "encode": check_encode, "t5": check_t5, "nccl": check_nccl}  # fmt: skip
 
 
