@@ -131,9 +131,11 @@ def build_index(
         index.train(_rows(arrays, rows))
         log.info("trained in %.1f s", time.perf_counter() - t0)
     t0 = time.perf_counter()
-    for a in tqdm(arrays, desc=f"add to {chosen}", unit="shard"):
+    for s in tqdm(range(len(arrays)), desc=f"add to {chosen}", unit="shard"):
+        a, arrays[s] = arrays[s], None  # unmapped once added: the process holds one shard's pages at a time
         for start in range(0, len(a), ADD_CHUNK):
             index.add(np.ascontiguousarray(a[start : start + ADD_CHUNK], dtype=np.float32))
+        del a
     log.info("added %d vectors in %.1f s", index.ntotal, time.perf_counter() - t0)
     meta = {
         "factory": chosen,
