@@ -22,6 +22,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import multiprocessing
 import resource
 import time
 from pathlib import Path
@@ -47,8 +48,9 @@ def unit(x: np.ndarray) -> np.ndarray:
     return (x / np.linalg.norm(x, axis=1, keepdims=True)).astype(np.float32)
 
 
-def make_corpus(a: argparse.Namespace) -> tuple[list[tuple[Path, Path]], np.ndarray, Path]:
-    """Shards of `a.n` docs on disk (made once per shape), the queries, and a model folder for the index hashes."""
+def make_corpus(a: argparse.Namespace) -> tuple[list[tuple[Path, Path]], np.ndarray, np.ndarray, Path]:
+    """Shards of `a.n` docs on disk (made once per shape), the queries, the row each query was drawn near (its
+    source), and a model folder for the index hashes."""
     rng = np.random.default_rng(a.seed)
     centres = unit(rng.normal(size=(a.centres, a.dim)))
     d = Path(a.workdir) / f"n{a.n}_d{a.dim}_fp16{int(a.fp16)}"
@@ -69,15 +71,16 @@ def make_corpus(a: argparse.Namespace) -> tuple[list[tuple[Path, Path]], np.ndar
             )
         out.flush()
         ids.write_text("".join(f"{i}\n" for i in range(bounds[s], bounds[s + 1])))
-    picks = np.sort(rng.choice(a.n, size=a.queries, replace=False))
+    qrng = np.random.default_rng(a.seed + 1)  # the same queries whether the shards were made now or before
+    picks = np.sort(qrng.choice(a.n, size=a.queries, replace=False))
     docs = np.concatenate([np.asarray(np.load(e, mmap_mode="r")[picks[(picks >= lo) & (picks < hi)] - lo], np.float32)
                            for (e, _), lo, hi in zip(pairs, bounds[:-1], bounds[1:])])  # fmt: skip
-    queries = unit(docs + a.noise / a.dim**0.5 * rng.normal(size=docs.shape))
+    queries = unit(docs + a.noise / a.dim**0.5 * qrng.normal(size=docs.shape))
     model = d / "model"
     model.mkdir(exist_ok=True)
     (model / "dr_encoder.json").write_text("{}")
     (model / "model.safetensors").write_bytes(b"synthetic")
-    return pairs, queries, model
+    return pairs, queries, picks, model
 
 
 def exact_top(pairs: list[tuple[Path, Path]], queries: np.ndarray, k: int) -> tuple[np.ndarray, float]:
@@ -125,7 +128,7 @@ def timed_search(index, queries, k, batch, fn) -> float:
 
 
 def part_flat(a: argparse.Namespace) -> dict:
-    pairs, queries, model = make_corpus(a)
+    pairs, queries, _, model = make_corpus(a)
     index, info = built_index(a, pairs, model, "Flat")
     ids = load_ids([i for _, i in pairs])
     keys = tie_keys(ids)
@@ -143,19 +146,55 @@ def part_flat(a: argparse.Namespace) -> dict:
     return out
 
 
+def _exact_to_file(pairs, queries: np.ndarray, k: int, cache: Path) -> None:
+    rows, qps = exact_top(pairs, queries, k)
+    tmp = cache.with_name(f"tmp_{cache.name}")
+    np.savez(tmp, rows=rows, qps=qps)
+    tmp.replace(cache)
+
+
+def exact_cached(pairs, queries: np.ndarray, k: int, cache: Path) -> tuple[np.ndarray, float]:
+    """The exact top-k and its q/s, computed once per shape and query set in a child process (so its memory is not
+    this process's peak RSS) and kept in `cache`."""
+    if not cache.exists():
+        child = multiprocessing.get_context("fork").Process(target=_exact_to_file, args=(pairs, queries, k, cache))
+        child.start()
+        child.join()
+        if child.exitcode != 0:
+            raise RuntimeError(f"the exact search exited {child.exitcode}")
+    saved = np.load(cache)
+    return saved["rows"], float(saved["qps"])
+
+
+def source_hits(rows: np.ndarray, sources: np.ndarray, depth: int) -> float:
+    """Share of queries whose source doc is among their first `depth` rows."""
+    return round(float(np.mean([src in r[:depth] for r, src in zip(rows, sources)])), 4)
+
+
 def part_ann(a: argparse.Namespace) -> dict:
-    pairs, queries, model = make_corpus(a)
-    exact, exact_qps = exact_top(pairs, queries, a.k)
+    pairs, queries, sources, model = make_corpus(a)
+    cache = pairs[0][0].parent / f"exact_q{a.queries}_k{a.k}_seed{a.seed}.npz"
+    exact, exact_qps = exact_cached(pairs, queries, a.k, cache)
     index, info = built_index(a, pairs, model, a.factory)
-    set_search_params(index, a.k, a.nprobe, a.ef_search)
     keys = tie_keys(load_ids([i for _, i in pairs]))
-    rows, t0 = [], time.perf_counter()
-    for start in range(0, len(queries), a.batch):
-        rows.append(search_batch(index, queries[start : start + a.batch], a.k, keys)[0])
-    qps = len(queries) / (time.perf_counter() - t0)
-    recall = np.mean([len(set(r) & set(e)) / a.k for r, e in zip(np.concatenate(rows), exact)])
-    return {**info, "nprobe": a.nprobe, "ef_search": a.ef_search, f"recall@{a.k}": round(float(recall), 4),
-            "qps": round(qps, 1), "exact_qps": round(exact_qps, 1), "speedup": round(qps / exact_qps, 1)}  # fmt: skip
+    out = {**info, "exact_qps": round(exact_qps, 1), "exact_source@10": source_hits(exact, sources, 10)}
+    for nprobe in a.nprobe or [None]:
+        set_search_params(index, a.k, nprobe, a.ef_search)
+        rows, t0 = [], time.perf_counter()
+        for start in range(0, len(queries), a.batch):
+            rows.append(search_batch(index, queries[start : start + a.batch], a.k, keys)[0])
+        qps = len(queries) / (time.perf_counter() - t0)
+        rows = np.concatenate(rows)
+        recall = np.mean([len(set(r) & set(e)) / a.k for r, e in zip(rows, exact)])
+        ivf = faiss.try_extract_index_ivf(index)
+        out[f"nprobe_{ivf.nprobe if ivf else None}"] = {
+            "ef_search": a.ef_search,
+            f"recall@{a.k}": round(float(recall), 4),
+            "source@10": source_hits(rows, sources, 10),
+            "qps": round(qps, 1),
+            "speedup": round(qps / exact_qps, 1),
+        }
+    return out
 
 
 def part_merge(a: argparse.Namespace) -> dict:
@@ -201,7 +240,7 @@ def main() -> None:
     p.add_argument("--centres", type=int, default=2000)
     p.add_argument("--noise", type=float, default=0.5, help="noise norm around a (unit) centre, and around a doc")
     p.add_argument("--factory", default="IVF2048,Flat")
-    p.add_argument("--nprobe", type=int)
+    p.add_argument("--nprobe", type=int, nargs="+", help="IVF lists probed; several values: one search each")
     p.add_argument("--ef-search", type=int)
     p.add_argument("--fp16", action="store_true", help="shards stored in float16")
     p.add_argument("--threads", type=int, default=0, help="faiss threads (0: faiss's default)")
