@@ -62,9 +62,9 @@ def model_digest(model_dir: str | Path) -> str:
     return files_digest(files)
 
 
-def _shard_arrays(shards: Sequence[tuple[str | Path, str | Path]]) -> tuple[list[np.ndarray], int]:
-    """The shards' embeddings, memory-mapped, checked against their ids files; and their common dimension."""
-    arrays, dim = [], None
+def _shard_lengths(shards: Sequence[tuple[str | Path, str | Path]]) -> tuple[list[int], int]:
+    """Each shard's number of embeddings, checked against its ids file, and their common dimension."""
+    lengths, dim = [], None
     for emb_path, ids_path in shards:
         emb = np.load(emb_path, mmap_mode="r")
         n_ids = sum(1 for _ in open(ids_path, encoding="utf-8"))
@@ -73,19 +73,19 @@ def _shard_arrays(shards: Sequence[tuple[str | Path, str | Path]]) -> tuple[list
         if dim is not None and emb.shape[1] != dim:
             raise ValueError(f"{emb_path}: dimension {emb.shape[1]}, the shards before it have {dim}")
         dim = emb.shape[1]
-        arrays.append(emb)
+        lengths.append(len(emb))
     if dim is None:
         raise ValueError("no embedding shards given")
-    return arrays, dim
+    return lengths, dim
 
 
-def _rows(arrays: Sequence[np.ndarray], rows: np.ndarray) -> np.ndarray:
-    """Float32 rows (global, sorted) gathered across shards."""
-    bounds = np.cumsum([0] + [len(a) for a in arrays])
+def _rows(paths: Sequence[str | Path], lengths: Sequence[int], rows: np.ndarray) -> np.ndarray:
+    """Float32 rows (global, sorted) gathered across shards, one shard mapped at a time."""
+    bounds = np.cumsum([0, *lengths])
     parts = []
-    for s, a in enumerate(arrays):
+    for s, path in enumerate(paths):
         local = rows[(rows >= bounds[s]) & (rows < bounds[s + 1])] - bounds[s]
-        parts.append(np.asarray(a[local], dtype=np.float32))
+        parts.append(np.asarray(np.load(path, mmap_mode="r")[local], dtype=np.float32))
     return np.concatenate(parts)
 
 
@@ -119,8 +119,9 @@ def build_index(
 ) -> dict:
     """Build the index over every shard's rows (row i = i-th id of the shards in order), train it on a seeded
     sample when it needs training, and write it and its JSON description atomically."""
-    arrays, dim = _shard_arrays(shards)
-    n = sum(len(a) for a in arrays)
+    paths = [emb for emb, _ in shards]
+    lengths, dim = _shard_lengths(shards)
+    n = sum(lengths)
     chosen = default_factory(n, dim, memory_gb) if factory == "auto" else factory
     index = make_index(chosen, dim)
     if not index.is_trained:
@@ -128,11 +129,11 @@ def build_index(
         rows = np.sort(np.random.default_rng(seed).choice(n, size=m, replace=False))
         log.info("training %s on %d of %d vectors (seed %d)", chosen, m, n, seed)
         t0 = time.perf_counter()
-        index.train(_rows(arrays, rows))
+        index.train(_rows(paths, lengths, rows))
         log.info("trained in %.1f s", time.perf_counter() - t0)
     t0 = time.perf_counter()
-    for s in tqdm(range(len(arrays)), desc=f"add to {chosen}", unit="shard"):
-        a, arrays[s] = arrays[s], None  # unmapped once added: the process holds one shard's pages at a time
+    for path in tqdm(paths, desc=f"add to {chosen}", unit="shard"):
+        a = np.load(path, mmap_mode="r")  # one shard mapped at a time: its pages, not the corpus's, count in RSS
         for start in range(0, len(a), ADD_CHUNK):
             index.add(np.ascontiguousarray(a[start : start + ADD_CHUNK], dtype=np.float32))
         del a
