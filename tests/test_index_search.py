@@ -243,7 +243,7 @@ def test_gpu_placement_falls_back_to_the_cpu(monkeypatch, tmp_path):
     assert search.to_gpus(ivf, 10) is ivf and calls[-1] == (True, False, 2)
 
 
-def test_torch_flat_returns_faiss_exact_top_k_over_shards_and_slices(monkeypatch):
+def test_torch_flat_returns_faiss_exact_top_k_over_shards_and_slices(monkeypatch, tmp_path):
     """The torch exact index (the GPU path of `Flat`) on CPU devices: two shards, score slices of 1,024 rows,
     k above a slice and above the vectors; the same ranked rows as faiss's IndexFlatIP (ties inside the top k
     by doc id; which of a tie that straddles the k-th place is kept is arbitrary in both), fp16 storage close."""
@@ -279,3 +279,6 @@ def test_torch_flat_returns_faiss_exact_top_k_over_shards_and_slices(monkeypatch
     assert np.mean([len(set(a) & set(b)) / 100 for a, b in zip(got_rows, want_rows)]) > 0.95
     with pytest.raises(ValueError, match="at least one device"):
         torch_flat.TorchFlat(x, [])
+    faiss.write_index(flat, str(tmp_path / "flat.faiss"))  # retrieve opens the index memory-mapped
+    mapped = faiss.read_index(str(tmp_path / "flat.faiss"), faiss.IO_FLAG_MMAP | faiss.IO_FLAG_READ_ONLY)
+    np.testing.assert_array_equal(torch_flat.flat_vectors(mapped), x)
