@@ -15,6 +15,7 @@ import numpy as np
 import torch
 
 SCORE_BUDGET = 1 << 28  # score-matrix elements a step (1 GiB of float32): queries x rows per product
+COPY_ROWS = 1 << 20  # rows copied to a device at a time
 
 
 class TorchFlat:
@@ -31,8 +32,8 @@ class TorchFlat:
         self.shards: list[tuple[int, torch.Tensor]] = []
         for device, lo, hi in zip(devices, bounds[:-1], bounds[1:]):
             block = torch.empty((int(hi - lo), self.d), dtype=dtype, device=device)
-            for start in range(int(lo), int(hi), 1 << 20):  # copied a million rows at a time
-                end = min(start + (1 << 20), int(hi))
+            for start in range(int(lo), int(hi), COPY_ROWS):
+                end = min(start + COPY_ROWS, int(hi))
                 block[start - lo : end - lo] = torch.from_numpy(np.asarray(vectors[start:end], np.float32))
             self.shards.append((int(lo), block))
 

@@ -17,6 +17,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from conftest import NO_SLURM_PATH
 
 REPO = Path(__file__).resolve().parents[1]
 CLUSTER = REPO / "tests" / "cluster"
@@ -124,7 +125,7 @@ def slurm() -> Iterator[None]:
     stopped afterwards unless it was already up."""
     was_up = _slurm_running()
     path = os.environ["PATH"]
-    stub = os.environ.get("DR_TEST_NO_SLURM_PATH")
+    stub = os.environ.get(NO_SLURM_PATH)
     os.environ["PATH"] = os.pathsep.join(p for p in path.split(os.pathsep) if p != stub)
     try:
         took = _run(["bash", str(CLUSTER / "slurm_up.sh")], timeout_s=600)
