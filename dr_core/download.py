@@ -134,6 +134,31 @@ def download(
     return dest
 
 
+def _extract_tar(tar: tarfile.TarFile, dest: Path, archive: Path) -> None:
+    """Unpack `tar` into `dest` with the "data" filter's protection (no member outside `dest`, no absolute or
+    device members, no link leaving `dest`). Python 3.10.12+/3.11.4+ have the filter; older ones (Debian 12's
+    3.11.2) get the same checks here before a plain extractall."""
+    if hasattr(tarfile, "data_filter"):
+        tar.extractall(dest, filter="data")
+        return
+    root = dest.resolve()
+    for member in tar.getmembers():
+        target = (root / member.name).resolve()
+        if not (member.isfile() or member.isdir() or member.issym() or member.islnk()):
+            raise tarfile.TarError(f"{archive}: member {member.name!r} is not a file, folder or link; refused")
+        if member.issym():
+            linked = (target.parent / member.linkname).resolve()
+        elif member.islnk():
+            linked = (root / member.linkname).resolve()
+        else:
+            linked = target
+        for path in (target, linked):
+            if path != root and root not in path.parents:
+                raise tarfile.TarError(f"{archive}: member {member.name!r} would be written outside {dest}; refused")
+        member.mode = (member.mode or 0o644) & 0o755  # as the data filter: no set-id bits, no group/other write
+    tar.extractall(dest)
+
+
 def extract(archive: str | Path, dest_dir: str | Path) -> Path:
     """Unpack a .zip, .tar.gz/.tgz or single-file .gz into `dest_dir` (built in a temp dir, then renamed)."""
     archive, dest_dir = Path(archive), Path(dest_dir)
@@ -144,7 +169,7 @@ def extract(archive: str | Path, dest_dir: str | Path) -> Path:
                 z.extractall(tmp)
         elif name.endswith((".tar.gz", ".tgz", ".tar")):
             with tarfile.open(archive) as t:
-                t.extractall(tmp, filter="data")
+                _extract_tar(t, tmp, archive)
         elif name.endswith(".gz"):
             with gzip.open(archive, "rb") as src, open(tmp / name[: -len(".gz")], "wb") as out:
                 shutil.copyfileobj(src, out, 1 << 22)

@@ -4,14 +4,15 @@
 # virtual environment, created with python3 ($DR_VENV, default .venv/), so that a stock Linux whose system
 # python3 is marked externally managed (PEP 668) and which has no `python` works. Installs the CPU build of
 # torch (pinned: an unpinned torch pulls a multi-GB CUDA build), then dr_core with the workflow, model and test
-# extras. Source scripts/env.sh afterwards to use the environment.
+# extras. DR_PYTHON=/path/to/python3 builds the environment from that interpreter. Source scripts/env.sh afterwards to use the environment.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/env.sh
 if [ -z "${VIRTUAL_ENV:-}${CONDA_PREFIX:-}" ]; then
-  command -v python3 >/dev/null || { echo "setup: python3 (3.10+) is needed and was not found on PATH" >&2; exit 1; }
-  if ! python3 -m venv "$DR_VENV"; then
-    echo "setup: 'python3 -m venv $DR_VENV' failed; on Debian/Ubuntu install the venv module: apt install python3-venv" >&2
+  py="${DR_PYTHON:-python3}"  # DR_PYTHON picks the interpreter (CI: the system's own /usr/bin/python3)
+  command -v "$py" >/dev/null || { echo "setup: $py (3.10+) is needed and was not found" >&2; exit 1; }
+  if ! "$py" -m venv "$DR_VENV"; then
+    echo "setup: '$py -m venv $DR_VENV' failed; on Debian/Ubuntu install the venv module: apt install python3-venv" >&2
     exit 1
   fi
   source scripts/env.sh

@@ -54,6 +54,22 @@ def train_cli_args(d: Path, out: str, ckpt: str, settings: dict) -> list[str]:
     return ["dr_core", "--threads", "1", "train", *flags, *settings_argv(settings)]
 
 
+def assert_same_training(a: dict, b: dict, init: dict, lr: float, steps: int) -> None:
+    """Two AdamW runs that should take the same steps (world 1 and world 2, cached and uncached) end with the same
+    weights, within what float32 summation order alone can change. A gradient element near zero may change sign
+    with the order of a sum, and Adam then moves it the other way by up to lr (1 - b1) / sqrt(1 - b2) = 3.16 lr
+    a step (Kingma & Ba, 2.1; weight decay adds lr * 0.01 * |w|): so each element is within 2 * 3.2 * lr * steps.
+    Such elements are those whose gradient is at rounding level, a vanishing share, so each tensor's update agrees
+    as a whole: the difference's norm is under 1% of the update's. A run that took other steps (other data, other
+    groups, a missing gradient) moves every element differently and fails both."""
+    bound = 2 * 3.2 * lr * steps
+    for k, w in a.items():
+        diff = (w - b[k]).abs()
+        assert diff.max().item() <= bound, f"{k}: an element differs by {diff.max().item():.3g} > {bound:.3g}"
+        update = (w - init[k]).norm().item()
+        assert diff.norm().item() <= 0.01 * update + 1e-6, f"{k}: |a - b| {diff.norm().item():.3g}, update {update:.3g}"
+
+
 def _texts() -> list[str]:
     out = []
     for line in (TINY_BEIR / "corpus.jsonl").read_text().splitlines():

@@ -18,7 +18,7 @@ import pytest
 import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
-from conftest import prepare_tokenized, train_cli_args
+from conftest import assert_same_training, prepare_tokenized, train_cli_args
 from torch.nn.parallel import DistributedDataParallel
 
 from dr_core.distributed import World, gather_with_grad
@@ -145,10 +145,10 @@ def test_torchrun_world_2_ends_with_the_weights_of_world_1(train_inputs):
     assert one.wait() == 0, one_err.read_text()[-3000:]
     assert two.returncode == 0, two.stderr[-3000:]
     a, b = BiEncoder.load(d / "one").state_dict(), BiEncoder.load(d / "two").state_dict()
-    for k in a:
-        torch.testing.assert_close(a[k], b[k], rtol=0, atol=1e-5, msg=k)
-    assert any(not torch.equal(a[k], v) for k, v in BiEncoder.load(d / "init").state_dict().items())  # it trained
+    init = BiEncoder.load(d / "init").state_dict()
+    assert_same_training(a, b, init, lr=1e-3, steps=6)
+    assert any(not torch.equal(a[k], v) for k, v in init.items())  # it trained
     log_one, log_two = pd.read_csv(d / "one.csv"), pd.read_csv(d / "two.csv")
-    np.testing.assert_allclose(log_one["loss"], log_two["loss"], atol=1e-5)
+    np.testing.assert_allclose(log_one["loss"], log_two["loss"], rtol=1e-4)
     assert json.loads((d / "two" / "dr_training.json").read_text())["world_size"] == 2
     assert not (d / "ck_two").exists()

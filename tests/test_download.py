@@ -249,3 +249,43 @@ def test_published_msmarco_files_carry_their_checks():
     assert collection.headers == {"X-Ms-Version": "2019-12-12"}  # Azure resumes only with an API version
     assert MSMARCO_FILES["qrels.dev.small.tsv"].md5 == collection.md5  # a member is checked via its archive
     assert MSMARCO_FILES["marco.tar.gz"].headers == {}  # RocketQA's host is not Azure
+
+
+def _tar_with(tmp_path: Path, name: str, member: tarfile.TarInfo, data: bytes = b"") -> Path:
+    path = tmp_path / name
+    with tarfile.open(path, "w:gz") as t:
+        t.addfile(member, io.BytesIO(data) if member.isfile() else None)
+    return path
+
+
+@pytest.mark.parametrize("without_filter", [False, True])
+@pytest.mark.parametrize("kind", ["dotdot", "absolute", "symlink_out"])
+def test_extract_refuses_members_leaving_the_folder(tmp_path, monkeypatch, kind, without_filter):
+    """Both paths (Python's data filter, and ours where tarfile has none: 3.11.2) refuse the same archives."""
+    if without_filter:
+        monkeypatch.delattr(tarfile, "data_filter", raising=False)
+    member = tarfile.TarInfo({"dotdot": "../evil.txt", "absolute": "/tmp/evil.txt", "symlink_out": "link"}[kind])
+    if kind == "symlink_out":
+        member.type, member.linkname = tarfile.SYMTYPE, "../../outside"
+    else:
+        member.size = 4
+    archive = _tar_with(tmp_path, f"{kind}.tar.gz", member, b"evil")
+    with pytest.raises(tarfile.TarError):
+        extract(archive, tmp_path / "out")
+    assert not (tmp_path / "out").exists() and not (tmp_path / "evil.txt").exists()
+
+
+def test_extract_without_the_filter_keyword_unpacks(tmp_path, monkeypatch):
+    monkeypatch.delattr(tarfile, "data_filter", raising=False)
+    calls = []
+    real = tarfile.TarFile.extractall
+
+    def no_filter(self, path=".", members=None, *, numeric_owner=False, **kwargs):
+        assert "filter" not in kwargs  # 3.11.2's signature has no such keyword
+        calls.append(path)
+        return real(self, path, members, numeric_owner=numeric_owner)
+
+    monkeypatch.setattr(tarfile.TarFile, "extractall", no_filter)
+    tpath = _archives(tmp_path)[1][0]
+    out = extract(tpath, tmp_path / "out")
+    assert (out / "marco/para.txt").read_bytes() == b"0\tabc\n" and calls
