@@ -24,6 +24,7 @@ include: "workflow/rules/retrieval.smk"
 include: "workflow/rules/fusion.smk"
 include: "workflow/rules/rerank.smk"
 include: "workflow/rules/evaluate.smk"
+include: "workflow/rules/select.smk"
 include: "workflow/rules/hub.smk"
 include: "workflow/rules/report.smk"
 
@@ -31,7 +32,7 @@ include: "workflow/rules/report.smk"
 rule all:
     default_target: True
     input:
-        all_targets(),
+        lambda w: all_targets(),
 
 
 onsuccess:

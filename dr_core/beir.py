@@ -10,6 +10,7 @@ from pathlib import Path
 import pandas as pd
 
 from dr_core.atomic import atomic_path
+from dr_core.dev_split import carve
 from dr_core.errors import DataError
 from dr_core.textio import json_records
 
@@ -140,13 +141,19 @@ def prepare_qrels(
     queries: str | Path,
     dest: str | Path,
     empty_docs: str = "error",
+    carve_dev: dict | None = None,
 ) -> None:
-    """Validate `qrels/<split>.tsv` against the prepared corpus and queries; write it as Parquet."""
+    """Validate `qrels/<split>.tsv` against the prepared corpus and queries; write it as Parquet. `carve_dev`
+    ({share, count, seed, keep}) writes only the dev queries carved from the split, or only the rest
+    (dr_core.dev_split)."""
     src_dir = Path(src_dir)
     docids = set(pd.read_parquet(corpus, columns=["id"])["id"])
     qids = set(pd.read_parquet(queries, columns=["qid"])["qid"])
     dropped = _jsonl_ids(src_dir / "corpus.jsonl") - docids if empty_docs == "drop" else set()
-    write_parquet(read_qrels(src_dir / "qrels" / f"{split}.tsv", qids, docids, dropped), dest)
+    qrels = read_qrels(src_dir / "qrels" / f"{split}.tsv", qids, docids, dropped)
+    if carve_dev is not None:
+        qrels = carve(qrels, **carve_dev)
+    write_parquet(qrels, dest)
 
 
 def _jsonl_ids(path: Path) -> set[str]:

@@ -33,9 +33,7 @@ def bm25_search(
     """Top-k corpus ids and scores for each query (rows follow `queries`; '' pads when k exceeds the corpus)."""
     stem = _stemmer(stemmer)
     docs = (corpus["title"].fillna("") + " " + corpus["text"].fillna("")).tolist()
-    corpus_tokens = bm25s.tokenize(docs, stopwords=stopwords, stemmer=stem, show_progress=True)
-    retriever = bm25s.BM25(k1=k1, b=b)
-    retriever.index(corpus_tokens, show_progress=True)
+    retriever = _index(docs, k1, b, stem, stopwords)
     query_tokens = bm25s.tokenize(queries["text"].tolist(), stopwords=stopwords, stemmer=stem, show_progress=False)
     k_eff = min(k, len(docs))
     idx, scores = retriever.retrieve(query_tokens, k=k_eff, n_threads=threads, show_progress=True)
@@ -45,3 +43,36 @@ def bm25_search(
         ids = np.pad(ids, ((0, 0), (0, pad)), constant_values="")
         scores = np.pad(scores, ((0, 0), (0, pad)))
     return ids, scores
+
+
+def _index(docs: list[str], k1: float, b: float, stem, stopwords: str | None) -> bm25s.BM25:
+    corpus_tokens = bm25s.tokenize(docs, stopwords=stopwords, stemmer=stem, show_progress=True)
+    retriever = bm25s.BM25(k1=k1, b=b)
+    retriever.index(corpus_tokens, show_progress=True)
+    return retriever
+
+
+def bm25_pair_scores(
+    corpus: pd.DataFrame,
+    queries: pd.DataFrame,
+    pairs: pd.DataFrame,
+    *,
+    k1: float = 1.5,
+    b: float = 0.75,
+    stemmer: str | None = "english",
+    stopwords: str | None = "en",
+) -> np.ndarray:
+    """BM25's score (as `bm25_search` ranks with the same settings) of each (qid, docid) row of `pairs`, wherever
+    the document ranks: the scores of a query's judged positives, for the false-negative filter."""
+    stem = _stemmer(stemmer)
+    docs = (corpus["title"].fillna("") + " " + corpus["text"].fillna("")).tolist()
+    retriever = _index(docs, k1, b, stem, stopwords)
+    row = {docid: i for i, docid in enumerate(corpus["id"])}
+    text = dict(zip(queries["qid"], queries["text"]))
+    out = np.zeros(len(pairs), dtype=np.float32)
+    for qid, group in pairs.groupby("qid", sort=False):
+        words = bm25s.tokenize([text[qid]], stopwords=stopwords, stemmer=stem, return_ids=False, show_progress=False)[0]
+        known = [w for w in words if w in retriever.vocab_dict]
+        if known:
+            out[group.index.to_numpy()] = retriever.get_scores(known)[[row[d] for d in group["docid"]]]
+    return out

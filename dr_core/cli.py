@@ -31,7 +31,10 @@ def _prepare(a: argparse.Namespace) -> None:
 def _qrels(a: argparse.Namespace) -> None:
     from dr_core.beir import prepare_qrels
 
-    prepare_qrels(a.src, a.split, a.corpus, a.queries, a.out, a.empty_docs)
+    carve = None
+    if a.dev_keep:
+        carve = {"share": a.dev_share, "count": a.dev_count, "seed": a.dev_seed, "keep": a.dev_keep}
+    prepare_qrels(a.src, a.split, a.corpus, a.queries, a.out, a.empty_docs, carve)
 
 
 def _bm25(a: argparse.Namespace) -> None:
@@ -55,6 +58,44 @@ def _bm25(a: argparse.Namespace) -> None:
     write_trec(a.out, queries["qid"].tolist(), ids, scores, tag="bm25")
 
 
+def _likely_false_negatives(a: argparse.Namespace) -> dict[str, set[str]] | None:
+    """The mine step's filter: ranked docs scored too near the query's weakest positive (None when off)."""
+    if a.filter_relative is None and a.filter_margin is None:
+        return None
+    from dr_core.negatives import false_negatives
+    from dr_core.positive_scores import weakest_positive
+    from dr_core.runs import iter_run, iter_run_scores
+
+    if not a.positive_scores:
+        raise ValueError("--filter-relative/--filter-margin need --positive-scores")
+    drop = false_negatives(iter_run_scores(a.run), weakest_positive(a.positive_scores), a.filter_relative, a.filter_margin)
+    window = {
+        q: sum(a.rank_min <= r <= a.rank_max and d in drop.get(q, ()) for d, r in zip(docs, ranks))
+        for q, docs, ranks in iter_run(a.run)
+    }
+    log.info(
+        "filter (relative %s, margin %s): %d of the window's candidates dropped over %d queries (%.2f per query, "
+        "%d queries lost at least one)",
+        a.filter_relative, a.filter_margin, sum(window.values()), len(window),
+        sum(window.values()) / max(1, len(window)), sum(v > 0 for v in window.values()),
+    )  # fmt: skip
+    return drop
+
+
+def _positive_scores(a: argparse.Namespace) -> None:
+    from dr_core.positive_scores import dense_pair_scores, write_scores
+
+    shards = list(zip(a.shards[::2], a.shards[1::2]))
+    write_scores(dense_pair_scores(a.model, a.query_tokens, a.qrels, shards, a.max_len or None), a.out)
+
+
+def _positive_scores_bm25(a: argparse.Namespace) -> None:
+    from dr_core.positive_scores import bm25_positive_scores, write_scores
+
+    settings = {"k1": a.k1, "b": a.b, "stemmer": a.stemmer or None, "stopwords": a.stopwords or None}
+    write_scores(bm25_positive_scores(a.corpus, a.queries, a.qrels, **settings), a.out)
+
+
 def _mine(a: argparse.Namespace) -> None:
     import pandas as pd
 
@@ -62,14 +103,15 @@ def _mine(a: argparse.Namespace) -> None:
     from dr_core.runs import iter_run
 
     run, qrels = iter_run(a.run), pd.read_parquet(a.qrels)  # the run is read a query at a time
+    drop = _likely_false_negatives(a)
     if a.bm25_fraction > 0:  # a share of the negatives from BM25's window, the rest from this run's
         if not a.bm25_run:
             raise ValueError("--bm25-fraction > 0 needs --bm25-run")
-        mined = mine(run, qrels, a.rank_min, a.rank_max, 0, a.seed)
+        mined = mine(run, qrels, a.rank_min, a.rank_max, 0, a.seed, drop)
         bm25 = mine(iter_run(a.bm25_run), qrels, a.bm25_rank_min, a.bm25_rank_max, 0, a.seed)
         negs = mix_negatives(mined, bm25, a.n, a.bm25_fraction, a.seed)
     else:
-        negs = mine(run, qrels, a.rank_min, a.rank_max, a.n, a.seed)
+        negs = mine(run, qrels, a.rank_min, a.rank_max, a.n, a.seed, drop)
     log.info("negatives for %d queries, %.1f per query", len(negs), sum(map(len, negs.values())) / max(1, len(negs)))
     write_negatives(negs, a.out)
 
@@ -120,6 +162,12 @@ def _init_model(a: argparse.Namespace) -> None:
             from dr_core.model_card import write_card
 
             write_card(tmp, spec, json.loads(a.card))
+
+
+def _merge_models(a: argparse.Namespace) -> None:
+    from dr_core.merge import merge_models
+
+    merge_models(a.base, a.tuned, a.alpha, a.out)
 
 
 def _scale_t5(a: argparse.Namespace) -> None:
@@ -309,17 +357,39 @@ def _evaluate(a: argparse.Namespace) -> None:
 def _summarize(a: argparse.Namespace) -> None:
     from dr_core.atomic import atomic_path
     from dr_core.evaluate import beir_table, markdown_table, summary_table
+    from dr_core.significance import (
+        check_baselines,
+        format_p,
+        legend,
+        load_per_query,
+        marked_values,
+        marks,
+        pvalue_columns,
+    )
 
+    if not 0 < a.alpha < 1:
+        raise ValueError(f"--alpha (eval.alpha) must be in (0, 1), got {a.alpha}")
     table = summary_table([Path(p) for p in a.metrics])
+    check_baselines(table, a.baselines)  # before anything is written
+    per_query = load_per_query(a.metrics)
+    tested = a.metric if a.metric in table.columns else table.columns[3]  # eval.metrics' first
+    pvalues = pvalue_columns(table, per_query, a.baselines, tested)
     with atomic_path(a.out) as tmp:
-        table.to_csv(tmp, sep="\t", index=False, float_format="%.4f")
-    print(table.to_string(index=False, float_format=lambda x: f"{x:.4f}"))
+        table.assign(**{c: pvalues[c].map(format_p) for c in pvalues}).to_csv(
+            tmp, sep="\t", index=False, float_format="%.4f"
+        )
+    shown = table.assign(**{tested: marked_values(table, tested, marks(table, pvalues, tested, a.alpha))})
+    shown = shown.assign(**{c: pvalues[c].map(format_p) for c in pvalues})
+    print(shown.to_string(index=False, float_format=lambda x: f"{x:.4f}", na_rep=""))
+    print(legend(tested, a.baselines, a.alpha))
     if a.beir_out:
         metric = a.beir_metric if a.beir_metric in table.columns else table.columns[3]  # eval.metrics' first
-        beir = beir_table(table, metric)
+        beir_p = pvalues if metric == tested else pvalue_columns(table, per_query, a.baselines, metric)
+        beir = beir_table(table, metric, marked_values(table, metric, marks(table, beir_p, metric, a.alpha)))
         with atomic_path(a.beir_out) as tmp:
             beir.to_csv(tmp, sep="\t", index=False, float_format="%.4f")
         print(f"\n{metric} per evaluation dataset, avg = their mean:\n\n{markdown_table(beir)}")
+        print(legend(metric, a.baselines, a.alpha, columns=False))
 
 
 def _fuse(a: argparse.Namespace) -> None:
@@ -427,6 +497,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_reranker_commands(sub)
     _add_retrieval_commands(sub)
     _add_evaluation_commands(sub)
+    _add_selection_commands(sub)
     _add_sharing_commands(sub)
     return p
 
@@ -450,6 +521,10 @@ def _add_data_commands(sub: argparse._SubParsersAction) -> None:
     for name in ("--src", "--split", "--corpus", "--queries", "--out"):
         s.add_argument(name, required=True)
     s.add_argument("--empty-docs", choices=["error", "drop"], default="error")
+    s.add_argument("--dev-keep", choices=["dev", "train"], help="carve a dev split from --split: write its queries, or the rest")
+    s.add_argument("--dev-share", type=float, help="share of the split's queries carved into the dev split")
+    s.add_argument("--dev-count", type=int, help="number of the split's queries carved into the dev split")
+    s.add_argument("--dev-seed", type=int, default=0)
     s.set_defaults(func=_qrels)
 
     s = sub.add_parser("lotte", help="LoTTE: fetch the release, or validate one domain/split/query set to Parquet")
@@ -522,7 +597,26 @@ def _add_negatives_commands(sub: argparse._SubParsersAction) -> None:
     s.add_argument("--bm25-run", help="BM25 run of the same queries (with --bm25-fraction > 0)")
     s.add_argument("--bm25-rank-min", type=int, default=1)
     s.add_argument("--bm25-rank-max", type=int, default=100)
+    s.add_argument("--positive-scores", help="qid, docid, score of the judged positives under the mining model")
+    s.add_argument("--filter-relative", type=float, help="drop candidates scored above this times the weakest positive")
+    s.add_argument("--filter-margin", type=float, help="drop candidates scored within this of the weakest positive")
     s.set_defaults(func=_mine)
+
+    s = sub.add_parser("positive-scores", help="a bi-encoder's score of each judged positive (for the mine filter)")
+    for name in ("--model", "--query-tokens", "--qrels", "--out"):
+        s.add_argument(name, required=True)
+    s.add_argument("--shards", nargs="+", required=True, help="corpus shards as pairs: emb.npy ids.txt ...")
+    s.add_argument("--max-len", type=int, default=0, help="query length (0: the model's)")
+    s.set_defaults(func=_positive_scores)
+
+    s = sub.add_parser("positive-scores-bm25", help="BM25's score of each judged positive (for the mine filter)")
+    for name in ("--corpus", "--queries", "--qrels", "--out"):
+        s.add_argument(name, required=True)
+    s.add_argument("--k1", type=float, default=1.5)
+    s.add_argument("--b", type=float, default=0.75)
+    s.add_argument("--stemmer", default="english")
+    s.add_argument("--stopwords", default="en")
+    s.set_defaults(func=_positive_scores_bm25)
 
     s = sub.add_parser(
         "negatives-file",
@@ -563,6 +657,13 @@ def _add_training_commands(sub: argparse._SubParsersAction) -> None:
     s.add_argument("--out", required=True)
     s.add_argument("--card", default="", help=CARD_HELP)
     s.set_defaults(func=_init_model)
+
+    s = sub.add_parser("merge-models", help="WiSE-FT: interpolate a trained bi-encoder's weights with its base's")
+    s.add_argument("--base", required=True, help="the base bi-encoder folder (round 0)")
+    s.add_argument("--tuned", required=True, help="the trained bi-encoder folder (same architecture and spec)")
+    s.add_argument("--alpha", type=float, required=True, help="merge.alpha: 0 = the base, 1 = the tuned model")
+    s.add_argument("--out", required=True)
+    s.set_defaults(func=_merge_models)
 
     s = sub.add_parser("scale-t5", help="scale a T5's weights as OpenMatch's scale_t5_weights.py (for fp16 training)")
     s.add_argument("--base", required=True, help="a T5 hub name or path (ReLU feed-forward: t5-small/base/large)")
@@ -685,7 +786,62 @@ def _add_evaluation_commands(sub: argparse._SubParsersAction) -> None:
     s.add_argument("--out", required=True)
     s.add_argument("--beir-out", default="", help="also a system x dataset table of one metric, with its mean")
     s.add_argument("--beir-metric", default="ndcg@10")
+    s.add_argument(
+        "--baselines", nargs="+", default=["bm25", "round0"], help="systems every other system is tested against"
+    )
+    s.add_argument("--metric", default="ndcg@10", help="the metric tested (absent: the first metric column)")
+    s.add_argument("--alpha", type=float, default=0.05, help="significance level of the Holm-adjusted p-values")
     s.set_defaults(func=_summarize)
+
+
+def _round_decision(a: argparse.Namespace) -> None:
+    from dr_core.atomic import write_json
+    from dr_core.selection import dev_values, keep_training, select_round
+
+    values = dev_values(a.metrics, a.metric)
+    go = keep_training(values, a.max_rounds, a.patience, a.min_delta)
+    log.info("%s on dev by round: %s; train round %d: %s", a.metric, values, len(values), go)
+    rule = {"max": a.max_rounds, "patience": a.patience, "min_delta": a.min_delta}
+    write_json({"continue": go, "metric": a.metric, "dev": values, "best_round": select_round(values), "rule": rule}, a.out)
+
+
+def _select_round(a: argparse.Namespace) -> None:
+    from dr_core.atomic import write_json
+    from dr_core.selection import dev_values, select_round
+
+    values = dev_values(a.metrics, a.metric)
+    chosen = select_round(values)
+    log.info("%s on dev by round: %s; selected round %d", a.metric, values, chosen)
+    write_json({"round": chosen, "metric": a.metric, "dev": values, "files": a.metrics}, a.out)
+
+
+def _select_run(a: argparse.Namespace) -> None:
+    from dr_core.runs import read_trec, write_trec_frame
+
+    write_trec_frame(a.out, read_trec(a.run), a.tag)
+
+
+def _add_selection_commands(sub: argparse._SubParsersAction) -> None:
+    """Choices on dev: whether to train another round, the selected round and its runs."""
+    s = sub.add_parser("round-decision", help="train another round? (the dev metric of rounds 0..r, ance.rounds' rule)")
+    s.add_argument("--metrics", nargs="+", required=True, help="dev metrics JSON of rounds 0..r, in order")
+    s.add_argument("--metric", required=True)
+    s.add_argument("--max-rounds", type=int, required=True)
+    s.add_argument("--patience", type=int, required=True)
+    s.add_argument("--min-delta", type=float, required=True)
+    s.add_argument("--out", required=True)
+    s.set_defaults(func=_round_decision)
+
+    s = sub.add_parser("select-round", help="the round with the best dev metric (ties to the earlier)")
+    s.add_argument("--metrics", nargs="+", required=True, help="dev metrics JSON of rounds 0..R, in order")
+    s.add_argument("--metric", required=True)
+    s.add_argument("--out", required=True)
+    s.set_defaults(func=_select_round)
+
+    s = sub.add_parser("select-run", help="a run file retagged (the selected round's run as system `selected`)")
+    for name in ("--run", "--tag", "--out"):
+        s.add_argument(name, required=True)
+    s.set_defaults(func=_select_run)
 
 
 def _add_sharing_commands(sub: argparse._SubParsersAction) -> None:

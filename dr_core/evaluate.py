@@ -70,15 +70,25 @@ def summary_table(metric_files: list[Path]) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-def beir_table(summary: pd.DataFrame, metric: str = "ndcg@10") -> pd.DataFrame:
+def beir_targets(summary: pd.DataFrame) -> list[str]:
+    """Each summary row's BEIR column: `dataset`, or `dataset:split` when a dataset is scored on several splits."""
+    several = summary.groupby("dataset")["split"].nunique()
+    return [d if several[d] == 1 else f"{d}:{s}" for d, s in zip(summary["dataset"], summary["split"])]
+
+
+def beir_table(summary: pd.DataFrame, metric: str = "ndcg@10", cells: pd.Series | None = None) -> pd.DataFrame:
     """BEIR/MTEB style: one row per system (in the summary's order), one column per evaluation target
     (`dataset`, or `dataset:split` when a dataset is scored on several splits) holding `metric`, and `avg`,
-    the mean over targets (empty when a system misses one)."""
-    several = summary.groupby("dataset")["split"].nunique()
-    target = [d if several[d] == 1 else f"{d}:{s}" for d, s in zip(summary["dataset"], summary["split"])]
-    table = summary.assign(target=target).pivot(index="system", columns="target", values=metric)
-    table = table.reindex(index=summary["system"].unique(), columns=list(dict.fromkeys(target)))
-    table["avg"] = table.mean(axis=1, skipna=False)
+    the mean over targets (empty when a system misses one). `cells` (one per summary row, e.g. the value with
+    significance marks) replaces the targets' values; `avg` stays the mean of `metric`."""
+    target = beir_targets(summary)
+    shape = {"index": summary["system"].unique(), "columns": list(dict.fromkeys(target))}
+    table = summary.assign(target=target).pivot(index="system", columns="target", values=metric).reindex(**shape)
+    avg = table.mean(axis=1, skipna=False)
+    if cells is not None:
+        table = summary.assign(target=target, cell=cells).pivot(index="system", columns="target", values="cell")
+        table = table.reindex(**shape)
+    table["avg"] = avg
     return table.reset_index()
 
 

@@ -70,8 +70,10 @@ def mine(
     rank_max: int,
     n: int,
     seed: int,
+    drop: dict[str, set[str]] | None = None,
 ) -> dict[str, list[str]]:
-    """For each judged query: up to `n` docs sampled from ranks [rank_min, rank_max] with positives removed.
+    """For each judged query: up to `n` docs sampled from ranks [rank_min, rank_max] with positives removed, and
+    the query's `drop` set (likely false negatives, see `false_negatives`).
 
     `run` is a DataFrame or (qid, docids, ranks) groups, such as `runs.iter_run` streams from a file. Ranks count
     the run's own order (1 = best). The sample keeps rank order. `n` <= 0 keeps the whole window.
@@ -85,8 +87,33 @@ def mine(
             continue
         window = [d for d, r in zip(docids, ranks) if rank_min <= r <= rank_max]
         if window:
-            cands = [d for d in window if d not in positives[qid]]
+            skip = positives[qid] | (drop or {}).get(qid, set())
+            cands = [d for d in window if d not in skip]
             out[qid] = _sample(cands, n, _rng(seed, qid)) if n > 0 else cands
+    return out
+
+
+def false_negatives(
+    run: Iterable[tuple[str, list[str], list[int], list[float]]],
+    weakest: dict[str, float],
+    relative: float | None = None,
+    margin: float | None = None,
+) -> dict[str, set[str]]:
+    """Per query, the ranked docs the mining model scores too close to the query's weakest judged positive to be
+    trusted as negatives: above `relative` times its score (NV-Retriever's TopK-PercPos, relative 0.95), or within
+    `margin` of it (score > positive - margin). Both thresholds are meant for scores that are positive for related
+    text (cosine, BM25). `run` gives (qid, docids, ranks, scores), as `runs.iter_run_scores` reads them."""
+    if relative is None and margin is None:
+        raise ValueError("false_negatives needs relative or margin")
+    if relative is not None and not 0 < relative <= 1:
+        raise ValueError(f"negatives.*.filter.relative must be in (0, 1], not {relative}")
+    out: dict[str, set[str]] = {}
+    for qid, docids, _, scores in run:
+        if qid not in weakest:
+            continue
+        limits = [relative * weakest[qid]] if relative is not None else []
+        limits += [weakest[qid] - margin] if margin is not None else []
+        out[qid] = {d for d, s in zip(docids, scores) if s > min(limits)}
     return out
 
 

@@ -7,6 +7,7 @@ PNG/SVG (format from the file suffix) or HTML file, atomically. `python -m dr_co
 from __future__ import annotations
 
 import argparse
+import html
 import re
 from collections.abc import Sequence
 from pathlib import Path
@@ -174,25 +175,52 @@ def plot_runtimes(benchmarks: Sequence[str | Path], out: str | Path) -> None:
 
 def _bold_best(table: pd.DataFrame, columns: list[str], groups: list[str] | None = None) -> pd.DataFrame:
     """`table` as text cells, numbers to 4 places, the best of each column (within `groups`) in bold."""
-    best = table.groupby(groups)[columns].transform("max") if groups else table[columns].max()
     cells = table.astype(object)
+    # a cell may carry significance marks after its number (`0.7618 a+`, summary.beir.tsv): kept after it
+    parts = {
+        c: None if pd.api.types.is_numeric_dtype(table[c]) else table[c].astype(str).str.partition(" ") for c in columns
+    }
+    numbers = table.assign(**{c: pd.to_numeric(parts[c][0]) for c in columns if parts[c] is not None})
+    best = numbers.groupby(groups)[columns].transform("max") if groups else numbers[columns].max()
     for column in columns:
-        text = table[column].map(lambda v: "" if pd.isna(v) else f"{v:.4f}")
-        cells[column] = text.where(~(table[column] >= best[column]), "<b>" + text + "</b>")
+        text = numbers[column].map(lambda v: "" if pd.isna(v) else f"{v:.4f}")
+        text = text.where(~(numbers[column] >= best[column]), "<b>" + text + "</b>")
+        marks = None if parts[column] is None else parts[column][2].fillna("")
+        cells[column] = text if marks is None else text + (" " + marks).where(marks != "", "")
     return cells
 
 
-def summary_html(summary: str | Path, out: str | Path, beir: str | Path | None = None) -> None:
-    """The summary table as a standalone HTML page; the best system per metric and target in bold. With `beir`
-    (summary.beir.tsv), the BEIR-style table follows: one metric per system and dataset, and their mean."""
+def summary_html(
+    summary: str | Path, out: str | Path, beir: str | Path | None = None, metric: str = "ndcg@10", alpha: float = 0.05
+) -> None:
+    """The summary table as a standalone HTML page; the best system per metric and target in bold, and the
+    tested `metric` marked where a `p_vs_<baseline>` column's adjusted p-value is below `alpha` (as
+    `summarize` prints it). With `beir` (summary.beir.tsv, marked by `summarize`), the BEIR-style table follows:
+    one metric per system and dataset, and their mean."""
+    from dr_core.significance import format_p, legend, marks
+
     table = read_summary(summary)
-    metrics = [c for c in table.columns if c not in ("system", "dataset", "split")]
-    body = _bold_best(table, metrics, ["dataset", "split"]).to_html(index=False, escape=False)
+    pcols = [c for c in table.columns if c.startswith("p_vs_")]
+    metrics = [c for c in table.columns if c not in ("system", "dataset", "split", *pcols)]
+    cells = _bold_best(table, metrics, ["dataset", "split"])
+    note = beir_note = ""
+    if pcols:
+        tested = metric if metric in metrics else metrics[0]  # as `summarize` falls back
+        cells[tested] = cells[tested] + marks(table, table[pcols], tested, alpha).where(table[tested].notna(), "")
+        cells = cells.assign(**{c: table[c].map(format_p) for c in pcols})
+        baselines = [c.removeprefix("p_vs_") for c in pcols]
+        note = f"<p class='legend'>{html.escape(legend(tested, baselines, alpha))}</p>"
+        beir_note = f"<p class='legend'>{html.escape(legend(tested, baselines, alpha, columns=False))}</p>"
+    body = cells.to_html(index=False, escape=False) + note
     if beir:
         wide = pd.read_csv(beir, sep="\t")
-        body += "<h3>BEIR style: nDCG@10 per evaluation dataset, avg = their mean</h3>" + _bold_best(
-            wide, [c for c in wide.columns if c != "system"]
-        ).to_html(index=False, escape=False, classes="beir")
+        body += (
+            "<h3>BEIR style: nDCG@10 per evaluation dataset, avg = their mean</h3>"
+            + _bold_best(wide, [c for c in wide.columns if c != "system"]).to_html(
+                index=False, escape=False, classes="beir"
+            )
+            + beir_note
+        )
     page = (
         "<!doctype html><html><head><meta charset='utf-8'><title>Retrieval metrics</title><style>"
         "body{font-family:sans-serif;margin:1em}table{border-collapse:collapse}"
@@ -223,12 +251,14 @@ def _parser() -> argparse.ArgumentParser:
         s.add_argument(f"--{source}", dest="src", nargs="+" if many else None, required=True)
         s.add_argument("--out", required=True)
     sub.choices["table"].add_argument("--beir", help="summary.beir.tsv, shown after the summary")
+    sub.choices["table"].add_argument("--metric", default="ndcg@10", help="the metric summarize tested")
+    sub.choices["table"].add_argument("--alpha", type=float, default=0.05, help="marks where adjusted p < alpha")
     return p
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
-    extra = {"beir": args.beir} if args.kind == "table" else {}
+    extra = {"beir": args.beir, "metric": args.metric, "alpha": args.alpha} if args.kind == "table" else {}
     KINDS[args.kind][2](args.src, args.out, **extra)
     return 0
 

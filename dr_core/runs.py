@@ -55,8 +55,14 @@ def read_trec(path: str | Path) -> pd.DataFrame:
 def iter_run(path: str | Path) -> Iterator[tuple[str, list[str], list[int]]]:
     """(qid, docids, ranks) of each query of a run, in rank order, read line by line: memory is one query's lines.
     The run must be grouped by query, as every run this workflow writes is."""
+    for qid, docs, ranks, _ in iter_run_scores(path):
+        yield qid, docs, ranks
+
+
+def iter_run_scores(path: str | Path) -> Iterator[tuple[str, list[str], list[int], list[float]]]:
+    """(qid, docids, ranks, scores) of each query of a run, in rank order, as `iter_run` reads it."""
     path, seen = Path(path), set()
-    qid, docs, ranks = None, [], []
+    qid, docs, ranks, scores = None, [], [], []
     with open(path, encoding="utf-8") as f:
         for lineno, line in enumerate(f, start=1):
             fields = line.split()
@@ -66,20 +72,26 @@ def iter_run(path: str | Path) -> Iterator[tuple[str, list[str], list[int]]]:
                 raise DataError(path, lineno, "expected 6 fields: qid Q0 docid rank score tag")
             if fields[0] != qid:
                 if qid is not None:
-                    yield _by_rank(qid, docs, ranks)
+                    yield _by_rank(qid, docs, ranks, scores)
                 if fields[0] in seen:
                     raise DataError(path, lineno, f"query '{fields[0]}' appears again after other queries")
-                qid, docs, ranks = fields[0], [], []
+                qid, docs, ranks, scores = fields[0], [], [], []
                 seen.add(qid)
             docs.append(fields[2])
             ranks.append(int(fields[3]))
+            try:
+                scores.append(float(fields[4]))
+            except ValueError:
+                raise DataError(path, lineno, f"score {fields[4]!r} is not a number") from None
     if qid is not None:
-        yield _by_rank(qid, docs, ranks)
+        yield _by_rank(qid, docs, ranks, scores)
 
 
-def _by_rank(qid: str, docs: list[str], ranks: list[int]) -> tuple[str, list[str], list[int]]:
+def _by_rank(
+    qid: str, docs: list[str], ranks: list[int], scores: list[float]
+) -> tuple[str, list[str], list[int], list[float]]:
     order = sorted(range(len(ranks)), key=ranks.__getitem__)
-    return qid, [docs[i] for i in order], [ranks[i] for i in order]
+    return qid, [docs[i] for i in order], [ranks[i] for i in order], [scores[i] for i in order]
 
 
 def run_to_dict(run: pd.DataFrame) -> dict[str, dict[str, float]]:

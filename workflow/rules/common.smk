@@ -75,20 +75,95 @@ check_rank_windows()
 OUT = f"{config['results_dir']}/{config['name']}"
 TRAIN_DS = config["data"]["train"]["dataset"]
 TRAIN_SPLIT = config["data"]["train"]["split"]
-ROUNDS = config["ance"]["rounds"]
+DEV = config["data"]["dev"]
+CARVED = DEV["share"] is not None or DEV["count"] is not None
+DEV_SPLIT = DEV["split"] or ("dev" if CARVED else None)
+DEV = DEV if DEV_SPLIT else None
+SELECT_METRIC = config["eval"]["select_metric"]
+
+
+def check_dev():
+    """A dev split is not the train split nor an evaluation split of the train dataset, carving needs a BEIR
+    train dataset and one of share/count, and the selection metric is computed."""
+    if not DEV:
+        return
+    if DEV["share"] is not None and DEV["count"] is not None:
+        raise ValueError("config: data.dev.share and data.dev.count are both set; keep one")
+    if DEV_SPLIT == TRAIN_SPLIT:
+        raise ValueError(f"config: data.dev.split '{DEV_SPLIT}' is the train split (data.train.split)")
+    if any(t["dataset"] == TRAIN_DS and t["split"] == DEV_SPLIT for t in config["data"]["eval"]):
+        raise ValueError(
+            f"config: data.dev.split '{DEV_SPLIT}' of {TRAIN_DS} is also an evaluation target (data.eval); "
+            "choices are made on dev and reported on splits never tuned on"
+        )
+    if CARVED and _dataset(TRAIN_DS)["kind"] != "beir":
+        raise ValueError(
+            f"config: data.dev.share/count carve a dev split from a BEIR train dataset; {TRAIN_DS} is of kind "
+            f"{_dataset(TRAIN_DS)['kind']} (set data.dev.split to one of its own splits)"
+        )
+    if SELECT_METRIC not in config["eval"]["metrics"]:
+        raise ValueError(f"config: eval.select_metric '{SELECT_METRIC}' is not in eval.metrics")
+
+
+def parse_rounds():
+    """ance.rounds as (max rounds, stopping rule or None); the rule's defaults filled, its values checked."""
+    rounds = config["ance"]["rounds"]
+    if not isinstance(rounds, dict):
+        return rounds, None
+    stop = {"patience": 1, "min_delta": 0.0, **rounds}
+    for key, low in (("max", 1), ("patience", 1)):
+        if not isinstance(stop[key], int) or stop[key] < low:
+            raise ValueError(f"config: ance.rounds.{key} must be an integer >= {low}, not {stop[key]!r}")
+    if stop["min_delta"] < 0:
+        raise ValueError(f"config: ance.rounds.min_delta must be >= 0, not {stop['min_delta']!r}")
+    if not DEV:
+        raise ValueError("config: ance.rounds {max, patience} stops on the dev metric; set data.dev")
+    return stop["max"], stop
+
+
+ROUNDS, STOPPING = parse_rounds()
 SHARDS = config["encode"]["num_shards"]
-# Every ranking system that is evaluated: BM25, the base model (round 0, zero-shot) and each trained round.
-SYSTEMS = ["bm25"] + [f"round{r}" for r in range(ROUNDS + 1)]
-# BM25 fused with a dense round (hybrid.rounds; fusion.smk), evaluated like any system.
-SYSTEMS += [f"bm25+round{r}" for r in config["hybrid"]["rounds"]]
-# Any of these re-scored by the cross-encoder (reranker.systems; rerank.smk), as `<system>+rerank`.
+# Dense systems named in hybrid.rounds and merge.rounds: a round number, `selected` (the round chosen on dev) or
+# a merged model (wise-round<r>, wise-selected: merge.alpha of the round, the rest the base model's weights).
+def dense_name(entry):
+    return f"round{entry}" if isinstance(entry, int) else entry
+
+
+MERGED = [f"wise-{dense_name(r)}" for r in config["merge"]["rounds"]]
+HYBRID_DENSE = [dense_name(r) for r in config["hybrid"]["rounds"]]
 RERANKED = config["reranker"]["systems"]
-if set(RERANKED) - set(SYSTEMS):
-    raise ValueError(
-        f"config: reranker.systems has {sorted(set(RERANKED) - set(SYSTEMS))}, not among this recipe's "
-        f"systems {SYSTEMS}"
-    )
-SYSTEMS += [f"{s}+rerank" for s in RERANKED]
+
+
+def systems(rounds):
+    """Every ranking system that is evaluated, for trained rounds `rounds`: BM25, the base model (round 0,
+    zero-shot), each round, `selected` (with data.dev), the merged models, BM25 fused with a dense system
+    (hybrid.rounds; fusion.smk), and any of these re-scored by the cross-encoder (reranker.systems; rerank.smk)."""
+    out = ["bm25"] + [f"round{r}" for r in rounds] + (["selected"] if DEV else []) + MERGED
+    for dense in HYBRID_DENSE:
+        m = re.fullmatch(r"round(\d+)", dense)
+        if m is None or int(m.group(1)) in rounds:
+            out.append(f"bm25+{dense}")
+    return out + [f"{s}+rerank" for s in RERANKED if s in out]
+
+
+def check_systems():
+    """Named systems exist: rounds within ance.rounds, `selected` only with a dev split, reranked ones."""
+    named = [*HYBRID_DENSE, *(m.removeprefix("wise-") for m in MERGED), *RERANKED]
+    if not DEV and any("selected" in name for name in named):
+        raise ValueError("config: the system `selected` (hybrid.rounds, merge.rounds) is chosen on dev; set data.dev")
+    for key, names in (("hybrid.rounds", HYBRID_DENSE), ("merge.rounds", [m.removeprefix("wise-") for m in MERGED])):
+        late = [n for n in names if re.fullmatch(r"round(\d+)", n) and int(n[5:]) > ROUNDS]
+        if late:
+            raise ValueError(f"config: {key} has {late} past ance.rounds ({ROUNDS})")
+    every = systems(range(ROUNDS + 1))
+    if set(RERANKED) - set(every):
+        raise ValueError(
+            f"config: reranker.systems has {sorted(set(RERANKED) - set(every))}, not among this recipe's "
+            f"systems {every}"
+        )
+
+
+check_systems()
 GPU_RULES = {
     "train",
     "encode",
@@ -122,7 +197,9 @@ wildcard_constraints:
     split=r"[A-Za-z0-9_-]+",
     round=r"\d+",
     shard=r"\d+",
-    system=r"(bm25|(bm25\+)?round\d+)(\+rerank)?",
+    dense=r"round\d+|wise-(round\d+|selected)",
+    ranker=r"round\d+|selected|wise-(round\d+|selected)",
+    system=r"(bm25|(bm25\+)?(round\d+|selected|wise-(round\d+|selected)))(\+rerank)?",
 
 
 def repo_path(path):
@@ -149,6 +226,21 @@ def _dataset(name):
 
 for _target in [config["data"]["train"], *config["data"]["eval"]]:
     _dataset(_target["dataset"])
+check_dev()
+
+
+def carved(wildcards):
+    """Whether a qrels job writes a carved split: the dev split, or the train split it was carved from."""
+    return CARVED and wildcards.dataset == TRAIN_DS and wildcards.split in (TRAIN_SPLIT, DEV_SPLIT)
+
+
+def carve_args(wildcards):
+    """The qrels step's carve options (data.dev), or none."""
+    if not carved(wildcards):
+        return ""
+    keep = "dev" if wildcards.split == DEV_SPLIT else "train"
+    size = f"--dev-share {DEV['share']}" if DEV["share"] is not None else f"--dev-count {DEV['count']}"
+    return f"--dev-keep {keep} {size} --dev-seed {DEV['seed']}"
 
 
 def source_dir(wildcards):
@@ -422,11 +514,13 @@ def launcher(wildcards, resources):
 
 
 def eval_metric_files():
-    """Metrics of every system on every evaluation target, in table order."""
+    """Metrics of every system on every evaluation target, in table order (an input function's body: the
+    rounds may wait on dev decisions)."""
+    every = systems(trained_rounds())
     return [
         f"{OUT}/{system}/{t['dataset']}/metrics.{t['split']}.json"
         for t in config["data"]["eval"]
-        for system in SYSTEMS
+        for system in every
     ]
 
 
@@ -435,9 +529,10 @@ def all_targets():
         f"{OUT}/{system}/{t['dataset']}/run.{t['split']}.msmarco.tsv"
         for t in config["data"]["eval"]
         if _dataset(t["dataset"])["kind"] == "msmarco"
-        for system in SYSTEMS
+        for system in systems(trained_rounds())
     ]
-    return [f"{OUT}/summary.tsv", *msmarco_runs, *report_targets(), *card_targets()]
+    dev = [f"{OUT}/selected/choice.json"] if DEV else []
+    return [f"{OUT}/summary.tsv", *dev, *msmarco_runs, *report_targets(), *card_targets()]
 
 
 def print_summary():

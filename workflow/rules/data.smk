@@ -60,10 +60,12 @@ rule qrels:
         **rule_resources("qrels"),
     params:
         empty_docs=lambda w: _dataset(w.dataset)["empty_docs"],
+        source_split=lambda w: TRAIN_SPLIT if carved(w) else w.split,
+        carve=carve_args,
         code=step_fingerprint("qrels"),
     shell:
-        "python -m dr_core qrels --src {input.src:q} --split {wildcards.split} --corpus {input.corpus:q} "
-        "--queries {input.queries:q} --out {output:q} --empty-docs {params.empty_docs} > {log:q} 2>&1"
+        "python -m dr_core qrels --src {input.src:q} --split {params.source_split} --corpus {input.corpus:q} "
+        "--queries {input.queries:q} --out {output:q} --empty-docs {params.empty_docs} {params.carve} > {log:q} 2>&1"
 
 
 rule tokenize:

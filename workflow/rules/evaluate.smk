@@ -22,7 +22,7 @@ rule evaluate:
 
 rule summary:
     input:
-        eval_metric_files(),
+        lambda w: eval_metric_files(),
     output:
         summary=f"{OUT}/summary.tsv",
         beir=f"{OUT}/summary.beir.tsv",
@@ -34,7 +34,9 @@ rule summary:
     resources:
         **rule_resources("summary"),
     params:
+        baselines=config["eval"]["baselines"],
+        alpha=config["eval"]["alpha"],
         code=step_fingerprint("summarize"),
     shell:
         "python -m dr_core summarize --metrics {input:q} --out {output.summary:q} "
-        "--beir-out {output.beir:q} 2> {log:q}"
+        "--beir-out {output.beir:q} --baselines {params.baselines:q} --alpha {params.alpha} 2> {log:q}"

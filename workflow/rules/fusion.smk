@@ -1,13 +1,14 @@
-# Hybrid systems `bm25+round<r>` (settings and input functions in fusion_inputs.smk).
+# Hybrid systems `bm25+<ranker>`, the ranker a round, `selected` or a merged model (settings and input functions
+# in fusion_inputs.smk).
 
 
 rule fuse:
     input:
         unpack(fuse_inputs),
     output:
-        f"{OUT}/bm25+round{{round}}/{{dataset}}/run.{{split}}.trec",
+        f"{OUT}/bm25+{{ranker}}/{{dataset}}/run.{{split}}.trec",
     log:
-        f"{OUT}/logs/fuse/bm25+round{{round}}.{{dataset}}.{{split}}.log",
+        f"{OUT}/logs/fuse/bm25+{{ranker}}.{{dataset}}.{{split}}.log",
     conda:
         CPU_ENV
     threads: res("fuse", "threads")
@@ -22,19 +23,19 @@ rule fuse:
     shell:
         "python -m dr_core fuse --bm25 {input.bm25:q} --dense {input.dense:q} --method {params.method} "
         f"{WEIGHT_ARG} "
-        "--rrf-k {params.rrf_k} --depth {params.depth} --tag bm25+round{wildcards.round} --out {output:q} "
+        "--rrf-k {params.rrf_k} --depth {params.depth} --tag bm25+{wildcards.ranker} --out {output:q} "
         "> {log:q} 2>&1"
 
 
 rule fusion_weight:
     input:
         bm25=f"{OUT}/bm25/{TRAIN_DS}/run.{TUNE_SPLIT}.trec",
-        dense=f"{OUT}/round{{round}}/{TRAIN_DS}/run.{TUNE_SPLIT}.trec",
+        dense=f"{OUT}/{{ranker}}/{TRAIN_DS}/run.{TUNE_SPLIT}.trec",
         qrels=f"{OUT}/data/{TRAIN_DS}/qrels.{TUNE_SPLIT}.parquet",
     output:
-        f"{OUT}/bm25+round{{round}}/fusion.json",
+        f"{OUT}/bm25+{{ranker}}/fusion.json",
     log:
-        f"{OUT}/logs/fuse/bm25+round{{round}}.weight.log",
+        f"{OUT}/logs/fuse/bm25+{{ranker}}.weight.log",
     conda:
         CPU_ENV
     threads: res("fusion_weight", "threads")

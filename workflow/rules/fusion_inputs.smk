@@ -1,8 +1,8 @@
-# Settings and input functions of the hybrid systems `bm25+round<r>` (fusion.smk: BM25 fused with round r's dense
-# run; the convex weight, unless fixed, tuned per round on the train dataset's tune split, never on an evaluation
-# split) and of round r >= 2's mining from them or with a share of BM25 negatives (negatives.smk).
+# Settings and input functions of the hybrid systems `bm25+<ranker>` (fusion.smk: BM25 fused with a round's, the
+# selected round's or a merged model's dense run; the convex weight, unless fixed, tuned per ranker on the train
+# dataset's tune split (its dev split when there is one), never on an evaluation split) and of round r >= 2's mining from them or with a share of BM25 negatives (negatives.smk).
 HYBRID = config["hybrid"]
-TUNE_SPLIT = HYBRID["tune_split"] or TRAIN_SPLIT
+TUNE_SPLIT = HYBRID["tune_split"] or DEV_SPLIT or TRAIN_SPLIT
 TUNED = HYBRID["method"] == "convex" and HYBRID["weight"] is None
 # The weight's argument of the fuse step: the tuned weight file, the fixed weight, or none (RRF).
 WEIGHT_ARG = (
@@ -30,9 +30,37 @@ def mine_inputs(wildcards):
         "run": f"{OUT}/{system}/{TRAIN_DS}/run.{TRAIN_SPLIT}.trec",
         "qrels": f"{OUT}/data/{TRAIN_DS}/qrels.{TRAIN_SPLIT}.parquet",
     }
+    if filtering("mine"):
+        inputs["positives"] = f"{OUT}/round{wildcards.round}/positive_scores.tsv"
     if MINE["bm25_fraction"] > 0:
         inputs["bm25"] = f"{OUT}/bm25/{TRAIN_DS}/run.{TRAIN_SPLIT}.trec"
     return inputs
+
+
+def filtering(stage):
+    """Whether a negatives stage drops candidates scored near the positive (negatives.<stage>.filter)."""
+    f = config["negatives"][stage]["filter"]
+    return f["relative"] is not None or f["margin"] is not None
+
+
+def positive_scores_input(stage):
+    """Input function: the positives' scores under the mining model when the stage filters, else none."""
+    return lambda w: f"{OUT}/round{getattr(w, 'round', 1)}/positive_scores.tsv" if filtering(stage) else []
+
+
+def filter_shell(stage):
+    """The mine step's scores file option when the stage filters (its thresholds are params: filter_args)."""
+    return " --positive-scores {input.positives:q}" if filtering(stage) else ""
+
+
+def filter_args(stage):
+    """The mine step's filter thresholds (stable params: empty when off)."""
+    if not filtering(stage):
+        return ""
+    f = config["negatives"][stage]["filter"]
+    args = [f"--filter-relative {f['relative']}"] if f["relative"] is not None else []
+    args += [f"--filter-margin {f['margin']}"] if f["margin"] is not None else []
+    return " ".join(args)
 
 
 def mix_params():
@@ -71,16 +99,18 @@ def fused_targets():
 
 
 def check_hybrid():
-    """Fused rounds are trained rounds, the weight is not tuned on test, every fused run is hybrid.depth deep,
+    """The weight is not tuned on test, every fused run is hybrid.depth deep,
     and a BM25 share of mined negatives has a number of negatives to share."""
+    if filtering("mine") and MINE["from"] == "hybrid":
+        raise ValueError(
+            "config: negatives.mine.filter compares the mining model's scores; with negatives.mine.from: hybrid "
+            "the fused scores have no positive's score to compare with (use from: dense)"
+        )
+    if filtering("first_stage") and config["negatives"]["source"] != "bm25":
+        raise ValueError("config: negatives.first_stage.filter needs negatives.source: bm25 (it uses BM25's scores)")
     if MINE["bm25_fraction"] > 0 and MINE["n"] <= 0:
         raise ValueError(
             "config: negatives.mine.bm25_fraction > 0 needs negatives.mine.n > 0"
-        )
-    late = [r for r in HYBRID["rounds"] if r > ROUNDS]
-    if late:
-        raise ValueError(
-            f"config: hybrid.rounds has round(s) {late} past ance.rounds ({ROUNDS})"
         )
     if TUNED and (TRAIN_DS, TUNE_SPLIT) in EVAL_TARGETS and fused_targets():
         raise ValueError(
@@ -103,8 +133,6 @@ def fuse_inputs(wildcards):
     """The BM25 and round r runs of a target, and the tuned weight when there is one."""
     runs = {
         name: f"{OUT}/{system}/{wildcards.dataset}/run.{wildcards.split}.trec"
-        for name, system in (("bm25", "bm25"), ("dense", f"round{wildcards.round}"))
+        for name, system in (("bm25", "bm25"), ("dense", wildcards.ranker))
     }
-    return runs | (
-        {"weight": f"{OUT}/bm25+round{wildcards.round}/fusion.json"} if TUNED else {}
-    )
+    return runs | ({"weight": f"{OUT}/bm25+{wildcards.ranker}/fusion.json"} if TUNED else {})

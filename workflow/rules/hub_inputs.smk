@@ -24,6 +24,6 @@ def reproduce_command(round_):
 
 def card_targets():
     """Every round's card, and the Hub upload when `hub.repo_id` is set and its token variable holds a value."""
-    cards = expand(f"{OUT}/round{{round}}/model_card.md", round=range(ROUNDS + 1))
+    cards = expand(f"{OUT}/round{{round}}/model_card.md", round=trained_rounds())
     push = HUB["repo_id"] and os.environ.get(HUB["token_env"])
     return cards + ([f"{OUT}/round{HUB_ROUND}/hub_push.json"] if push else [])

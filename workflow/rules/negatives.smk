@@ -2,9 +2,8 @@
 # with round r-1's model (or its hybrid with BM25, or with a share from BM25: fusion_inputs.smk).
 MINE_ARGS = (
     "python -m dr_core mine --run {input.run:q} --qrels {input.qrels:q} --out {output:q} "
-    "--rank-min {params.rank_min} --rank-max {params.rank_max} --n {params.n} --seed {params.seed}"
+    "--rank-min {params.rank_min} --rank-max {params.rank_max} --n {params.n} --seed {params.seed} {params.filter}"
 )
-MINE_SHELL = f"{MINE_ARGS} > {{log:q}} 2>&1"
 
 
 if config["negatives"]["source"] != "bm25":
@@ -32,6 +31,7 @@ else:
         input:
             run=f"{OUT}/bm25/{TRAIN_DS}/run.{TRAIN_SPLIT}.trec",
             qrels=f"{OUT}/data/{TRAIN_DS}/qrels.{TRAIN_SPLIT}.parquet",
+            positives=positive_scores_input("first_stage"),
         output:
             f"{OUT}/round1/train_negatives.tsv",
         log:
@@ -43,10 +43,11 @@ else:
             **rule_resources("first_negatives"),
         params:
             **window_params("first_stage"),
+            filter=filter_args("first_stage"),
             seed=config["negatives"]["seed"],
             code=step_fingerprint("mine"),
         shell:
-            MINE_SHELL
+            f"{MINE_ARGS}{filter_shell('first_stage')} > {{log:q}} 2>&1"
 
 
 rule mine:
@@ -66,7 +67,66 @@ rule mine:
     params:
         **window_params("mine"),
         **mix_params(),
+        filter=filter_args("mine"),
         seed=config["negatives"]["seed"],
         code=step_fingerprint("mine"),
     shell:
-        f"{MINE_ARGS}{MIX_ARGS} > {{log:q}} 2>&1"
+        f"{MINE_ARGS}{MIX_ARGS}{filter_shell('mine')} > {{log:q}} 2>&1"
+
+
+# The false-negative filter's scores of the judged positives under the mining model (negatives.<stage>.filter):
+# BM25 for round 1, round r-1's bi-encoder for round r.
+rule positive_scores_bm25:
+    input:
+        corpus=f"{OUT}/data/{TRAIN_DS}/corpus.parquet",
+        queries=f"{OUT}/data/{TRAIN_DS}/queries.parquet",
+        qrels=f"{OUT}/data/{TRAIN_DS}/qrels.{TRAIN_SPLIT}.parquet",
+    output:
+        f"{OUT}/round1/positive_scores.tsv",
+    log:
+        f"{OUT}/logs/negatives/positive_scores.round1.log",
+    conda:
+        CPU_ENV
+    threads: res("positive_scores", "threads")
+    resources:
+        **rule_resources("positive_scores"),
+    params:
+        k1=config["bm25"]["k1"],
+        b=config["bm25"]["b"],
+        stemmer=config["bm25"]["stemmer"] or "",
+        stopwords=config["bm25"]["stopwords"] or "",
+        code=step_fingerprint("positive-scores-bm25"),
+    shell:
+        "python -m dr_core positive-scores-bm25 --corpus {input.corpus:q} --queries {input.queries:q} "
+        "--qrels {input.qrels:q} --out {output:q} --k1 {params.k1} --b {params.b} "
+        "--stemmer={params.stemmer:q} --stopwords={params.stopwords:q} > {log:q} 2>&1"
+
+
+rule positive_scores:
+    input:
+        model=lambda w: f"{OUT}/round{int(w.round) - 1}/model",
+        queries=f"{OUT}/data/{TRAIN_DS}/tokens.queries.parquet",
+        qrels=f"{OUT}/data/{TRAIN_DS}/qrels.{TRAIN_SPLIT}.parquet",
+        shards=lambda w: [
+            f"{OUT}/round{int(w.round) - 1}/{TRAIN_DS}/emb/shard{s}.{ext}"
+            for s in range(SHARDS)
+            for ext in ("npy", "ids.txt")
+        ],
+    output:
+        f"{OUT}/round{{round}}/positive_scores.tsv",
+    log:
+        f"{OUT}/logs/negatives/positive_scores.round{{round}}.log",
+    wildcard_constraints:
+        round=r"[2-9]|[1-9]\d+",
+    conda:
+        GPU_ENV
+    threads: res("positive_scores", "threads")
+    resources:
+        **rule_resources("positive_scores"),
+    params:
+        max_len=config["encode"]["q_max_len"] or 0,
+        code=step_fingerprint("positive-scores"),
+    shell:
+        "python -m dr_core --threads {threads} positive-scores --model {input.model:q} "
+        "--query-tokens {input.queries:q} --qrels {input.qrels:q} --shards {input.shards:q} "
+        "--max-len {params.max_len} --out {output:q} > {log:q} 2>&1"

@@ -19,10 +19,11 @@ rule report_table:
     conda:
         CPU_ENV
     params:
+        alpha=config["eval"]["alpha"],
         code=step_fingerprint("dr_core.plots"),
     shell:
         "python -m dr_core.plots table --summary {input.summary:q} --beir {input.beir:q} --out {output:q} "
-        "2> {log:q}"
+        "--alpha {params.alpha} 2> {log:q}"
 
 
 rule report_metrics:
@@ -46,7 +47,7 @@ rule report_metrics:
 
 rule report_training:
     input:
-        train_logs(),
+        lambda w: train_logs(),
     output:
         report(
             f"{REPORT}/training_loss.png",
@@ -65,7 +66,7 @@ rule report_training:
 
 rule report_dro:
     input:
-        train_logs(),
+        lambda w: train_logs(),
     output:
         report(
             f"{REPORT}/dro_weights.png",
@@ -84,7 +85,7 @@ rule report_dro:
 
 rule report_runtimes:
     input:
-        benchmark_files(),
+        lambda w: benchmark_files(),
     output:
         report(
             f"{REPORT}/runtimes.png",

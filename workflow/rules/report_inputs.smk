@@ -8,7 +8,8 @@ def uses_dro() -> bool:
 
 
 def train_logs() -> list[str]:
-    return expand(rules.train.output.log_csv, round=range(1, ROUNDS + 1))
+    """Every trained round's log (an input function's body: the rounds may wait on dev decisions)."""
+    return expand(rules.train.output.log_csv, round=trained_rounds()[1:])
 
 
 def benchmark_files() -> list[str]:
@@ -18,22 +19,23 @@ def benchmark_files() -> list[str]:
     """
     train_target = (TRAIN_DS, TRAIN_SPLIT)
     eval_targets = {(t["dataset"], t["split"]) for t in config["data"]["eval"]}
-    runs = {(r, ds, split) for ds, split in eval_targets for r in range(ROUNDS + 1)}
-    runs |= {(r, *train_target) for r in range(1, ROUNDS)}
+    rounds = trained_rounds()
+    runs = {(r, ds, split) for ds, split in eval_targets for r in rounds}
+    runs |= {(r, *train_target) for r in rounds[1:-1]}
     bm25 = eval_targets | (
         {train_target} if config["negatives"]["source"] == "bm25" else set()
     )
     return [
-        *expand(rules.train.benchmark, round=range(1, ROUNDS + 1)),
+        *expand(rules.train.benchmark, round=rounds[1:]),
         *[
             path
             for r, ds in sorted({(r, ds) for r, ds, _ in runs})
             for path in expand(
-                rules.encode.benchmark, round=r, dataset=ds, shard=range(SHARDS)
+                rules.encode.benchmark, dense=f"round{r}", dataset=ds, shard=range(SHARDS)
             )
         ],
         *[
-            rules.retrieve.benchmark.format(round=r, dataset=ds, split=sp)
+            rules.retrieve.benchmark.format(dense=f"round{r}", dataset=ds, split=sp)
             for r, ds, sp in sorted(runs)
         ],
         *[rules.bm25.benchmark.format(dataset=ds, split=sp) for ds, sp in sorted(bm25)],

@@ -1,14 +1,14 @@
 rule encode:
     input:
-        model=f"{OUT}/round{{round}}/model",
+        model=f"{OUT}/{{dense}}/model",
         tokens=f"{OUT}/data/{{dataset}}/tokens.corpus.parquet",
     output:
-        emb=f"{OUT}/round{{round}}/{{dataset}}/emb/shard{{shard}}.npy",
-        ids=f"{OUT}/round{{round}}/{{dataset}}/emb/shard{{shard}}.ids.txt",
+        emb=f"{OUT}/{{dense}}/{{dataset}}/emb/shard{{shard}}.npy",
+        ids=f"{OUT}/{{dense}}/{{dataset}}/emb/shard{{shard}}.ids.txt",
     log:
-        f"{OUT}/logs/encode/round{{round}}.{{dataset}}.shard{{shard}}.log",
+        f"{OUT}/logs/encode/{{dense}}.{{dataset}}.shard{{shard}}.log",
     benchmark:
-        f"{OUT}/benchmarks/encode/round{{round}}.{{dataset}}.shard{{shard}}.tsv"
+        f"{OUT}/benchmarks/encode/{{dense}}.{{dataset}}.shard{{shard}}.tsv"
     conda:
         GPU_ENV
     threads: res("encode", "threads")
@@ -27,25 +27,25 @@ rule encode:
         "> {log:q} 2>&1"
 
 
-# One faiss index per round and dataset (index.factory; `auto` picks Flat, IVF-Flat or IVF-PQ from the corpus
-# size and index.memory_gb), trained on a seeded sample, beside index.json (what it was built from). Every
-# retrieve of the round and dataset searches it. A CPU job, in the GPU environment all the same: the index file
+# One faiss index per dense model (`dense`: a round, or one merged with the base model, wise-*) and dataset
+# (index.factory; `auto` picks Flat, IVF-Flat or IVF-PQ from the corpus size and index.memory_gb), trained on a
+# seeded sample, beside index.json (what it was built from). Every retrieve of the model and dataset searches it. A CPU job, in the GPU environment all the same: the index file
 # is then written by the faiss release (faiss-gpu) that reads it.
 rule index:
     input:
-        model=f"{OUT}/round{{round}}/model",
+        model=f"{OUT}/{{dense}}/model",
         shards=lambda w: [
-            f"{OUT}/round{w.round}/{w.dataset}/emb/shard{s}.{ext}"
+            f"{OUT}/{w.dense}/{w.dataset}/emb/shard{s}.{ext}"
             for s in range(SHARDS)
             for ext in ("npy", "ids.txt")
         ],
     output:
-        index=f"{OUT}/round{{round}}/{{dataset}}/index.faiss",
-        meta=f"{OUT}/round{{round}}/{{dataset}}/index.json",
+        index=f"{OUT}/{{dense}}/{{dataset}}/index.faiss",
+        meta=f"{OUT}/{{dense}}/{{dataset}}/index.json",
     log:
-        f"{OUT}/logs/index/round{{round}}.{{dataset}}.log",
+        f"{OUT}/logs/index/{{dense}}.{{dataset}}.log",
     benchmark:
-        f"{OUT}/benchmarks/index/round{{round}}.{{dataset}}.tsv"
+        f"{OUT}/benchmarks/index/{{dense}}.{{dataset}}.tsv"
     conda:
         GPU_ENV
     threads: res("index", "threads")
@@ -65,21 +65,21 @@ rule index:
 
 rule retrieve:
     input:
-        model=f"{OUT}/round{{round}}/model",
+        model=f"{OUT}/{{dense}}/model",
         queries=f"{OUT}/data/{{dataset}}/tokens.queries.parquet",
         qrels=f"{OUT}/data/{{dataset}}/qrels.{{split}}.parquet",
-        index=f"{OUT}/round{{round}}/{{dataset}}/index.faiss",
-        meta=f"{OUT}/round{{round}}/{{dataset}}/index.json",
+        index=f"{OUT}/{{dense}}/{{dataset}}/index.faiss",
+        meta=f"{OUT}/{{dense}}/{{dataset}}/index.json",
         ids=lambda w: [
-            f"{OUT}/round{w.round}/{w.dataset}/emb/shard{s}.ids.txt"
+            f"{OUT}/{w.dense}/{w.dataset}/emb/shard{s}.ids.txt"
             for s in range(SHARDS)
         ],
     output:
-        f"{OUT}/round{{round}}/{{dataset}}/run.{{split}}.trec",
+        f"{OUT}/{{dense}}/{{dataset}}/run.{{split}}.trec",
     log:
-        f"{OUT}/logs/retrieve/round{{round}}.{{dataset}}.{{split}}.log",
+        f"{OUT}/logs/retrieve/{{dense}}.{{dataset}}.{{split}}.log",
     benchmark:
-        f"{OUT}/benchmarks/retrieve/round{{round}}.{{dataset}}.{{split}}.tsv"
+        f"{OUT}/benchmarks/retrieve/{{dense}}.{{dataset}}.{{split}}.tsv"
     conda:
         GPU_ENV
     threads: res("retrieve", "threads")
@@ -98,4 +98,4 @@ rule retrieve:
         "python -m dr_core --threads {threads} retrieve --model {input.model:q} "
         "--query-tokens {input.queries:q} --qrels {input.qrels:q} --index {input.index:q} "
         "--index-meta {input.meta:q} --ids {input.ids:q} --k {params.depth} --max-len {params.max_len} "
-        "{params.search} --tag round{wildcards.round} --out {output:q} > {log:q} 2>&1"
+        "{params.search} --tag {wildcards.dense} --out {output:q} > {log:q} 2>&1"

@@ -1,0 +1,115 @@
+# Choices on dev (data.dev): whether to train another round (ance.rounds {max, patience, min_delta}: a decision
+# file per round, a checkpoint, so the DAG is re-evaluated after it), the system `selected` (the round with the
+# best dev figure; its runs are that round's, retagged) and the merged models wise-* (merge).
+
+
+def dev_metrics(round_):
+    """Round r's metrics on the dev split."""
+    return f"{OUT}/round{round_}/{TRAIN_DS}/metrics.{DEV_SPLIT}.json"
+
+
+checkpoint round_decision:
+    input:
+        lambda w: [dev_metrics(r) for r in range(int(w.round) + 1)],
+    output:
+        f"{OUT}/rounds/decision{{round}}.json",
+    log:
+        f"{OUT}/logs/select/decision{{round}}.log",
+    conda:
+        CPU_ENV
+    threads: res("round_decision", "threads")
+    resources:
+        **rule_resources("round_decision"),
+    params:
+        metric=SELECT_METRIC,
+        rule=lambda w: (
+            f"--max-rounds {STOPPING['max']} --patience {STOPPING['patience']} "
+            f"--min-delta {STOPPING['min_delta']}"
+        ),
+        code=step_fingerprint("round-decision"),
+    shell:
+        "python -m dr_core round-decision --metrics {input:q} --metric {params.metric} {params.rule} "
+        "--out {output:q} > {log:q} 2>&1"
+
+
+def trained_rounds():
+    """Rounds 0..R of this recipe: ance.rounds, or (stopping rule) up to the first decision not to go on. It reads
+    the decisions (checkpoints), so call it from input functions only."""
+    if STOPPING is None:
+        return list(range(ROUNDS + 1))
+    r = 0
+    while json.loads(Path(checkpoints.round_decision.get(round=r).output[0]).read_text())["continue"]:
+        r += 1
+    return list(range(r + 1))
+
+
+checkpoint select_round:
+    input:
+        lambda w: [dev_metrics(r) for r in trained_rounds()],
+    output:
+        f"{OUT}/selected/choice.json",
+    log:
+        f"{OUT}/logs/select/choice.log",
+    conda:
+        CPU_ENV
+    threads: res("select_round", "threads")
+    resources:
+        **rule_resources("select_round"),
+    params:
+        metric=SELECT_METRIC,
+        code=step_fingerprint("select-round"),
+    shell:
+        "python -m dr_core select-round --metrics {input:q} --metric {params.metric} --out {output:q} > {log:q} 2>&1"
+
+
+def selected_round():
+    """The round chosen on dev (a checkpoint's output: call from input functions only)."""
+    return json.loads(Path(checkpoints.select_round.get().output[0]).read_text())["round"]
+
+
+rule selected_run:
+    input:
+        choice=f"{OUT}/selected/choice.json",
+        run=lambda w: f"{OUT}/round{selected_round()}/{w.dataset}/run.{w.split}.trec",
+    output:
+        f"{OUT}/selected/{{dataset}}/run.{{split}}.trec",
+    log:
+        f"{OUT}/logs/select/{{dataset}}.{{split}}.log",
+    conda:
+        CPU_ENV
+    threads: res("selected_run", "threads")
+    resources:
+        **rule_resources("selected_run"),
+    params:
+        code=step_fingerprint("select-run"),
+    shell:
+        "python -m dr_core select-run --run {input.run:q} --tag selected --out {output:q} > {log:q} 2>&1"
+
+
+def merged_round(wildcards):
+    """The trained model a merged model mixes with the base: round<r>'s, or the selected round's."""
+    which = wildcards.which
+    return f"{OUT}/round{selected_round() if which == 'selected' else which.removeprefix('round')}/model"
+
+
+rule merge_model:
+    input:
+        base=f"{OUT}/round0/model",
+        tuned=merged_round,
+    output:
+        directory(f"{OUT}/wise-{{which}}/model"),
+    log:
+        f"{OUT}/logs/merge/wise-{{which}}.log",
+    wildcard_constraints:
+        which=r"round\d+|selected",
+    conda:
+        CPU_ENV
+    threads: res("merge_model", "threads")
+    resources:
+        **rule_resources("merge_model"),
+    params:
+        alpha=config["merge"]["alpha"],
+        code=step_fingerprint("merge-models"),
+    shell:
+        "python -m dr_core merge-models --base {input.base:q} --tuned {input.tuned:q} --alpha {params.alpha} "
+        "--out {output:q} > {log:q} 2>&1"
