@@ -68,7 +68,9 @@ def _likely_false_negatives(a: argparse.Namespace) -> dict[str, set[str]] | None
 
     if not a.positive_scores:
         raise ValueError("--filter-relative/--filter-margin need --positive-scores")
-    drop = false_negatives(iter_run_scores(a.run), weakest_positive(a.positive_scores), a.filter_relative, a.filter_margin)
+    drop = false_negatives(
+        iter_run_scores(a.run), weakest_positive(a.positive_scores), a.filter_relative, a.filter_margin
+    )
     window = {
         q: sum(a.rank_min <= r <= a.rank_max and d in drop.get(q, ()) for d, r in zip(docs, ranks))
         for q, docs, ranks in iter_run(a.run)
@@ -521,7 +523,9 @@ def _add_data_commands(sub: argparse._SubParsersAction) -> None:
     for name in ("--src", "--split", "--corpus", "--queries", "--out"):
         s.add_argument(name, required=True)
     s.add_argument("--empty-docs", choices=["error", "drop"], default="error")
-    s.add_argument("--dev-keep", choices=["dev", "train"], help="carve a dev split from --split: write its queries, or the rest")
+    s.add_argument(
+        "--dev-keep", choices=["dev", "train"], help="carve a dev split from --split: write its queries, or the rest"
+    )
     s.add_argument("--dev-share", type=float, help="share of the split's queries carved into the dev split")
     s.add_argument("--dev-count", type=int, help="number of the split's queries carved into the dev split")
     s.add_argument("--dev-seed", type=int, default=0)
@@ -802,7 +806,9 @@ def _round_decision(a: argparse.Namespace) -> None:
     go = keep_training(values, a.max_rounds, a.patience, a.min_delta)
     log.info("%s on dev by round: %s; train round %d: %s", a.metric, values, len(values), go)
     rule = {"max": a.max_rounds, "patience": a.patience, "min_delta": a.min_delta}
-    write_json({"continue": go, "metric": a.metric, "dev": values, "best_round": select_round(values), "rule": rule}, a.out)
+    write_json(
+        {"continue": go, "metric": a.metric, "dev": values, "best_round": select_round(values), "rule": rule}, a.out
+    )
 
 
 def _select_round(a: argparse.Namespace) -> None:

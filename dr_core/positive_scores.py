@@ -44,7 +44,11 @@ def dense_pair_scores(
                 vectors[docid] = np.asarray(emb[row], dtype=np.float32)
     missing = wanted - vectors.keys()
     if missing:
-        raise DataError(shards[0][1], None, f"{len(missing)} judged positives are not in the corpus shards, e.g. {sorted(missing)[0]}")
+        raise DataError(
+            shards[0][1],
+            None,
+            f"{len(missing)} judged positives are not in the corpus shards, e.g. {sorted(missing)[0]}",
+        )
     scores = [float(q_emb[q_row[q]].astype(np.float32) @ vectors[d]) for q, d in zip(pairs["qid"], pairs["docid"])]
     return pairs.assign(score=np.asarray(scores, dtype=np.float32))
 

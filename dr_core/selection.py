@@ -13,7 +13,9 @@ def dev_values(metric_files: list[str | Path], metric: str) -> list[float]:
     for expected, path in enumerate(metric_files):
         record = json.loads(Path(path).read_text())
         if record["system"] != f"round{expected}":
-            raise ValueError(f"{path}: holds {record['system']}'s metrics, expected round{expected}'s (files in round order)")
+            raise ValueError(
+                f"{path}: holds {record['system']}'s metrics, expected round{expected}'s (files in round order)"
+            )
         if metric not in record["metrics"]:
             raise ValueError(f"{path}: no {metric} (eval.select_metric); it has {sorted(record['metrics'])}")
         values.append(float(record["metrics"][metric]))
@@ -33,11 +35,10 @@ def improved(values: list[float], r: int, min_delta: float) -> bool:
 
 
 def keep_training(values: list[float], max_rounds: int, patience: int, min_delta: float) -> bool:
-    """Whether to train round r + 1 after rounds 0..r (r = len(values) - 1): below `max_rounds`, and some round
-    among the last `patience` improved (round 0, the base model, always leads to round 1)."""
+    """Whether to train round r + 1 after rounds 0..r (r = len(values) - 1): below `max_rounds`, and fewer than
+    `patience` rounds since the last one that improved (round 0, the base model, is where the count starts)."""
     r = len(values) - 1
     if r >= max_rounds:
         return False
-    if r == 0:
-        return True
-    return any(improved(values, i, min_delta) for i in range(max(1, r - patience + 1), r + 1))
+    last = max(i for i in range(r + 1) if i == 0 or improved(values, i, min_delta))
+    return r - last < patience

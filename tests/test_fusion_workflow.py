@@ -73,7 +73,7 @@ def test_hybrid_mining_and_a_dev_tune_split_wire_the_right_runs(tmp_path):
     [
         ({"hybrid": {**HYBRID, "weight": 1.5}}, "On instance['hybrid']['weight']"),
         ({"negatives.mine.bm25_fraction": -0.2}, "On instance['negatives']['mine']['bm25_fraction']"),
-        ({"hybrid": {"rounds": [3], "depth": 20}}, "config: hybrid.rounds has round(s) [3] past ance.rounds (2)"),
+        ({"hybrid": {"rounds": [3], "depth": 20}}, "config: hybrid.rounds has ['round3'] past ance.rounds (2)"),
         ({"hybrid": {"rounds": [1]}}, "config: hybrid.depth (100) exceeds eval.depth (48)"),
         ({"hybrid": {**HYBRID, "tune_split": "test"}}, "config: hybrid.tune_split 'test' is an evaluation split"),
     ],

@@ -99,4 +99,6 @@ def test_torchrun_world_2_cached_ends_with_the_weights_of_world_1_uncached(no_dr
     init = BiEncoder.load(d / "init").state_dict()
     assert_same_training(a, b, init, lr=1e-3, steps=4)
     assert any(not torch.equal(a[k], v) for k, v in init.items())
-    assert pd.read_csv(d / "one.csv")["loss"].tolist() == pytest.approx(pd.read_csv(d / "two.csv")["loss"].tolist(), rel=1e-4)
+    assert pd.read_csv(d / "one.csv")["loss"].tolist() == pytest.approx(
+        pd.read_csv(d / "two.csv")["loss"].tolist(), rel=1e-4
+    )

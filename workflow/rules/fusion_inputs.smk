@@ -45,7 +45,11 @@ def filtering(stage):
 
 def positive_scores_input(stage):
     """Input function: the positives' scores under the mining model when the stage filters, else none."""
-    return lambda w: f"{OUT}/round{getattr(w, 'round', 1)}/positive_scores.tsv" if filtering(stage) else []
+    return lambda w: (
+        f"{OUT}/round{getattr(w, 'round', 1)}/positive_scores.tsv"
+        if filtering(stage)
+        else []
+    )
 
 
 def filter_shell(stage):
@@ -107,7 +111,9 @@ def check_hybrid():
             "the fused scores have no positive's score to compare with (use from: dense)"
         )
     if filtering("first_stage") and config["negatives"]["source"] != "bm25":
-        raise ValueError("config: negatives.first_stage.filter needs negatives.source: bm25 (it uses BM25's scores)")
+        raise ValueError(
+            "config: negatives.first_stage.filter needs negatives.source: bm25 (it uses BM25's scores)"
+        )
     if MINE["bm25_fraction"] > 0 and MINE["n"] <= 0:
         raise ValueError(
             "config: negatives.mine.bm25_fraction > 0 needs negatives.mine.n > 0"
@@ -135,4 +141,6 @@ def fuse_inputs(wildcards):
         name: f"{OUT}/{system}/{wildcards.dataset}/run.{wildcards.split}.trec"
         for name, system in (("bm25", "bm25"), ("dense", wildcards.ranker))
     }
-    return runs | ({"weight": f"{OUT}/bm25+{wildcards.ranker}/fusion.json"} if TUNED else {})
+    return runs | (
+        {"weight": f"{OUT}/bm25+{wildcards.ranker}/fusion.json"} if TUNED else {}
+    )

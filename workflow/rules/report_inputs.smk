@@ -31,7 +31,10 @@ def benchmark_files() -> list[str]:
             path
             for r, ds in sorted({(r, ds) for r, ds, _ in runs})
             for path in expand(
-                rules.encode.benchmark, dense=f"round{r}", dataset=ds, shard=range(SHARDS)
+                rules.encode.benchmark,
+                dense=f"round{r}",
+                dataset=ds,
+                shard=range(SHARDS),
             )
         ],
         *[

@@ -71,8 +71,7 @@ rule retrieve:
         index=f"{OUT}/{{dense}}/{{dataset}}/index.faiss",
         meta=f"{OUT}/{{dense}}/{{dataset}}/index.json",
         ids=lambda w: [
-            f"{OUT}/{w.dense}/{w.dataset}/emb/shard{s}.ids.txt"
-            for s in range(SHARDS)
+            f"{OUT}/{w.dense}/{w.dataset}/emb/shard{s}.ids.txt" for s in range(SHARDS)
         ],
     output:
         f"{OUT}/{{dense}}/{{dataset}}/run.{{split}}.trec",

@@ -3,9 +3,7 @@
 # best dev figure; its runs are that round's, retagged) and the merged models wise-* (merge).
 
 
-def dev_metrics(round_):
-    """Round r's metrics on the dev split."""
-    return f"{OUT}/round{round_}/{TRAIN_DS}/metrics.{DEV_SPLIT}.json"
+include: "select_inputs.smk"
 
 
 checkpoint round_decision:
@@ -32,17 +30,6 @@ checkpoint round_decision:
         "--out {output:q} > {log:q} 2>&1"
 
 
-def trained_rounds():
-    """Rounds 0..R of this recipe: ance.rounds, or (stopping rule) up to the first decision not to go on. It reads
-    the decisions (checkpoints), so call it from input functions only."""
-    if STOPPING is None:
-        return list(range(ROUNDS + 1))
-    r = 0
-    while json.loads(Path(checkpoints.round_decision.get(round=r).output[0]).read_text())["continue"]:
-        r += 1
-    return list(range(r + 1))
-
-
 checkpoint select_round:
     input:
         lambda w: [dev_metrics(r) for r in trained_rounds()],
@@ -62,11 +49,6 @@ checkpoint select_round:
         "python -m dr_core select-round --metrics {input:q} --metric {params.metric} --out {output:q} > {log:q} 2>&1"
 
 
-def selected_round():
-    """The round chosen on dev (a checkpoint's output: call from input functions only)."""
-    return json.loads(Path(checkpoints.select_round.get().output[0]).read_text())["round"]
-
-
 rule selected_run:
     input:
         choice=f"{OUT}/selected/choice.json",
@@ -84,12 +66,6 @@ rule selected_run:
         code=step_fingerprint("select-run"),
     shell:
         "python -m dr_core select-run --run {input.run:q} --tag selected --out {output:q} > {log:q} 2>&1"
-
-
-def merged_round(wildcards):
-    """The trained model a merged model mixes with the base: round<r>'s, or the selected round's."""
-    which = wildcards.which
-    return f"{OUT}/round{selected_round() if which == 'selected' else which.removeprefix('round')}/model"
 
 
 rule merge_model:
