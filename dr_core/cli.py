@@ -434,20 +434,38 @@ def _try(a: argparse.Namespace) -> None:
 
     import pandas as pd
 
+    logging.getLogger("faiss.loader").setLevel(logging.WARNING)  # which CPU build it loads: noise at a prompt
+    from dr_core.errors import MissingPathError
     from dr_core.runs import write_trec_frame
-    from dr_core.tryout import RoundSearcher, format_hits, fusion_weight, hits_of, read_queries_file, system_run
+    from dr_core.tryout import (
+        RoundSearcher,
+        check_corpus,
+        check_round,
+        check_run_dir,
+        format_hits,
+        fusion_weight,
+        hits_of,
+        read_queries_file,
+        system_run,
+    )
 
-    t0 = time.time()
-    dense = None
+    # every path the command was given, checked before anything loads: one line saying what exists instead
+    check_run_dir(a.run_dir)
     if a.system != "bm25":
         if a.round is None:
             raise ValueError(f"--system {a.system} needs --round")
+        check_round(a.run_dir, a.round, a.dataset, a.model or None)
+    corpus = check_corpus(a.run_dir, a.dataset)
+    if a.queries_file and not Path(a.queries_file).is_file():
+        raise MissingPathError(f"--queries-file {a.queries_file}: no such file")
+    weight = fusion_weight(a.run_dir, a.round, a.weight) if a.system == "hybrid" else None
+    t0 = time.time()
+    dense = None
+    if a.system != "bm25":
         dense = RoundSearcher(a.run_dir, a.round, a.dataset, a.model or None, nprobe=a.nprobe)
         log.info(
             "round %d, %s: %d passages, loaded in %.1f s", a.round, a.dataset, dense.index.ntotal, time.time() - t0
         )
-    weight = fusion_weight(a.run_dir, a.round, a.weight) if a.system == "hybrid" else None
-    corpus = Path(a.run_dir) / "data" / a.dataset / "corpus.parquet"
     search = partial(system_run, a.system, corpus=corpus, dense=dense, weight=weight, depth=a.depth)
     if a.queries_file:
         run = search(read_queries_file(a.queries_file), a.k)
@@ -888,14 +906,17 @@ def main(argv: list[str] | None = None) -> int:
         import torch
 
         torch.set_num_threads(args.threads)
-    from dr_core.errors import DataError
+    from dr_core.errors import DataError, MissingPathError, WriteError
 
     try:
         args.func(args)
-    except (DataError, ValueError, FileNotFoundError) as e:
-        log.error("%s", e, exc_info=not isinstance(e, DataError))
+        _record_provenance(args)
+    except WriteError as e:  # a full disk, a quota, a permission: one line naming the output, no traceback
+        log.error("%s", e)
         return 1
-    _record_provenance(args)
+    except (DataError, ValueError, FileNotFoundError) as e:
+        log.error("%s", e, exc_info=not isinstance(e, (DataError, MissingPathError)))
+        return 1
     return 0
 
 

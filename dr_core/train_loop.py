@@ -7,6 +7,7 @@ bi-encoder (`dr_core.train`) and the cross-encoder reranker (`dr_core.reranker`)
 
 from __future__ import annotations
 
+import copy
 import csv
 import json
 import logging
@@ -22,7 +23,7 @@ from tqdm import tqdm
 
 from dr_core import __version__
 from dr_core.atomic import atomic_path
-from dr_core.checkpoint import Checkpointer, seed_all
+from dr_core.checkpoint import Checkpointer, describe, rng_state, seed_all, set_rng_state
 from dr_core.cli_settings import setting
 from dr_core.device import PRECISIONS, pick_device, resolve_precision
 from dr_core.distributed import World, finish_world, init_world
@@ -162,7 +163,7 @@ class TrainLoop:
             else task.model
         )
         fingerprint = {"settings": asdict(settings), "world": self.world.size, "steps": self.steps}
-        self.checkpoints = Checkpointer(checkpoint_dir, {**fingerprint, "inputs": inputs_digest})
+        self.checkpoints = Checkpointer(checkpoint_dir, {**fingerprint, "inputs": inputs_digest}, self.world.is_main)
         self.step = 0
         self.log_rows: list[dict] = []
         self._t0, self._seen = time.time(), 0
@@ -183,18 +184,54 @@ class TrainLoop:
             }
         )
 
+    CHECKPOINT_KEYS = ("model", "optimizer", "scheduler", "scaler", "step", "log_rows", "task")
+
     def maybe_resume(self) -> bool:
-        state = self.checkpoints.load(self.runtime.device)
+        """Resume this run's checkpoint, if there is one. One that does not load or does not fit (other
+        settings or inputs, missing keys, other shapes) is moved aside and the run starts from step 0, exactly as
+        a run without it."""
+        fresh = self._fresh_state()
+        state = self.checkpoints.load(self.runtime.device, self.CHECKPOINT_KEYS)
         if state is None:
             return False
-        self.task.model.load_state_dict(state["model"])
-        self.optimizer.load_state_dict(state["optimizer"])
-        self.scheduler.load_state_dict(state["scheduler"])
-        self.scaler.load_state_dict(state["scaler"])
-        self.task.load_state_dict(state["task"])
-        self.step, self.log_rows = state["step"], state["log_rows"]
+        try:
+            step, log_rows = int(state["step"]), list(state["log_rows"])
+            _check_model_state(self.task.model, state["model"])
+            self.optimizer.load_state_dict(state["optimizer"])
+            self.scheduler.load_state_dict(state["scheduler"])
+            self.scaler.load_state_dict(state["scaler"])
+            self.task.load_state_dict(state["task"])
+            self.task.model.load_state_dict(state["model"])  # last: the others restore cheaply, the model not
+        except (MemoryError, torch.cuda.OutOfMemoryError):
+            raise
+        except Exception as e:
+            self._restore(fresh)
+            self.checkpoints.set_aside(f"its state does not fit this run ({describe(e)})")
+            return False
+        self.step, self.log_rows = step, log_rows
         log.info("resumed from %s at step %d of %d", self.checkpoints.path, self.step, self.steps)
         return True
+
+    def _fresh_state(self) -> dict:
+        """What `maybe_resume` changes besides the model, as it is before resuming (small: no optimizer
+        moments yet)."""
+        return {
+            "optimizer": copy.deepcopy(self.optimizer.state_dict()),
+            "scheduler": copy.deepcopy(self.scheduler.state_dict()),
+            "scaler": copy.deepcopy(self.scaler.state_dict()),
+            "task": copy.deepcopy(self.task.state_dict()),
+            "rng": rng_state(),
+            "step": self.step,
+            "log_rows": list(self.log_rows),
+        }
+
+    def _restore(self, fresh: dict) -> None:
+        self.optimizer.load_state_dict(fresh["optimizer"])
+        self.scheduler.load_state_dict(fresh["scheduler"])
+        self.scaler.load_state_dict(fresh["scaler"])
+        self.task.load_state_dict(fresh["task"])
+        set_rng_state(fresh["rng"])
+        self.step, self.log_rows = fresh["step"], fresh["log_rows"]
 
     # -- evaluation --------------------------------------------------------------------------------------
     @torch.no_grad()
@@ -332,6 +369,22 @@ class TrainLoop:
             (tmp / "dr_training.json").write_text(json.dumps(meta, indent=2) + "\n")
         _write_csv(log_path, self.log_rows)
         self.checkpoints.clear()
+
+
+def _check_model_state(model: torch.nn.Module, saved: dict) -> None:
+    """A ValueError unless `saved` holds exactly `model`'s tensors with their shapes (checked before loading,
+    since a failed `load_state_dict` leaves the tensors it got to changed)."""
+    own = model.state_dict()
+    if not isinstance(saved, dict):
+        raise ValueError(f"the model state is a {type(saved).__name__}")
+    missing, unexpected = sorted(own.keys() - saved.keys()), sorted(saved.keys() - own.keys())
+    if missing or unexpected:
+        raise ValueError(f"model keys differ (missing {missing[:3]}, unexpected {unexpected[:3]})")
+    for key, tensor in own.items():
+        value = saved[key]
+        if isinstance(tensor, torch.Tensor) and (not isinstance(value, torch.Tensor) or value.shape != tensor.shape):
+            shape = tuple(value.shape) if isinstance(value, torch.Tensor) else type(value).__name__
+            raise ValueError(f"model tensor {key} is {shape}, not {tuple(tensor.shape)}")
 
 
 def loader_generator(seed: int, epoch: int) -> torch.Generator:

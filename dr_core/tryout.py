@@ -18,10 +18,10 @@ import torch
 
 from dr_core.batching import Padder
 from dr_core.bm25 import bm25_search
-from dr_core.errors import DataError
+from dr_core.errors import DataError, MissingPathError
 from dr_core.fusion import fuse
 from dr_core.index import open_index, set_search_params
-from dr_core.model import BiEncoder, load_tokenizer
+from dr_core.model import ENCODER_FILE, BiEncoder, load_tokenizer
 from dr_core.search import load_ids
 from dr_core.tokenization import format_queries
 
@@ -49,6 +49,87 @@ class QueryEncoder:
         rows = [np.array(ids) for ids in self.tokenizer(texts, add_special_tokens=False)["input_ids"]]
         batch = self.padder(rows)
         return self.model.encode(batch["input_ids"], batch["attention_mask"], is_query=True).float().numpy()
+
+
+def _round_number(folder: Path) -> int | None:
+    match = re.fullmatch(r"round(\d+)", folder.name)
+    return int(match.group(1)) if match else None
+
+
+def _subfolders(folder: Path) -> list[Path]:
+    try:
+        return sorted(p for p in folder.iterdir() if p.is_dir() and not p.name.startswith("."))
+    except OSError:
+        return []
+
+
+def model_rounds(run_dir: Path) -> list[int]:
+    """The rounds of a run folder that have a model (`round<N>/model/dr_encoder.json`), in order."""
+    rounds = [_round_number(p) for p in _subfolders(run_dir) if (p / "model" / ENCODER_FILE).is_file()]
+    return sorted(r for r in rounds if r is not None)
+
+
+def run_folders(results: Path) -> list[str]:
+    """The run folders in `results`: those with a round that has a model."""
+    return [p.name for p in _subfolders(results) if model_rounds(p)]
+
+
+def embedded_datasets(round_dir: Path) -> list[str]:
+    """The datasets a round folder has corpus embeddings of (`<dataset>/emb/shard*.npy`), in order."""
+    return [p.name for p in _subfolders(round_dir) if any((p / "emb").glob("shard*.npy"))]
+
+
+def _listed(names: list, none: str) -> str:
+    return ", ".join(str(n) for n in names) if names else none
+
+
+def check_run_dir(run_dir: str | Path) -> None:
+    """A MissingPathError listing the run folders beside `run_dir` unless it is a folder."""
+    run_dir = Path(run_dir)
+    if run_dir.is_dir():
+        return
+    results = run_dir.parent
+    if not results.is_dir():
+        raise MissingPathError(f"{run_dir}: no such run folder, and no folder {results}")
+    found = _listed(run_folders(results), "none")
+    raise MissingPathError(f"{run_dir}: no such run folder; run folders in {results} (with round<N>/model): {found}")
+
+
+def check_round(run_dir: str | Path, round_: int, dataset: str, model_dir: str | Path | None = None) -> None:
+    """A MissingPathError saying what exists unless round `round_` of `run_dir` has a model (or `model_dir` is
+    one) and corpus embeddings of `dataset`: checked before anything is loaded."""
+    run_dir = Path(run_dir)
+    check_run_dir(run_dir)
+    round_dir = run_dir / f"round{round_}"
+    if model_dir:
+        if not (Path(model_dir) / ENCODER_FILE).is_file():
+            what = "no such folder" if not Path(model_dir).is_dir() else f"not a bi-encoder folder (no {ENCODER_FILE})"
+            raise MissingPathError(f"--model {model_dir}: {what}")
+    elif not (round_dir / "model" / ENCODER_FILE).is_file():
+        rounds = _listed(model_rounds(run_dir), "none yet")
+        raise MissingPathError(
+            f"{run_dir}: round {round_} has no model ({round_dir / 'model'}); rounds with a model: {rounds}"
+        )
+    if not round_dir.is_dir():
+        rounds = sorted(r for r in map(_round_number, _subfolders(run_dir)) if r is not None)
+        raise MissingPathError(f"{run_dir}: no folder round{round_}; rounds: {_listed(rounds, 'none yet')}")
+    if dataset not in embedded_datasets(round_dir):
+        found = _listed(embedded_datasets(round_dir), "none yet (run the round's encode step)")
+        raise MissingPathError(
+            f"{round_dir}: no corpus embeddings of {dataset!r} ({round_dir / dataset / 'emb'}/shard*.npy); "
+            f"datasets round {round_} has embeddings of: {found}"
+        )
+
+
+def check_corpus(run_dir: str | Path, dataset: str) -> Path:
+    """The corpus of `dataset` in a run folder (`data/<dataset>/corpus.parquet`); a MissingPathError listing the
+    datasets that have one when it is absent."""
+    data = Path(run_dir) / "data"
+    corpus = data / dataset / "corpus.parquet"
+    if not corpus.is_file():
+        found = _listed([p.name for p in _subfolders(data) if (p / "corpus.parquet").is_file()], "none")
+        raise MissingPathError(f"{corpus}: no such corpus; datasets with a corpus in {data}: {found}")
+    return corpus
 
 
 def shard_files(emb_dir: Path) -> list[tuple[Path, Path]]:
@@ -89,6 +170,7 @@ class RoundSearcher:
         nprobe: int | None = None,
     ) -> None:
         run_dir = Path(run_dir)
+        check_round(run_dir, round_, dataset, model_dir)
         model_dir = Path(model_dir) if model_dir else run_dir / f"round{round_}" / "model"
         self.encoder = QueryEncoder(model_dir)
         self.index, self.ids = open_round_index(run_dir / f"round{round_}" / dataset, model_dir, nprobe=nprobe)
@@ -140,7 +222,11 @@ def fusion_weight(run_dir: str | Path, round_: int, weight: float | None) -> flo
         return weight
     tuned = Path(run_dir) / f"bm25+round{round_}" / "fusion.json"
     if not tuned.exists():
-        raise FileNotFoundError(f"{tuned}: no tuned weight (add {round_} to hybrid.rounds and run, or pass --weight)")
+        found = [p.name for p in _subfolders(Path(run_dir)) if (p / "fusion.json").is_file()]
+        raise MissingPathError(
+            f"{tuned}: no tuned weight (add {round_} to hybrid.rounds and run, or pass --weight); "
+            f"tuned weights: {_listed(found, 'none')}"
+        )
     return float(json.loads(tuned.read_text())["weight"])
 
 

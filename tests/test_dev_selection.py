@@ -138,7 +138,7 @@ def test_dev_choices_on_the_fixture(tmp_path):
         assert set(positives[0]) <= train
 
     # The stopping rule trained exactly rounds 1 and 2; each decision is the rule applied to the dev figures.
-    assert sorted(p.name for p in out.glob("round*")) == ["round0", "round1", "round2"]
+    assert sorted(p.name for p in out.glob("round[0-9]*")) == ["round0", "round1", "round2"]
     decisions = [json.loads((out / "rounds" / f"decision{r}.json").read_text()) for r in range(3)]
     assert [d["continue"] for d in decisions] == [True, True, False]
     devs = [

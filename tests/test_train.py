@@ -83,9 +83,12 @@ def test_a_checkpoint_is_resumed_only_with_the_inputs_it_was_trained_on(train_in
     other = Trainer(
         d / "init", d / "tq.parquet", d / "tc.parquet", qrels, {"q1": ["1014"], "q3": ["1021"]}, settings, d / "ckpt"
     )
-    assert not other.maybe_resume()  # the negatives changed since the checkpoint
+    assert not other.maybe_resume()  # the negatives changed since the checkpoint: moved aside
+    assert not (d / "ckpt").exists() and len(list(d.glob("ckpt.damaged-*/state.pt"))) == 1
+    trainer.save_checkpoint()
     (d / "init" / "extra.txt").write_text("the previous round was retrained\n")
     assert not _trainer(d, settings).maybe_resume()
+    assert not (d / "ckpt").exists() and len(list(d.glob("ckpt.damaged-*/state.pt"))) == 2
 
 
 def _train_cmd(d, out, ckpt, settings):
@@ -107,7 +110,9 @@ def test_sigkill_mid_run_then_resume_ends_with_the_same_weights(train_inputs):
     assert not (d / "b").exists(), "killed before the end: no model may look finished"
     step = torch.load(d / "ck_b" / "state.pt", weights_only=False)["step"]
     assert 0 < step < 240
-    subprocess.run(_train_cmd(d, "b", "ck_b", settings), check=True, capture_output=True)
+    resumed = subprocess.run(_train_cmd(d, "b", "ck_b", settings), check=True, capture_output=True, text=True)
+    # the rerun took up the checkpoint's step (a restart from 0 ends with the same weights, so they cannot tell)
+    assert f"resumed from {d / 'ck_b' / 'state.pt'} at step {step} of 240" in resumed.stderr, resumed.stderr[-2000:]
 
     a, b = BiEncoder.load(d / "a").state_dict(), BiEncoder.load(d / "b").state_dict()
     for k in a:
