@@ -38,7 +38,8 @@ def test_save_load_round_trip_and_plain_transformers(tiny_bert, tmp_path, poolin
     [("cls", "dot", None), ("mean", "cosine", None), ("mean", "cosine", 8), ("cls", "dot", 24)],
 )
 def test_sentence_transformers_loads_the_same_embeddings(tiny_bert, tmp_path, pooling, similarity, projection):
-    st = pytest.importorskip("sentence_transformers")
+    import sentence_transformers as st  # a required test dependency (the models extra): missing, this fails
+
     spec = EncoderSpec(pooling=pooling, similarity=similarity, q_max_len=16, p_max_len=32, projection_dim=projection)
     torch.manual_seed(1)
     model = BiEncoder.from_base(str(tiny_bert), spec).eval()

@@ -1,10 +1,10 @@
 """The workflow on a real single-node SLURM, through `--profile profiles/slurm`.
 
-Opt-in: set DR_SLURM_TEST=1 (CI does). Needs root and apt: tests/cluster/slurm_up.sh installs
-and starts munge, MariaDB, slurmdbd, slurmctld and slurmd on loopback; the module fixture stops
-them again with tests/cluster/slurm_down.sh. Each workflow runs twice, through SLURM and locally
-(`--profile profiles/local`), and the outputs must be byte-equal; SLURM accounting (sacct) must
-list every job by rule.
+Opt-in: set DR_SLURM_TEST=1 (CI does); unset, the tests skip. Set, they need root and SLURM or apt, and fail
+(not skip) without them: tests/cluster/slurm_up.sh installs and starts munge, MariaDB, slurmdbd, slurmctld and
+slurmd on loopback; the module fixture stops them again with tests/cluster/slurm_down.sh. Each workflow runs
+twice, through SLURM and locally (`--profile profiles/local`), and the outputs must be byte-equal; SLURM
+accounting (sacct) must list every job by rule.
 """
 
 from __future__ import annotations
@@ -27,12 +27,18 @@ FIXTURE_CONFIG = REPO / "tests" / "fixtures" / "workflow_config.yaml"
 pytestmark = [
     pytest.mark.slurm,
     pytest.mark.skipif(os.environ.get("DR_SLURM_TEST") != "1", reason="set DR_SLURM_TEST=1"),
-    pytest.mark.skipif(os.geteuid() != 0, reason="starting SLURM needs root"),
-    pytest.mark.skipif(
-        shutil.which("slurmctld") is None and shutil.which("apt-get") is None,
-        reason="no SLURM and no apt-get to install it",
-    ),
 ]
+
+
+def _cannot_start_slurm() -> str | None:
+    """Why SLURM cannot be started here, or None. With DR_SLURM_TEST=1 that is a failure, never a skip: a run
+    that asked for the SLURM tests and passed without them would say nothing about SLURM."""
+    if os.geteuid() != 0:
+        return "starting SLURM needs root"
+    if shutil.which("slurmctld") is None and shutil.which("apt-get") is None:
+        return "no SLURM and no apt-get to install it"
+    return None
+
 
 # A 3-job workflow: a CPU job, a 2-GPU job (the node's stand-in GPUs) and a CPU job after it.
 # `square` records each launch of its command, so a GPU job that ran twice would show.
@@ -122,7 +128,10 @@ def _slurm_running() -> bool:
 @pytest.fixture(scope="module")
 def slurm() -> Iterator[None]:
     """A running single-node SLURM, with the real `scontrol` on PATH (conftest puts a stand-in first);
-    stopped afterwards unless it was already up."""
+    stopped afterwards unless it was already up. Fails (DR_SLURM_TEST=1 asked for SLURM) where it cannot start."""
+    reason = _cannot_start_slurm()
+    if reason is not None:
+        pytest.fail(f"DR_SLURM_TEST=1 but {reason}")
     was_up = _slurm_running()
     path = os.environ["PATH"]
     stub = os.environ.get(NO_SLURM_PATH)

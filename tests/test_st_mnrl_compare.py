@@ -8,13 +8,13 @@ import sys
 
 import pandas as pd
 import pytest
+import sentence_transformers  # noqa: F401  (required, not optional: missing, these tests fail)
 from conftest import REPO, prepare_tokenized, train_cli_args
 
 from dr_core.model import BiEncoder, EncoderSpec, load_tokenizer
 from dr_core.negatives import write_negatives
 from dr_core.tokenization import TokenStore, format_passages
 
-pytest.importorskip("sentence_transformers")
 sys.path.insert(0, str(REPO / "benchmarks"))
 import st_mnrl_compare as cmp  # noqa: E402
 
