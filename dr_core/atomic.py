@@ -128,16 +128,16 @@ def write_json(obj: Any, dest: str | Path) -> None:
         tmp.write_text(json.dumps(obj, indent=2, sort_keys=True) + "\n")
 
 
-def write_provenance(artefact: str | Path, config: dict[str, Any]) -> None:
+def write_provenance(artefact: str | Path, config: dict[str, Any], step: str | None = None) -> None:
     """Record config, seed and library version beside an artefact: `<file>.meta.json` or `<dir>/dr_meta.json`.
-    When `config` names its step (`command`, a `python -m dr_core` command), `code_fingerprint` is that step's
+    With `step` (a `python -m dr_core` command), `code_fingerprint` is that step's
     `dr_core.fingerprint.step_fingerprint`: the hash of the code that made the artefact, the one the workflow's
     rules rerun on."""
     artefact = Path(artefact)
     meta = {"dr_core_version": __version__, "config": config}
-    if config.get("command"):
+    if step:
         from dr_core.fingerprint import step_fingerprint
 
-        meta["code_fingerprint"] = step_fingerprint(config["command"])
+        meta["code_fingerprint"] = step_fingerprint(step)
     target = artefact / "dr_meta.json" if artefact.is_dir() else artefact.with_name(artefact.name + ".meta.json")
     write_json(meta, target)

@@ -923,8 +923,9 @@ def main(argv: list[str] | None = None) -> int:
 def _record_provenance(args: argparse.Namespace) -> None:
     """Write the step's arguments (settings, seeds) and the library version beside its main output."""
     from dr_core.atomic import write_provenance
+    from dr_core.fingerprint import step_of
 
     target = next((getattr(args, k) for k in ("out", "out_dir", "emb_out") if getattr(args, k, None)), None)
     if target is not None and Path(target).exists():
         params = {k: v for k, v in vars(args).items() if k != "func"}
-        write_provenance(target, params)
+        write_provenance(target, params, step_of(args.func.__name__))

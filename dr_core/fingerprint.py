@@ -84,6 +84,11 @@ def _cli() -> tuple[str, ast.Module, dict[str, str]]:
     return source, tree, handlers
 
 
+def step_of(handler: str) -> str | None:
+    """The `python -m dr_core` command whose handler is the cli function named `handler`."""
+    return next((command for command, name in _cli()[2].items() if name == handler), None)
+
+
 def cli_functions(handler: str) -> list[ast.FunctionDef]:
     """A command's handler and the cli functions it calls, transitively."""
     tree = _cli()[1]

@@ -87,4 +87,4 @@ def merge_models(base: str | Path, tuned: str | Path, alpha: float, out: str | P
     with atomic_path(out, is_dir=True) as tmp:
         tuned_model.save(tmp, tokenizer)
         record = {"command": "merge-models", "base": str(base), "tuned": str(tuned), "alpha": alpha, "out": str(out)}
-        write_provenance(tmp, record)
+        write_provenance(tmp, record, "merge-models")
