@@ -198,6 +198,7 @@ GPU_RULES = {
     "train",
     "encode",
     "retrieve",
+    "positive_scores",
     "teacher_scores",
     "cluster",
     "train_reranker",

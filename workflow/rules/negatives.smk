@@ -87,9 +87,9 @@ rule positive_scores_bm25:
         f"{OUT}/logs/negatives/positive_scores.round1.log",
     conda:
         CPU_ENV
-    threads: res("positive_scores", "threads")
+    threads: res("positive_scores_bm25", "threads")
     resources:
-        **rule_resources("positive_scores"),
+        **rule_resources("positive_scores_bm25"),
     params:
         k1=config["bm25"]["k1"],
         b=config["bm25"]["b"],
