@@ -32,10 +32,9 @@ def bm25_search(
 ) -> tuple[np.ndarray, np.ndarray]:
     """Top-k corpus ids and scores for each query (rows follow `queries`; '' pads when k exceeds the corpus)."""
     stem = _stemmer(stemmer)
-    docs = (corpus["title"].fillna("") + " " + corpus["text"].fillna("")).tolist()
-    retriever = _index(docs, k1, b, stem, stopwords)
+    retriever = _index(corpus, k1, b, stem, stopwords)
     query_tokens = bm25s.tokenize(queries["text"].tolist(), stopwords=stopwords, stemmer=stem, show_progress=False)
-    k_eff = min(k, len(docs))
+    k_eff = min(k, len(corpus))
     idx, scores = retriever.retrieve(query_tokens, k=k_eff, n_threads=threads, show_progress=True)
     ids = corpus["id"].to_numpy(dtype=object)[idx]
     if k_eff < k:
@@ -45,7 +44,9 @@ def bm25_search(
     return ids, scores
 
 
-def _index(docs: list[str], k1: float, b: float, stem, stopwords: str | None) -> bm25s.BM25:
+def _index(corpus: pd.DataFrame, k1: float, b: float, stem, stopwords: str | None) -> bm25s.BM25:
+    """BM25 over each document's "title text"."""
+    docs = (corpus["title"].fillna("") + " " + corpus["text"].fillna("")).tolist()
     corpus_tokens = bm25s.tokenize(docs, stopwords=stopwords, stemmer=stem, show_progress=True)
     retriever = bm25s.BM25(k1=k1, b=b)
     retriever.index(corpus_tokens, show_progress=True)
@@ -65,8 +66,7 @@ def bm25_pair_scores(
     """BM25's score (as `bm25_search` ranks with the same settings) of each (qid, docid) row of `pairs`, wherever
     the document ranks: the scores of a query's judged positives, for the false-negative filter."""
     stem = _stemmer(stemmer)
-    docs = (corpus["title"].fillna("") + " " + corpus["text"].fillna("")).tolist()
-    retriever = _index(docs, k1, b, stem, stopwords)
+    retriever = _index(corpus, k1, b, stem, stopwords)
     row = {docid: i for i, docid in enumerate(corpus["id"])}
     text = dict(zip(queries["qid"], queries["text"]))
     out = np.zeros(len(pairs), dtype=np.float32)

@@ -62,19 +62,17 @@ def _likely_false_negatives(a: argparse.Namespace) -> dict[str, set[str]] | None
     """The mine step's filter: ranked docs scored too near the query's weakest positive (None when off)."""
     if a.filter_relative is None and a.filter_margin is None:
         return None
-    from dr_core.negatives import false_negatives
+    from dr_core.negatives import near_positive
     from dr_core.positive_scores import weakest_positive
-    from dr_core.runs import iter_run, iter_run_scores
+    from dr_core.runs import iter_run_scores
 
     if not a.positive_scores:
         raise ValueError("--filter-relative/--filter-margin need --positive-scores")
-    drop = false_negatives(
-        iter_run_scores(a.run), weakest_positive(a.positive_scores), a.filter_relative, a.filter_margin
-    )
-    window = {
-        q: sum(a.rank_min <= r <= a.rank_max and d in drop.get(q, ()) for d, r in zip(docs, ranks))
-        for q, docs, ranks in iter_run(a.run)
-    }
+    weakest, drop, window = weakest_positive(a.positive_scores), {}, {}
+    for q, docs, ranks, scores in iter_run_scores(a.run):  # one pass: each query's drops, and those in the window
+        if q in weakest:
+            drop[q] = near_positive(docs, scores, weakest[q], a.filter_relative, a.filter_margin)
+            window[q] = sum(a.rank_min <= r <= a.rank_max and d in drop[q] for d, r in zip(docs, ranks))
     log.info(
         "filter (relative %s, margin %s): %d of the window's candidates dropped over %d queries (%.2f per query, "
         "%d queries lost at least one)",
@@ -376,12 +374,10 @@ def _summarize(a: argparse.Namespace) -> None:
     per_query = load_per_query(a.metrics)
     tested = a.metric if a.metric in table.columns else table.columns[3]  # eval.metrics' first
     pvalues = pvalue_columns(table, per_query, a.baselines, tested)
+    pcolumns = {c: pvalues[c].map(format_p) for c in pvalues}
     with atomic_path(a.out) as tmp:
-        table.assign(**{c: pvalues[c].map(format_p) for c in pvalues}).to_csv(
-            tmp, sep="\t", index=False, float_format="%.4f"
-        )
-    shown = table.assign(**{tested: marked_values(table, tested, marks(table, pvalues, tested, a.alpha))})
-    shown = shown.assign(**{c: pvalues[c].map(format_p) for c in pvalues})
+        table.assign(**pcolumns).to_csv(tmp, sep="\t", index=False, float_format="%.4f")
+    shown = table.assign(**{tested: marked_values(table, tested, marks(table, pvalues, tested, a.alpha))}, **pcolumns)
     print(shown.to_string(index=False, float_format=lambda x: f"{x:.4f}", na_rep=""))
     print(legend(tested, a.baselines, a.alpha))
     if a.beir_out:

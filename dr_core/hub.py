@@ -8,6 +8,7 @@ from pathlib import Path
 from dr_core.atomic import write_json
 from dr_core.errors import MissingPathError
 from dr_core.model_card import CARD_FILE
+from dr_core.textio import subfolders
 
 MODEL_MARKERS = ("dr_encoder.json", "config.json")  # a bi-encoder's, a transformers model's (the reranker)
 
@@ -61,13 +62,6 @@ def model_folders(root: Path, depth: int = 3, limit: int = 20) -> list[Path]:
     found: list[Path] = []
     level = [root]
     for _ in range(depth):
-        level = [c for p in level for c in _subfolders(p)]
+        level = [c for p in level for c in subfolders(p)]
         found += [p for p in level if any((p / m).is_file() for m in MODEL_MARKERS)]
     return sorted(found)[:limit]
-
-
-def _subfolders(folder: Path) -> list[Path]:
-    try:
-        return sorted(p for p in folder.iterdir() if p.is_dir() and not p.name.startswith("."))
-    except OSError:
-        return []

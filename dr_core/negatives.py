@@ -103,18 +103,24 @@ def false_negatives(
     trusted as negatives: above `relative` times its score (NV-Retriever's TopK-PercPos, relative 0.95), or within
     `margin` of it (score > positive - margin). Both thresholds are meant for scores that are positive for related
     text (cosine, BM25). `run` gives (qid, docids, ranks, scores), as `runs.iter_run_scores` reads them."""
+    return {
+        qid: near_positive(docids, scores, weakest[qid], relative, margin)
+        for qid, docids, _, scores in run
+        if qid in weakest
+    }
+
+
+def near_positive(
+    docids: list[str], scores: list[float], weakest: float, relative: float | None, margin: float | None
+) -> set[str]:
+    """One query's part of `false_negatives`: the docs scored above the lower of its thresholds."""
     if relative is None and margin is None:
         raise ValueError("false_negatives needs relative or margin")
     if relative is not None and not 0 < relative <= 1:
         raise ValueError(f"negatives.*.filter.relative must be in (0, 1], not {relative}")
-    out: dict[str, set[str]] = {}
-    for qid, docids, _, scores in run:
-        if qid not in weakest:
-            continue
-        limits = [relative * weakest[qid]] if relative is not None else []
-        limits += [weakest[qid] - margin] if margin is not None else []
-        out[qid] = {d for d, s in zip(docids, scores) if s > min(limits)}
-    return out
+    limits = [relative * weakest] if relative is not None else []
+    limits += [weakest - margin] if margin is not None else []
+    return {d for d, s in zip(docids, scores) if s > min(limits)}
 
 
 def _sample(cands: list[str], k: int, rng: np.random.Generator) -> list[str]:

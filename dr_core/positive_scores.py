@@ -30,19 +30,19 @@ def dense_pair_scores(
     """Each judged positive's score under a saved bi-encoder, as its run scores it: the query encoded as retrieve
     encodes it, times the passage's stored embedding (the corpus shards the index was built from)."""
     from dr_core.encode import encode_judged_queries
+    from dr_core.search import load_ids
 
     pairs = judged_pairs(pd.read_parquet(qrels))
     qids, q_emb = encode_judged_queries(model_dir, query_tokens, qrels, max_len=max_len)
     q_row = {q: i for i, q in enumerate(qids)}
-    wanted = set(pairs["docid"])
+    wanted = pairs["docid"].unique()
     vectors: dict[str, np.ndarray] = {}
     for emb_path, ids_path in shards:
-        ids = Path(ids_path).read_text(encoding="utf-8").split("\n")[:-1]
-        emb = np.load(emb_path, mmap_mode="r")
-        for row, docid in enumerate(ids):
-            if docid in wanted:
-                vectors[docid] = np.asarray(emb[row], dtype=np.float32)
-    missing = wanted - vectors.keys()
+        ids = load_ids([ids_path])
+        rows = np.flatnonzero(np.isin(ids, wanted))
+        picked = np.asarray(np.load(emb_path, mmap_mode="r")[rows], dtype=np.float32)
+        vectors.update(zip(ids[rows].tolist(), picked))
+    missing = set(wanted) - vectors.keys()
     if missing:
         raise DataError(
             shards[0][1],

@@ -11,6 +11,14 @@ from typing import Any, BinaryIO
 from dr_core.errors import DataError
 
 
+def subfolders(folder: Path) -> list[Path]:
+    """The visible folders in `folder`, by name; none when it cannot be listed."""
+    try:
+        return sorted(p for p in folder.iterdir() if p.is_dir() and not p.name.startswith("."))
+    except OSError:
+        return []
+
+
 def open_binary(path: Path) -> BinaryIO:
     """Open a plain or gzip-compressed file for reading bytes."""
     return gzip.open(path, "rb") if path.suffix == ".gz" else open(path, "rb")

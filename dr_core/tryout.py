@@ -23,6 +23,7 @@ from dr_core.fusion import fuse
 from dr_core.index import open_index, set_search_params
 from dr_core.model import ENCODER_FILE, BiEncoder, load_tokenizer
 from dr_core.search import load_ids
+from dr_core.textio import subfolders
 from dr_core.tokenization import format_queries
 
 
@@ -56,27 +57,20 @@ def _round_number(folder: Path) -> int | None:
     return int(match.group(1)) if match else None
 
 
-def _subfolders(folder: Path) -> list[Path]:
-    try:
-        return sorted(p for p in folder.iterdir() if p.is_dir() and not p.name.startswith("."))
-    except OSError:
-        return []
-
-
 def model_rounds(run_dir: Path) -> list[int]:
     """The rounds of a run folder that have a model (`round<N>/model/dr_encoder.json`), in order."""
-    rounds = [_round_number(p) for p in _subfolders(run_dir) if (p / "model" / ENCODER_FILE).is_file()]
+    rounds = [_round_number(p) for p in subfolders(run_dir) if (p / "model" / ENCODER_FILE).is_file()]
     return sorted(r for r in rounds if r is not None)
 
 
 def run_folders(results: Path) -> list[str]:
     """The run folders in `results`: those with a round that has a model."""
-    return [p.name for p in _subfolders(results) if model_rounds(p)]
+    return [p.name for p in subfolders(results) if model_rounds(p)]
 
 
 def embedded_datasets(round_dir: Path) -> list[str]:
     """The datasets a round folder has corpus embeddings of (`<dataset>/emb/shard*.npy`), in order."""
-    return [p.name for p in _subfolders(round_dir) if any((p / "emb").glob("shard*.npy"))]
+    return [p.name for p in subfolders(round_dir) if any((p / "emb").glob("shard*.npy"))]
 
 
 def _listed(names: list, none: str) -> str:
@@ -111,7 +105,7 @@ def check_round(run_dir: str | Path, round_: int, dataset: str, model_dir: str |
             f"{run_dir}: round {round_} has no model ({round_dir / 'model'}); rounds with a model: {rounds}"
         )
     if not round_dir.is_dir():
-        rounds = sorted(r for r in map(_round_number, _subfolders(run_dir)) if r is not None)
+        rounds = sorted(r for r in map(_round_number, subfolders(run_dir)) if r is not None)
         raise MissingPathError(f"{run_dir}: no folder round{round_}; rounds: {_listed(rounds, 'none yet')}")
     if dataset not in embedded_datasets(round_dir):
         found = _listed(embedded_datasets(round_dir), "none yet (run the round's encode step)")
@@ -127,7 +121,7 @@ def check_corpus(run_dir: str | Path, dataset: str) -> Path:
     data = Path(run_dir) / "data"
     corpus = data / dataset / "corpus.parquet"
     if not corpus.is_file():
-        found = _listed([p.name for p in _subfolders(data) if (p / "corpus.parquet").is_file()], "none")
+        found = _listed([p.name for p in subfolders(data) if (p / "corpus.parquet").is_file()], "none")
         raise MissingPathError(f"{corpus}: no such corpus; datasets with a corpus in {data}: {found}")
     return corpus
 
@@ -222,7 +216,7 @@ def fusion_weight(run_dir: str | Path, round_: int, weight: float | None) -> flo
         return weight
     tuned = Path(run_dir) / f"bm25+round{round_}" / "fusion.json"
     if not tuned.exists():
-        found = [p.name for p in _subfolders(Path(run_dir)) if (p / "fusion.json").is_file()]
+        found = [p.name for p in subfolders(Path(run_dir)) if (p / "fusion.json").is_file()]
         raise MissingPathError(
             f"{tuned}: no tuned weight (add {round_} to hybrid.rounds and run, or pass --weight); "
             f"tuned weights: {_listed(found, 'none')}"

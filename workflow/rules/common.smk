@@ -543,6 +543,15 @@ def train_init(wildcards):
     return f"{OUT}/round{start}/model"
 
 
+def emb_shards(dense, dataset):
+    """The corpus embedding shards of a dense model on a dataset: emb.npy, ids.txt, ... in shard order."""
+    return [
+        f"{OUT}/{dense}/{dataset}/emb/shard{s}.{ext}"
+        for s in range(SHARDS)
+        for ext in ("npy", "ids.txt")
+    ]
+
+
 def launcher(wildcards, resources):
     """torchrun for a multi-GPU job, plain python otherwise."""
     if (

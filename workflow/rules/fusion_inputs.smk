@@ -1,6 +1,7 @@
 # Settings and input functions of the hybrid systems `bm25+<ranker>` (fusion.smk: BM25 fused with a round's, the
 # selected round's or a merged model's dense run; the convex weight, unless fixed, tuned per ranker on the train
-# dataset's tune split (its dev split when there is one), never on an evaluation split) and of round r >= 2's mining from them or with a share of BM25 negatives (negatives.smk).
+# dataset's tune split (its dev split when there is one), never on an evaluation split) and of round r >= 2's
+# mining from them or with a share of BM25 negatives (negatives.smk).
 HYBRID = config["hybrid"]
 TUNE_SPLIT = HYBRID["tune_split"] or DEV_SPLIT or TRAIN_SPLIT
 TUNED = HYBRID["method"] == "convex" and HYBRID["weight"] is None
@@ -41,15 +42,6 @@ def filtering(stage):
     """Whether a negatives stage drops candidates scored near the positive (negatives.<stage>.filter)."""
     f = config["negatives"][stage]["filter"]
     return f["relative"] is not None or f["margin"] is not None
-
-
-def positive_scores_input(stage):
-    """Input function: the positives' scores under the mining model when the stage filters, else none."""
-    return lambda w: (
-        f"{OUT}/round{getattr(w, 'round', 1)}/positive_scores.tsv"
-        if filtering(stage)
-        else []
-    )
 
 
 def filter_shell(stage):

@@ -31,7 +31,9 @@ else:
         input:
             run=f"{OUT}/bm25/{TRAIN_DS}/run.{TRAIN_SPLIT}.trec",
             qrels=f"{OUT}/data/{TRAIN_DS}/qrels.{TRAIN_SPLIT}.parquet",
-            positives=positive_scores_input("first_stage"),
+            positives=(
+                f"{OUT}/round1/positive_scores.tsv" if filtering("first_stage") else []
+            ),
         output:
             f"{OUT}/round1/train_negatives.tsv",
         log:
@@ -107,11 +109,7 @@ rule positive_scores:
         model=lambda w: f"{OUT}/round{int(w.round) - 1}/model",
         queries=f"{OUT}/data/{TRAIN_DS}/tokens.queries.parquet",
         qrels=f"{OUT}/data/{TRAIN_DS}/qrels.{TRAIN_SPLIT}.parquet",
-        shards=lambda w: [
-            f"{OUT}/round{int(w.round) - 1}/{TRAIN_DS}/emb/shard{s}.{ext}"
-            for s in range(SHARDS)
-            for ext in ("npy", "ids.txt")
-        ],
+        shards=lambda w: emb_shards(f"round{int(w.round) - 1}", TRAIN_DS),
     output:
         f"{OUT}/round{{round}}/positive_scores.tsv",
     log:

@@ -34,11 +34,7 @@ rule encode:
 rule index:
     input:
         model=f"{OUT}/{{dense}}/model",
-        shards=lambda w: [
-            f"{OUT}/{w.dense}/{w.dataset}/emb/shard{s}.{ext}"
-            for s in range(SHARDS)
-            for ext in ("npy", "ids.txt")
-        ],
+        shards=lambda w: emb_shards(w.dense, w.dataset),
     output:
         index=f"{OUT}/{{dense}}/{{dataset}}/index.faiss",
         meta=f"{OUT}/{{dense}}/{{dataset}}/index.json",
