@@ -8,6 +8,7 @@ import sys
 from collections.abc import Iterator
 from pathlib import Path
 
+import pandas as pd
 import pytest
 
 REPO = Path(__file__).resolve().parents[1]
@@ -52,6 +53,22 @@ def train_cli_args(d: Path, out: str, ckpt: str, settings: dict) -> list[str]:
     }  # fmt: skip
     flags = [x for flag, path in paths.items() for x in (flag, str(path))]
     return ["dr_core", "--threads", "1", "train", *flags, *settings_argv(settings)]
+
+
+def rerank_groups(d: Path, n_negatives: int) -> tuple[Path, pd.DataFrame, dict[str, list[str]]]:
+    """The tiny collection's train split prepared in `d`, its qrels, and `n_negatives` negatives per query (the
+    corpus from a per-query offset, positives left out): the reranker tests' groups."""
+    from dr_core.beir import prepare_collection, prepare_qrels
+
+    prepare_collection(TINY_BEIR, d)
+    prepare_qrels(TINY_BEIR, "train", d / "corpus.parquet", d / "queries.parquet", d / "qrels.parquet")
+    qrels = pd.read_parquet(d / "qrels.parquet")
+    docs = pd.read_parquet(d / "corpus.parquet")["id"].tolist()
+    positives = qrels[qrels["rel"] > 0].groupby("qid")["docid"].agg(set).to_dict()
+    negatives = {
+        q: [x for x in docs[i % 5 :] if x not in pos][:n_negatives] for i, (q, pos) in enumerate(positives.items())
+    }
+    return d, qrels, negatives
 
 
 def assert_same_training(a: dict, b: dict, init: dict, lr: float, steps: int) -> None:

@@ -13,10 +13,9 @@ from pathlib import Path
 import pandas as pd
 import pytest
 import torch
-from conftest import TINY_BEIR, prepare_tokenized
+from conftest import prepare_tokenized, rerank_groups
 from safetensors.torch import load_file
 
-from dr_core.beir import prepare_collection, prepare_qrels
 from dr_core.model import BiEncoder, EncoderSpec, load_tokenizer
 from dr_core.reranker import RerankerSettings, RerankerTrainer
 from dr_core.train import Trainer, TrainSettings
@@ -157,14 +156,7 @@ def test_a_checkpoint_that_cannot_be_moved_aside_still_lets_the_run_start_over(i
 
 @pytest.fixture(scope="module")
 def rerank_data(tmp_path_factory):
-    d = tmp_path_factory.mktemp("rerank_faults")
-    prepare_collection(TINY_BEIR, d)
-    prepare_qrels(TINY_BEIR, "train", d / "corpus.parquet", d / "queries.parquet", d / "qrels.parquet")
-    qrels = pd.read_parquet(d / "qrels.parquet")
-    docs = pd.read_parquet(d / "corpus.parquet")["id"].tolist()
-    positives = qrels[qrels["rel"] > 0].groupby("qid")["docid"].agg(set).to_dict()
-    negatives = {q: [x for x in docs[i % 5 :] if x not in pos][:3] for i, (q, pos) in enumerate(positives.items())}
-    return d, qrels, negatives
+    return rerank_groups(tmp_path_factory.mktemp("rerank_faults"), 3)
 
 
 def _reranker(tiny_bert, data, ckpt: Path) -> RerankerTrainer:

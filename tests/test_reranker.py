@@ -12,12 +12,11 @@ import pandas as pd
 import pytest
 import torch
 import yaml
-from conftest import FIXTURES, REPO, TINY_BEIR, snakemake_cmd
+from conftest import FIXTURES, REPO, rerank_groups, snakemake_cmd
 from safetensors.torch import load_file
 from sentence_transformers import CrossEncoder
 
 from dr_core import cli
-from dr_core.beir import prepare_collection, prepare_qrels
 from dr_core.reranker import IDENTITY, RerankerSettings, RerankerTrainer, rerank
 from dr_core.runs import read_trec
 from dr_core.teacher import cross_encoder_scores
@@ -28,14 +27,7 @@ TEMPLATE = "{title}. {text}"
 @pytest.fixture(scope="module")
 def data(tmp_path_factory):
     """The tiny collection's train split, with 7 hard negatives per query."""
-    d = tmp_path_factory.mktemp("rerank_data")
-    prepare_collection(TINY_BEIR, d)
-    prepare_qrels(TINY_BEIR, "train", d / "corpus.parquet", d / "queries.parquet", d / "qrels.parquet")
-    qrels = pd.read_parquet(d / "qrels.parquet")
-    docs = pd.read_parquet(d / "corpus.parquet")["id"].tolist()
-    positives = qrels[qrels["rel"] > 0].groupby("qid")["docid"].agg(set).to_dict()
-    negatives = {q: [x for x in docs[i % 5 :] if x not in pos][:7] for i, (q, pos) in enumerate(positives.items())}
-    return d, qrels, negatives
+    return rerank_groups(tmp_path_factory.mktemp("rerank_data"), 7)
 
 
 def _trainer(tiny_bert, data, out_ckpt, **changes):

@@ -3,6 +3,7 @@ the output and the cause, no traceback, and leaves no partial output behind."""
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import os
 import subprocess
@@ -90,16 +91,22 @@ def test_another_files_error_inside_the_write_stays_that_files(tmp_path):
     assert list(tmp_path.iterdir()) == []
 
 
-@pytest.mark.skipif(os.geteuid() == 0, reason="root writes into read-only folders")
-def test_a_read_only_folder_is_a_permission_error_naming_the_output(tmp_path):
-    folder = tmp_path / "ro"
+@contextlib.contextmanager
+def read_only_folder(folder: Path):
+    """`folder`, made and read-only while the block runs."""
     folder.mkdir()
     folder.chmod(0o500)
     try:
-        with pytest.raises(WriteError, match=f"^permission denied writing {folder / 'x.json'}$"):
-            write_json({}, folder / "x.json")
+        yield folder
     finally:
         folder.chmod(0o700)
+
+
+@pytest.mark.skipif(os.geteuid() == 0, reason="root writes into read-only folders")
+def test_a_read_only_folder_is_a_permission_error_naming_the_output(tmp_path):
+    with read_only_folder(tmp_path / "ro") as folder:
+        with pytest.raises(WriteError, match=f"^permission denied writing {folder / 'x.json'}$"):
+            write_json({}, folder / "x.json")
 
 
 @needs_dev_full
@@ -140,13 +147,8 @@ def test_the_command_line_prints_a_full_disk_as_one_line(tmp_path):
 
 @pytest.mark.skipif(os.geteuid() == 0, reason="root writes into read-only folders")
 def test_the_command_line_prints_a_refused_permission_as_one_line(tmp_path):
-    out = tmp_path / "ro"
-    out.mkdir()
-    out.chmod(0o500)
-    try:
+    with read_only_folder(tmp_path / "ro") as out:
         proc = _cli(["select-run", "--run", str(_run_file(tmp_path)), "--tag", "x", "--out", str(out / "x.trec")])
-    finally:
-        out.chmod(0o700)
     lines = proc.stderr.strip().splitlines()
     assert proc.returncode == 1 and len(lines) == 1, proc.stderr
     assert lines[0].endswith(f"ERROR dr_core: permission denied writing {out / 'x.trec'}")
