@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
+import subprocess
 import sys
 from collections.abc import Iterator
 from pathlib import Path
@@ -162,16 +164,44 @@ def shared_or_skip(name: str) -> Path:
     return path
 
 
+FIXTURE_RECIPE = "tests/fixtures/workflow_config.yaml"  # the fixture recipe, relative to a repository copy
+REPO_PARTS = ("workflow", "config", "profiles", "envs", "tests/fixtures", "dr_core")
+
+
+def snakemake_in_cmd(repo: Path, *args: str, config: str | Path = FIXTURE_RECIPE) -> list[str]:
+    """The command line of `snakemake_in`, to be run with cwd=repo and env=in_copy(repo)."""
+    return [sys.executable, "-m", "snakemake", "-s", str(repo / "Snakefile"), *args, "--configfile", str(config)]
+
+
+def in_copy(repo: Path) -> dict[str, str]:
+    """The environment whose `python -m dr_core` is the copy's dr_core."""
+    return {**os.environ, "PYTHONPATH": str(repo)}
+
+
+def snakemake_in(repo: Path, *args: str, config: str | Path = FIXTURE_RECIPE, check: bool = True):
+    """Snakemake in a copy of the repository: its Snakefile, its folder as the workdir, its dr_core (PYTHONPATH)."""
+    cmd = snakemake_in_cmd(repo, *args, config=config)
+    proc = subprocess.run(cmd, cwd=repo, env=in_copy(repo), capture_output=True, text=True, timeout=1200)
+    if check and proc.returncode != 0:
+        raise AssertionError(f"{' '.join(cmd)} failed:\n{proc.stdout[-4000:]}\n{proc.stderr[-4000:]}")
+    return proc
+
+
+def copy_run(repo: Path, dest: Path) -> Path:
+    """`cp -a` of a repository copy (modification times kept, so Snakemake sees its results as done) into `dest`."""
+    dest.mkdir(parents=True, exist_ok=True)
+    subprocess.run(["cp", "-a", str(repo), str(dest)], check=True)
+    return dest / repo.name
+
+
 @pytest.fixture(scope="session")
 def fixture_run(tmp_path_factory) -> Path:
-    """A working directory where the whole fixture recipe (2 rounds) has run once, shared by the slow tests."""
-    import subprocess
-
-    workdir = tmp_path_factory.mktemp("fixture_run")
-    cmd = snakemake_cmd(
-        "--cores", "2", "--configfile", str(FIXTURES / "workflow_config.yaml"), "--directory", str(workdir)
-    )  # fmt: skip
-    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=1200)
-    if proc.returncode != 0:
-        raise AssertionError(f"fixture run failed:\n{proc.stdout[-4000:]}\n{proc.stderr[-4000:]}")
-    return workdir
+    """A copy of the repository (workflow, recipes, fixtures, dr_core) where the whole fixture recipe (2 rounds) has
+    run once, its results inside the copy and the fixture data given by a path relative to it. Built once per
+    session; the slow tests read it, dry-run against it, or start from a `copy_run` of it."""
+    repo = tmp_path_factory.mktemp("fixture_run") / "repo"
+    for name in REPO_PARTS:
+        shutil.copytree(REPO / name, repo / name, ignore=shutil.ignore_patterns("__pycache__"))
+    shutil.copy2(REPO / "Snakefile", repo / "Snakefile")
+    snakemake_in(repo, "--cores", "2")
+    return repo

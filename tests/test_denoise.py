@@ -42,8 +42,9 @@ def test_no_filter_keeps_everything_and_negative_margin_is_refused():
         denoise(NEGATIVES, POSITIVES, SCORES, margin=-0.1)
 
 
-def test_denoise_rule_filters_round1_negatives_with_the_teacher(tmp_path):
-    from test_workflow import planned_jobs, snakemake, write_config
+def test_denoise_rule_filters_round1_negatives_with_the_teacher(fixture_run, tmp_path):
+    from conftest import copy_run, snakemake_in
+    from test_workflow import planned_jobs, write_config
 
     from dr_core.negatives import read_negatives
 
@@ -51,18 +52,19 @@ def test_denoise_rule_filters_round1_negatives_with_the_teacher(tmp_path):
         tmp_path,
         **{"distill.teacher": "pkg:cognition/model", "distill.kind": "bi", "negatives.denoise.margin": 0.0},
     )
-    plan = snakemake("-n", "--configfile", str(config), "--directory", str(tmp_path), "results/tiny/round1/model")
+    work = copy_run(fixture_run, tmp_path / "run")  # the data and round 1's BM25 negatives reused
+    plan = snakemake_in(work, "-n", "results/tiny/round1/model", config=config)
     assert {"denoise", "teacher_scores", "train"} <= planned_jobs(plan.stdout).keys()
     target = "results/tiny/round1/train_negatives.denoised.tsv"
-    snakemake("--cores", "2", "--configfile", str(config), "--directory", str(tmp_path), target)
-    raw = read_negatives(tmp_path / "results/tiny/round1/train_negatives.tsv")
-    kept = read_negatives(tmp_path / target)
+    snakemake_in(work, "--cores", "2", target, config=config)
+    raw = read_negatives(work / "results/tiny/round1/train_negatives.tsv")
+    kept = read_negatives(work / target)
     assert kept.keys() <= raw.keys()
     for qid, pids in kept.items():
         assert pids == [p for p in raw[qid] if p in set(pids)]  # a subset, in the same order
     dropped = sum(map(len, raw.values())) - sum(map(len, kept.values()))
     assert dropped > 0
-    assert f"dropped {dropped} " in (tmp_path / "results/tiny/logs/denoise/round1.log").read_text()
+    assert f"dropped {dropped} " in (work / "results/tiny/logs/denoise/round1.log").read_text()
 
 
 def test_negative_denoise_margin_is_a_schema_error(tmp_path):

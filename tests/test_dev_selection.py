@@ -9,6 +9,7 @@ import json
 import numpy as np
 import pandas as pd
 import pytest
+from conftest import copy_run, snakemake_in
 from test_workflow import snakemake, write_config
 
 from dr_core.bm25 import bm25_pair_scores, bm25_search
@@ -119,11 +120,11 @@ DEV_RECIPE = {
 
 
 @pytest.mark.slow
-def test_dev_choices_on_the_fixture(tmp_path):
-    config = str(write_config(tmp_path, **DEV_RECIPE))
-    run = ("--configfile", config, "--directory", str(tmp_path))
-    snakemake("--cores", "2", *run)
-    out = tmp_path / "results" / "tiny"
+def test_dev_choices_on_the_fixture(fixture_run, tmp_path):
+    config = write_config(tmp_path, **DEV_RECIPE)
+    work = copy_run(fixture_run, tmp_path / "run")  # the corpus, its tokens and round 0 reused
+    snakemake_in(work, "--cores", "2", config=config)
+    out = work / "results" / "tiny"
 
     # The 4 dev queries are in no training input: train qrels, BM25's train run, any round's negatives.
     dev = set(pd.read_parquet(out / "data" / "tiny" / "qrels.dev.parquet")["qid"])
@@ -171,7 +172,7 @@ def test_dev_choices_on_the_fixture(tmp_path):
     assert json.loads((out / "bm25+selected" / "fusion.json").read_text())["queries"] == 4  # tuned on dev
 
     # A rerun has nothing to do.
-    assert "Nothing to be done" in snakemake("-n", *run).stdout
+    assert "Nothing to be done" in snakemake_in(work, "-n", config=config).stdout
 
 
 @pytest.mark.parametrize(

@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import json
-import shutil
 
 import pandas as pd
 import pytest
+from conftest import copy_run, snakemake_in
 from test_workflow import planned_jobs, snakemake, write_config
 
 HYBRID = {"rounds": [1], "depth": 20}  # the fixture's train runs are 20 deep
@@ -14,15 +14,14 @@ HYBRID = {"rounds": [1], "depth": 20}  # the fixture's train runs are 20 deep
 
 @pytest.mark.slow
 def test_hybrid_system_is_tuned_on_train_fused_and_evaluated(fixture_run, tmp_path):
-    work = tmp_path / "work"
-    shutil.copytree(fixture_run, work, symlinks=True)  # the 2-round fixture run, reused: only fusion is new
-    config = str(write_config(tmp_path, hybrid=HYBRID))
-    jobs = planned_jobs(snakemake("-n", "--configfile", config, "--directory", str(work)).stdout)
+    work = copy_run(fixture_run, tmp_path)  # the 2-round fixture run, reused: only fusion is new
+    config = write_config(tmp_path, hybrid=HYBRID)
+    jobs = planned_jobs(snakemake_in(work, "-n", config=config).stdout)
     assert jobs == {
         "fusion_weight": 1, "fuse": 1, "evaluate": 1, "summary": 1, "report_table": 1, "report_metrics": 1, "all": 1,
         "model_card": 3,  # the cards' reproducing command names the config file, another one here
     }  # fmt: skip
-    snakemake("--cores", "2", "--configfile", config, "--directory", str(work))
+    snakemake_in(work, "--cores", "2", config=config)
 
     out = work / "results" / "tiny"
     summary = pd.read_csv(out / "summary.tsv", sep="\t")

@@ -4,11 +4,10 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import subprocess
 
 import pytest
-from conftest import REPO, snakemake_cmd
+from conftest import REPO, copy_run, snakemake_cmd, snakemake_in
 from test_workflow import FIXTURE_CONFIG, planned_jobs, snakemake, write_config
 
 from dr_core.card_metrics import write_metrics_card
@@ -43,8 +42,7 @@ def test_metrics_replace_the_cards_placeholder_and_the_folder_is_left_alone(tmp_
 
 @pytest.mark.slow
 def test_each_rounds_card_has_its_metrics_and_command_on_the_fixture_run(fixture_run, tmp_path):
-    work = tmp_path / "work"
-    shutil.copytree(fixture_run, work, symlinks=True)  # the 2-round fixture run, reused
+    work = copy_run(fixture_run, tmp_path)  # the 2-round fixture run, reused
     out = work / "results" / "tiny"
     for r in range(3):
         card = (out / f"round{r}" / "model_card.md").read_text()
@@ -56,9 +54,9 @@ def test_each_rounds_card_has_its_metrics_and_command_on_the_fixture_run(fixture
         assert command in card
         assert "Not evaluated" in (out / f"round{r}" / "model" / "README.md").read_text()
     # Nothing to redo in the copy; a new metric reruns the cards with evaluation.
-    assert "Nothing to be done" in snakemake("-n", "--configfile", str(FIXTURE_CONFIG), "--directory", str(work)).stdout
+    assert "Nothing to be done" in snakemake_in(work, "-n").stdout
     changed = write_config(tmp_path, **{"eval.metrics": ["ndcg@10", "recall@10"]})
-    jobs = planned_jobs(snakemake("-n", "--configfile", str(changed), "--directory", str(work)).stdout)
+    jobs = planned_jobs(snakemake_in(work, "-n", config=changed).stdout)
     assert jobs["model_card"] == 3 and jobs["evaluate"] == 4
 
 

@@ -15,6 +15,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+from conftest import snakemake_in
 from PIL import Image
 from test_workflow import FIXTURE_CONFIG, planned_jobs, snakemake, write_config
 
@@ -219,7 +220,7 @@ def chromium_found() -> Path:
 @pytest.mark.slow
 def test_report_is_self_contained_and_its_plots_render_in_chromium(chromium_found, fixture_run, tmp_path):
     report = tmp_path / "report.html"
-    snakemake("--configfile", str(FIXTURE_CONFIG), "--directory", str(fixture_run), "--report", str(report))
+    snakemake_in(fixture_run, "--report", str(report))
     results = report_results(report)
     by_name = {entry["name"]: (Path(path), entry) for path, entry in results.items()}
     assert set(by_name) == REPORT_FILES

@@ -12,7 +12,7 @@ import pandas as pd
 import pytest
 import torch
 import yaml
-from conftest import FIXTURES, REPO, rerank_groups, snakemake_cmd
+from conftest import FIXTURES, REPO, copy_run, rerank_groups, snakemake_cmd, snakemake_in
 from safetensors.torch import load_file
 from sentence_transformers import CrossEncoder
 
@@ -177,12 +177,12 @@ def _snakemake(tmp_path, config, *targets, dry=False):
     return proc.stdout
 
 
-def test_rerank_rule_on_the_fixture(tmp_path):
+def test_rerank_rule_on_the_fixture(fixture_run, tmp_path):
     settings = dict(systems=["bm25"], depth=10, max_len=64, epochs=1, batch_size=4, group_size=3)
     config = _workflow_config(tmp_path, **settings)
-    target = "results/tiny/bm25+rerank/tiny/metrics.test.json"
-    _snakemake(tmp_path, config, target)
-    res = tmp_path / "results" / "tiny"
+    work = copy_run(fixture_run, tmp_path / "run")  # the data and BM25's runs reused
+    snakemake_in(work, "--cores", "2", "results/tiny/bm25+rerank/tiny/metrics.test.json", config=config)
+    res = work / "results" / "tiny"
     assert json.loads((res / "bm25+rerank/tiny/metrics.test.json").read_text())["system"] == "bm25+rerank"
     bm25, reranked = read_trec(res / "bm25/tiny/run.test.trec"), read_trec(res / "bm25+rerank/tiny/run.test.trec")
     for qid, group in reranked.groupby("qid"):

@@ -7,13 +7,12 @@ import os
 import re
 import shutil
 import subprocess
-import sys
 from pathlib import Path
 
 import pandas as pd
 import pytest
 import yaml
-from conftest import REPO, snakemake_cmd
+from conftest import REPO, copy_run, in_copy, snakemake_cmd, snakemake_in, snakemake_in_cmd
 
 FIXTURE_CONFIG = REPO / "tests" / "fixtures" / "workflow_config.yaml"
 
@@ -170,10 +169,9 @@ def test_training_fits_the_train_queries(fixture_run, tmp_path):
     held-out gains are measured on SciFact and NFCorpus (README). A sign error in the loss, positives taken for
     negatives or an optimizer that does not step all fail this.
     """
-    work = tmp_path / "run"
-    shutil.copytree(fixture_run, work, symlinks=True)
+    work = copy_run(fixture_run, tmp_path)
     targets = [f"results/tiny/round{r}/tiny/metrics.train.json" for r in (0, 2)]
-    snakemake("--cores", "2", *targets, "--configfile", str(FIXTURE_CONFIG), "--directory", str(work))
+    snakemake_in(work, "--cores", "2", *targets)
     ndcg = [json.loads((work / t).read_text())["metrics"]["ndcg@10"] for t in targets]
     assert ndcg[1] > ndcg[0] + 0.03, ndcg  # measured 0.773 -> 0.829
 
@@ -198,84 +196,57 @@ def test_end_to_end_two_rounds_on_the_fixture(fixture_run, tmp_path):
     }
 
     # Nothing left to do; changing only an evaluation setting reruns only evaluation (and what reports it).
-    run = ("--directory", str(fixture_run))
-    assert "Nothing to be done" in snakemake("-n", "--configfile", str(FIXTURE_CONFIG), *run).stdout
+    assert "Nothing to be done" in snakemake_in(fixture_run, "-n").stdout
     changed = write_config(tmp_path, **{"eval.metrics": ["ndcg@10", "recall@10"]})
-    jobs = planned_jobs(snakemake("-n", "--configfile", str(changed), *run).stdout)
+    jobs = planned_jobs(snakemake_in(fixture_run, "-n", config=changed).stdout)
     assert set(jobs) == {"evaluate", "summary", "model_card", "report_table", "report_metrics", "all"}
     # Changing a mining setting reruns round 2 and what follows, not round 1.
     changed = write_config(tmp_path, **{"negatives.mine": {"depth": 20, "rank_min": 3, "rank_max": 20, "n": 8}})
-    jobs = planned_jobs(snakemake("-n", "--configfile", str(changed), *run).stdout)
+    jobs = planned_jobs(snakemake_in(fixture_run, "-n", config=changed).stdout)
     assert jobs["train"] == 1 and jobs["mine"] == 1 and jobs["encode"] == 2 and "bm25" not in jobs
     # Changing a training setting (one of the train rule's flags) retrains both rounds, not the base model.
     changed = write_config(tmp_path, **{"train.lr": 2.0e-4})
-    jobs = planned_jobs(snakemake("-n", "--configfile", str(changed), *run).stdout)
+    jobs = planned_jobs(snakemake_in(fixture_run, "-n", config=changed).stdout)
     assert jobs["train"] == 2 and not {"bm25", "init_model", "tokenize"} & set(jobs)
 
 
-def snakemake_in(repo: Path, *args: str, check: bool = True) -> subprocess.CompletedProcess:
-    """Snakemake on the fixture recipe in a copy of the repository, with that copy's dr_core (PYTHONPATH)."""
-    cmd = [sys.executable, "-m", "snakemake", "-s", str(repo / "Snakefile"), *args]
-    cmd += ["--configfile", "tests/fixtures/workflow_config.yaml"]
-    env = {**os.environ, "PYTHONPATH": str(repo)}
-    proc = subprocess.run(cmd, cwd=repo, env=env, capture_output=True, text=True, timeout=1200)
-    if check and proc.returncode != 0:
-        raise AssertionError(f"{' '.join(cmd)} failed:\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}")
-    return proc
-
-
-@pytest.fixture(scope="module")
-def repo_copy_run(tmp_path_factory) -> Path:
-    """A folder holding a copy of the repository (workflow, recipes, fixtures, dr_core) where the fixture recipe
-    has run, its results inside the copy and the fixture data given by a path relative to it."""
-    repo = tmp_path_factory.mktemp("repo_copy") / "repo"
-    for name in ("workflow", "config", "profiles", "envs", "tests/fixtures", "dr_core"):
-        shutil.copytree(REPO / name, repo / name, ignore=shutil.ignore_patterns("__pycache__"))
-    shutil.copy2(REPO / "Snakefile", repo / "Snakefile")
-    snakemake_in(repo, "--cores", "2")
-    return repo.parent
-
-
-def copy_a(folder: Path, dest: Path) -> Path:
-    """`cp -a folder dest`: the repository copy in it, with modification times kept."""
-    subprocess.run(["cp", "-a", str(folder), str(dest)], check=True)
-    return dest / "repo"
-
-
 @pytest.mark.slow
-def test_a_copy_of_the_repository_with_its_results_reruns_nothing(repo_copy_run, tmp_path):
-    assert "Nothing to be done" in snakemake_in(copy_a(repo_copy_run, tmp_path / "moved"), "-n").stdout
+def test_a_copy_of_the_repository_with_its_results_reruns_nothing(fixture_run, tmp_path):
+    assert "Nothing to be done" in snakemake_in(copy_run(fixture_run, tmp_path / "moved"), "-n").stdout
 
 
 def jobs_after_editing(run: Path, tmp_path: Path, module: str) -> dict[str, int]:
     """The jobs a dry run plans in a `cp -a` copy of the finished run after appending a comment to dr_core/`module`."""
-    repo = copy_a(run, tmp_path / "edited")
+    repo = copy_run(run, tmp_path / "edited")
     with open(repo / "dr_core" / module, "a") as f:
         f.write("\n# an edit\n")
     return planned_jobs(snakemake_in(repo, "-n").stdout)
 
 
 @pytest.mark.slow
-def test_editing_the_evaluation_code_reruns_only_evaluation(repo_copy_run, tmp_path):
-    jobs = jobs_after_editing(repo_copy_run, tmp_path, "evaluate.py")
+def test_editing_the_evaluation_code_reruns_only_evaluation(fixture_run, tmp_path):
+    jobs = jobs_after_editing(fixture_run, tmp_path, "evaluate.py")
     assert set(jobs) == {"evaluate", "summary", "model_card", "report_table", "report_metrics", "all"}
     assert jobs["evaluate"] == 4
 
 
 @pytest.mark.slow
-def test_editing_the_loss_reruns_training_onward(repo_copy_run, tmp_path):
-    jobs = jobs_after_editing(repo_copy_run, tmp_path, "loss.py")
+def test_editing_the_loss_reruns_training_onward(fixture_run, tmp_path):
+    jobs = jobs_after_editing(fixture_run, tmp_path, "loss.py")
     assert jobs["train"] == 2 and jobs["mine"] == 1 and jobs["encode"] == 4  # rounds 1-2, not the base model
     assert not {"prepare", "qrels", "tokenize", "bm25", "first_negatives", "init_model"} & set(jobs)
 
 
 @pytest.mark.slow
-def test_dro_two_clusters_two_rounds_on_the_fixture(tmp_path):
-    """iDRO end to end (greedy DRO differs only inside dr_core.dro, whose tests cover it)."""
-    dro = "idro"
-    config = write_config(tmp_path, **{"dro": {"type": dro, "num_clusters": 2}, "train.epochs": 1})
-    snakemake("--cores", "2", "--configfile", str(config), "--directory", str(tmp_path))
-    out = tmp_path / "results" / "tiny"
+def test_dro_two_clusters_two_rounds_on_the_fixture(fixture_run, tmp_path):
+    """iDRO end to end (greedy DRO differs only inside dr_core.dro, whose tests cover it), from a copy of the
+    fixture run: the data, BM25 and round 0 are reused, training onward is redone."""
+    config = write_config(tmp_path, **{"dro": {"type": "idro", "num_clusters": 2}, "train.epochs": 1})
+    work = copy_run(fixture_run, tmp_path / "run")
+    jobs = planned_jobs(snakemake_in(work, "-n", config=config).stdout)
+    assert jobs["train"] == 2 and not {"prepare", "tokenize", "bm25", "init_model"} & set(jobs)
+    snakemake_in(work, "--cores", "2", config=config)
+    out = work / "results" / "tiny"
     for r in (1, 2):
         clusters = pd.read_csv(out / f"round{r}" / "query_clusters.tsv", sep="\t", dtype=str)
         assert len(clusters) == 16 and set(clusters["cluster"]) == {"0", "1"}
@@ -291,7 +262,6 @@ def test_dro_two_clusters_two_rounds_on_the_fixture(tmp_path):
 def test_killed_training_resumes_when_snakemake_runs_again(fixture_run, tmp_path):
     """SIGKILL the round-1 training job mid-run; running Snakemake again resumes from the last checkpoint
     and ends with the same weights as the uninterrupted run (CPU, deterministic)."""
-    import os
     import signal
     import subprocess
     import time
@@ -299,30 +269,32 @@ def test_killed_training_resumes_when_snakemake_runs_again(fixture_run, tmp_path
     import torch
 
     config = write_config(tmp_path, **{"train.checkpoint_every": 1, "train.epochs": 2})
+    work = copy_run(fixture_run, tmp_path / "run")  # the data and round 0 reused; round 1 from scratch
+    shutil.rmtree(work / "results/tiny/round1")
     target = "results/tiny/round1/model"
-    cmd = snakemake_cmd("--cores", "1", target, "--configfile", str(config), "--directory", str(tmp_path))
-    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    state = tmp_path / "results/tiny/round1/checkpoints/state.pt"
+    cmd = snakemake_in_cmd(work, "--cores", "1", target, config=config)
+    proc = subprocess.Popen(cmd, cwd=work, env=in_copy(work), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    state = work / "results/tiny/round1/checkpoints/state.pt"
     deadline = time.time() + 600
     while time.time() < deadline and proc.poll() is None:
         if state.exists() and torch.load(state, weights_only=False)["step"] >= 3:
             break
         time.sleep(0.05)
     train = subprocess.run(["pgrep", "-f", "dr_core --threads 1 train"], capture_output=True, text=True)
-    pids = [int(p) for p in train.stdout.split() if os.path.realpath(f"/proc/{p}/cwd") == str(tmp_path.resolve())]
+    pids = [int(p) for p in train.stdout.split() if os.path.realpath(f"/proc/{p}/cwd") == str(work.resolve())]
     assert pids, "the training job was not running"
     for pid in pids:
         os.kill(pid, signal.SIGKILL)
     assert proc.wait(timeout=120) != 0
-    assert not (tmp_path / target).exists()  # nothing that looks done
+    assert not (work / target).exists()  # nothing that looks done
     killed_at = torch.load(state, weights_only=False)["step"]
     assert 3 <= killed_at < 8  # 16 queries / 4 per step * 2 epochs
 
-    subprocess.run(cmd, check=True, capture_output=True, timeout=600)
-    log = (tmp_path / "results/tiny/logs/train/round1.log").read_text()
-    assert f"resumed from {state.relative_to(tmp_path)} at step {killed_at}" in log
+    subprocess.run(cmd, cwd=work, env=in_copy(work), check=True, capture_output=True, timeout=600)
+    log = (work / "results/tiny/logs/train/round1.log").read_text()
+    assert f"resumed from {state.relative_to(work)} at step {killed_at}" in log
     from dr_core.model import BiEncoder
 
     reference = BiEncoder.load(fixture_run / target).state_dict()
-    for key, value in BiEncoder.load(tmp_path / target).state_dict().items():
+    for key, value in BiEncoder.load(work / target).state_dict().items():
         torch.testing.assert_close(value, reference[key], rtol=0, atol=0)
