@@ -1,14 +1,14 @@
 rule bm25:
     input:
-        corpus=f"{OUT}/data/{{dataset}}/corpus.parquet",
-        queries=f"{OUT}/data/{{dataset}}/queries.parquet",
-        qrels=f"{OUT}/data/{{dataset}}/qrels.{{split}}.parquet",
+        corpus=out(layout.corpus()),
+        queries=out(layout.queries()),
+        qrels=out(layout.qrels()),
     output:
-        f"{OUT}/bm25/{{dataset}}/run.{{split}}.trec",
+        out(layout.run("bm25")),
     log:
-        f"{OUT}/logs/bm25/{{dataset}}.{{split}}.log",
+        log_path("bm25", "{dataset}.{split}"),
     benchmark:
-        f"{OUT}/benchmarks/bm25/{{dataset}}.{{split}}.tsv"
+        benchmark_path("bm25", "{dataset}.{split}")
     conda:
         CPU_ENV
     threads: res("bm25", "threads")

@@ -2,7 +2,7 @@ rule acquire:
     output:
         directory(f"{config['download_dir']}/{{dataset}}"),
     log:
-        f"{OUT}/logs/acquire/{{dataset}}.log",
+        log_path("acquire", "{dataset}"),
     wildcard_constraints:
         dataset=BEIR_DATASETS,
     conda:
@@ -23,10 +23,10 @@ rule prepare:
     input:
         source_dir,
     output:
-        corpus=f"{OUT}/data/{{dataset}}/corpus.parquet",
-        queries=f"{OUT}/data/{{dataset}}/queries.parquet",
+        corpus=out(layout.corpus()),
+        queries=out(layout.queries()),
     log:
-        f"{OUT}/logs/prepare/{{dataset}}.log",
+        log_path("prepare", "{dataset}"),
     wildcard_constraints:
         dataset=BEIR_DATASETS,
     conda:
@@ -48,9 +48,9 @@ rule qrels:
         corpus=rules.prepare.output.corpus,
         queries=rules.prepare.output.queries,
     output:
-        f"{OUT}/data/{{dataset}}/qrels.{{split}}.parquet",
+        out(layout.qrels()),
     log:
-        f"{OUT}/logs/qrels/{{dataset}}.{{split}}.log",
+        log_path("qrels", "{dataset}.{split}"),
     wildcard_constraints:
         dataset=BEIR_DATASETS,
     conda:
@@ -70,11 +70,11 @@ rule qrels:
 
 rule tokenize:
     input:
-        f"{OUT}/data/{{dataset}}/{{table}}.parquet",
+        out(layout.table()),
     output:
-        f"{OUT}/data/{{dataset}}/tokens.{{table}}.parquet",
+        out(layout.tokens()),
     log:
-        f"{OUT}/logs/tokenize/{{dataset}}.{{table}}.log",
+        log_path("tokenize", "{dataset}.{table}"),
     wildcard_constraints:
         table="corpus|queries",
     conda:

@@ -4,13 +4,13 @@
 
 rule denoise:
     input:
-        negatives=f"{OUT}/round{{round}}/train_negatives.tsv",
+        negatives=out(layout.train_negatives()),
         teacher=teacher_scores,
-        qrels=f"{OUT}/data/{TRAIN_DS}/qrels.{TRAIN_SPLIT}.parquet",
+        qrels=TRAIN_QRELS,
     output:
-        f"{OUT}/round{{round}}/train_negatives.denoised.tsv",
+        out(layout.train_negatives(denoised=True)),
     log:
-        f"{OUT}/logs/denoise/round{{round}}.log",
+        log_path("denoise", "round{round}"),
     conda:
         CPU_ENV
     threads: res("denoise", "threads")

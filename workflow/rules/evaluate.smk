@@ -1,11 +1,11 @@
 rule evaluate:
     input:
-        run=f"{OUT}/{{system}}/{{dataset}}/run.{{split}}.trec",
-        qrels=f"{OUT}/data/{{dataset}}/qrels.{{split}}.parquet",
+        run=out(layout.run()),
+        qrels=out(layout.qrels()),
     output:
-        f"{OUT}/{{system}}/{{dataset}}/metrics.{{split}}.json",
+        out(layout.metrics()),
     log:
-        f"{OUT}/logs/evaluate/{{system}}.{{dataset}}.{{split}}.log",
+        log_path("evaluate", "{system}.{dataset}.{split}"),
     conda:
         CPU_ENV
     threads: res("evaluate", "threads")
@@ -24,10 +24,10 @@ rule summary:
     input:
         lambda w: eval_metric_files(),
     output:
-        summary=f"{OUT}/summary.tsv",
-        beir=f"{OUT}/summary.beir.tsv",
+        summary=out(layout.summary()),
+        beir=out(layout.summary_beir()),
     log:
-        f"{OUT}/logs/summary.log",
+        log_path("summary"),
     conda:
         CPU_ENV
     threads: res("summary", "threads")

@@ -6,9 +6,9 @@ rule fuse:
     input:
         unpack(fuse_inputs),
     output:
-        f"{OUT}/bm25+{{ranker}}/{{dataset}}/run.{{split}}.trec",
+        out(layout.run("bm25+{ranker}")),
     log:
-        f"{OUT}/logs/fuse/bm25+{{ranker}}.{{dataset}}.{{split}}.log",
+        log_path("fuse", "bm25+{ranker}.{dataset}.{split}"),
     conda:
         CPU_ENV
     threads: res("fuse", "threads")
@@ -29,13 +29,13 @@ rule fuse:
 
 rule fusion_weight:
     input:
-        bm25=f"{OUT}/bm25/{TRAIN_DS}/run.{TUNE_SPLIT}.trec",
-        dense=f"{OUT}/{{ranker}}/{TRAIN_DS}/run.{TUNE_SPLIT}.trec",
-        qrels=f"{OUT}/data/{TRAIN_DS}/qrels.{TUNE_SPLIT}.parquet",
+        bm25=out(layout.run("bm25", TRAIN_DS, TUNE_SPLIT)),
+        dense=out(layout.run("{ranker}", TRAIN_DS, TUNE_SPLIT)),
+        qrels=out(layout.qrels(TRAIN_DS, TUNE_SPLIT)),
     output:
-        f"{OUT}/bm25+{{ranker}}/fusion.json",
+        out(layout.fusion_weight()),
     log:
-        f"{OUT}/logs/fuse/bm25+{{ranker}}.weight.log",
+        log_path("fuse", "bm25+{ranker}.weight"),
     conda:
         CPU_ENV
     threads: res("fusion_weight", "threads")

@@ -28,13 +28,13 @@ def mine_inputs(wildcards):
     prev = f"round{int(wildcards.round) - 1}"
     system = f"bm25+{prev}" if MINE["from"] == "hybrid" else prev
     inputs = {
-        "run": f"{OUT}/{system}/{TRAIN_DS}/run.{TRAIN_SPLIT}.trec",
-        "qrels": f"{OUT}/data/{TRAIN_DS}/qrels.{TRAIN_SPLIT}.parquet",
+        "run": out(layout.run(system, TRAIN_DS, TRAIN_SPLIT)),
+        "qrels": TRAIN_QRELS,
     }
     if filtering("mine"):
-        inputs["positives"] = f"{OUT}/round{wildcards.round}/positive_scores.tsv"
+        inputs["positives"] = out(layout.positive_scores(wildcards.round))
     if MINE["bm25_fraction"] > 0:
-        inputs["bm25"] = f"{OUT}/bm25/{TRAIN_DS}/run.{TRAIN_SPLIT}.trec"
+        inputs["bm25"] = out(layout.run("bm25", TRAIN_DS, TRAIN_SPLIT))
     return inputs
 
 
@@ -130,9 +130,9 @@ check_hybrid()
 def fuse_inputs(wildcards):
     """The BM25 and round r runs of a target, and the tuned weight when there is one."""
     runs = {
-        name: f"{OUT}/{system}/{wildcards.dataset}/run.{wildcards.split}.trec"
+        name: out(layout.run(system, wildcards.dataset, wildcards.split))
         for name, system in (("bm25", "bm25"), ("dense", wildcards.ranker))
     }
     return runs | (
-        {"weight": f"{OUT}/bm25+{wildcards.ranker}/fusion.json"} if TUNED else {}
+        {"weight": out(layout.fusion_weight(wildcards.ranker))} if TUNED else {}
     )

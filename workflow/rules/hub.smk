@@ -3,17 +3,14 @@
 # would make it newer than what was built from it (encode, index, ...), which Snakemake would then rerun.
 
 
-include: "hub_inputs.smk"
-
-
 rule model_card:
     input:
-        model=f"{OUT}/round{{round}}/model",
+        model=out(layout.round_model()),
         metrics=round_metric_files,
     output:
-        f"{OUT}/round{{round}}/model_card.md",
+        out(layout.model_card()),
     log:
-        f"{OUT}/logs/model_card/round{{round}}.log",
+        log_path("model_card", "round{round}"),
     conda:
         CPU_ENV
     threads: res("model_card", "threads")
@@ -35,12 +32,12 @@ if HUB["repo_id"]:
 
     rule push_to_hub:
         input:
-            model=f"{OUT}/round{HUB_ROUND}/model",
-            card=f"{OUT}/round{HUB_ROUND}/model_card.md",
+            model=out(layout.round_model(HUB_ROUND)),
+            card=out(layout.model_card(HUB_ROUND)),
         output:
-            f"{OUT}/round{HUB_ROUND}/hub_push.json",
+            out(layout.hub_push(HUB_ROUND)),
         log:
-            f"{OUT}/logs/push_to_hub/round{HUB_ROUND}.log",
+            log_path("push_to_hub", f"round{HUB_ROUND}"),
         conda:
             CPU_ENV
         threads: res("push_to_hub", "threads")

@@ -6,7 +6,9 @@ HUB_ROUND = ROUNDS if HUB["round"] is None else HUB["round"]
 def round_metric_files(wildcards):
     """Round r's metrics on every evaluation target, in config order."""
     return [
-        f"{OUT}/round{wildcards.round}/{t['dataset']}/metrics.{t['split']}.json"
+        out(
+            layout.metrics(layout.round_name(wildcards.round), t["dataset"], t["split"])
+        )
         for t in config["data"]["eval"]
     ]
 
@@ -19,11 +21,11 @@ def reproduce_command(round_):
         f" --configfile {os.path.relpath(f, workflow.basedir) if Path(f).is_relative_to(workflow.basedir) else f}"
         for f in workflow.overwrite_configfiles
     )
-    return f"snakemake --cores all {OUT}/round{round_}/model_card.md{files}"
+    return f"snakemake --cores all {out(layout.model_card(round_))}{files}"
 
 
 def card_targets():
     """Every round's card, and the Hub upload when `hub.repo_id` is set and its token variable holds a value."""
-    cards = expand(f"{OUT}/round{{round}}/model_card.md", round=trained_rounds())
+    cards = expand(out(layout.model_card()), round=trained_rounds())
     push = HUB["repo_id"] and os.environ.get(HUB["token_env"])
-    return cards + ([f"{OUT}/round{HUB_ROUND}/hub_push.json"] if push else [])
+    return cards + ([out(layout.hub_push(HUB_ROUND))] if push else [])

@@ -6,7 +6,7 @@ rule lotte_fetch:
     output:
         directory(f"{config['download_dir']}/lotte/lotte"),
     log:
-        f"{OUT}/logs/lotte/fetch.log",
+        log_path("lotte", "fetch"),
     conda:
         CPU_ENV
     threads: res("lotte_fetch", "threads")
@@ -22,10 +22,10 @@ rule lotte_prepare:
     input:
         lotte_source,
     output:
-        corpus=f"{OUT}/data/{{dataset}}/corpus.parquet",
-        queries=f"{OUT}/data/{{dataset}}/queries.parquet",
+        corpus=out(layout.corpus()),
+        queries=out(layout.queries()),
     log:
-        f"{OUT}/logs/lotte/{{dataset}}.prepare.log",
+        log_path("lotte", "{dataset}.prepare"),
     wildcard_constraints:
         dataset=LOTTE_DATASETS,
     conda:
@@ -47,9 +47,9 @@ rule lotte_qrels:
         corpus=rules.lotte_prepare.output.corpus,
         queries=rules.lotte_prepare.output.queries,
     output:
-        f"{OUT}/data/{{dataset}}/qrels.{{split}}.parquet",
+        out(layout.qrels()),
     log:
-        f"{OUT}/logs/lotte/{{dataset}}.qrels.{{split}}.log",
+        log_path("lotte", "{dataset}.qrels.{split}"),
     wildcard_constraints:
         dataset=LOTTE_DATASETS,
     conda:

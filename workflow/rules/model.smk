@@ -1,6 +1,6 @@
 # Round 0 is the base model saved as a bi-encoder (the zero-shot baseline); round r >= 1 is trained.
 # With model.scale_t5_weights, round 0 is made from the base T5 scaled as OpenMatch does (rule scale_t5).
-SCALED_T5 = f"{OUT}/base_model/t5_scaled"
+SCALED_T5 = out(layout.scaled_t5())
 SCALE_T5 = config["model"]["scale_t5_weights"]
 
 
@@ -8,7 +8,7 @@ rule scale_t5:
     output:
         directory(SCALED_T5),
     log:
-        f"{OUT}/logs/model/scale_t5.log",
+        log_path("model", "scale_t5"),
     conda:
         CPU_ENV
     threads: res("scale_t5", "threads")
@@ -25,9 +25,9 @@ rule init_model:
     input:
         [SCALED_T5] if SCALE_T5 else [],
     output:
-        directory(f"{OUT}/round0/model"),
+        directory(out(layout.round_model(0))),
     log:
-        f"{OUT}/logs/model/round0.log",
+        log_path("model", "round0"),
     conda:
         CPU_ENV
     threads: res("init_model", "threads")
@@ -46,19 +46,19 @@ rule init_model:
 rule train:
     input:
         init=train_init,
-        queries=f"{OUT}/data/{TRAIN_DS}/tokens.queries.parquet",
-        corpus=f"{OUT}/data/{TRAIN_DS}/tokens.corpus.parquet",
-        qrels=f"{OUT}/data/{TRAIN_DS}/qrels.{TRAIN_SPLIT}.parquet",
+        queries=TRAIN_QUERY_TOKENS,
+        corpus=TRAIN_CORPUS_TOKENS,
+        qrels=TRAIN_QRELS,
         negatives=train_negatives,
         teacher=teacher_scores,
         clusters=query_clusters,
     output:
-        model=directory(f"{OUT}/round{{round}}/model"),
-        log_csv=f"{OUT}/round{{round}}/train_log.csv",
+        model=directory(out(layout.round_model())),
+        log_csv=out(layout.train_log()),
     log:
-        f"{OUT}/logs/train/round{{round}}.log",
+        log_path("train", "round{round}"),
     benchmark:
-        f"{OUT}/benchmarks/train/round{{round}}.tsv"
+        benchmark_path("train", "round{round}")
     wildcard_constraints:
         round=r"[1-9]\d*",
     conda:
@@ -69,7 +69,7 @@ rule train:
     params:
         settings=cli_flags(config["train"]),
         dro=cli_flags(config["dro"], "dro") if config["dro"]["type"] != "none" else "",
-        checkpoints=lambda w: f"{OUT}/round{w.round}/checkpoints",
+        checkpoints=lambda w: out(layout.checkpoints(layout.round_name(w.round))),
         launcher=launcher,
         card=lambda w: model_card(w.round),
         code=step_fingerprint("train"),
@@ -84,15 +84,15 @@ rule train:
 
 rule teacher_scores:
     input:
-        queries=f"{OUT}/data/{TRAIN_DS}/queries.parquet",
-        corpus=f"{OUT}/data/{TRAIN_DS}/corpus.parquet",
-        qrels=f"{OUT}/data/{TRAIN_DS}/qrels.{TRAIN_SPLIT}.parquet",
-        negatives=f"{OUT}/round{{round}}/train_negatives.tsv",
+        queries=TRAIN_QUERIES,
+        corpus=TRAIN_CORPUS,
+        qrels=TRAIN_QRELS,
+        negatives=out(layout.train_negatives()),
         reranker=teacher_input,
     output:
-        f"{OUT}/round{{round}}/teacher_scores.parquet",
+        out(layout.teacher_scores()),
     log:
-        f"{OUT}/logs/teacher_scores/round{{round}}.log",
+        log_path("teacher_scores", "round{round}"),
     conda:
         GPU_ENV
     threads: res("teacher_scores", "threads")
@@ -117,13 +117,13 @@ rule teacher_scores:
 
 rule cluster:
     input:
-        model=lambda w: f"{OUT}/round{int(w.round) - 1}/model",
-        queries=f"{OUT}/data/{TRAIN_DS}/tokens.queries.parquet",
-        qrels=f"{OUT}/data/{TRAIN_DS}/qrels.{TRAIN_SPLIT}.parquet",
+        model=lambda w: out(layout.round_model(int(w.round) - 1)),
+        queries=TRAIN_QUERY_TOKENS,
+        qrels=TRAIN_QRELS,
     output:
-        f"{OUT}/round{{round}}/query_clusters.tsv",
+        out(layout.query_clusters()),
     log:
-        f"{OUT}/logs/cluster/round{{round}}.log",
+        log_path("cluster", "round{round}"),
     wildcard_constraints:
         round=r"[1-9]\d*",
     conda:

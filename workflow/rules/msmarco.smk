@@ -6,7 +6,7 @@ rule msmarco_fetch:
     output:
         f"{config['download_dir']}/{{dataset}}/{{name}}",
     log:
-        f"{OUT}/logs/msmarco_fetch/{{dataset}}.{{name}}.log",
+        log_path("msmarco_fetch", "{dataset}.{name}"),
     wildcard_constraints:
         dataset=f"{MSMARCO_DATASETS}|{TEVATRON_DATASETS}",  # a tevatron dataset's qrels may be one
         name="|".join(re.escape(n) for n in MSMARCO_RAW_FILES),
@@ -27,9 +27,9 @@ rule msmarco_join:
         para=msmarco_file("para.txt"),
         titles=msmarco_file("para.title.txt"),
     output:
-        f"{OUT}/data/{{dataset}}/corpus.tsv",
+        out(layout.corpus_tsv()),
     log:
-        f"{OUT}/logs/msmarco/{{dataset}}.join.log",
+        log_path("msmarco", "{dataset}.join"),
     wildcard_constraints:
         dataset=MSMARCO_DATASETS,
     conda:
@@ -46,11 +46,11 @@ rule msmarco_join:
 
 rule msmarco_corpus:
     input:
-        f"{OUT}/data/{{dataset}}/corpus.tsv",
+        out(layout.corpus_tsv()),
     output:
-        f"{OUT}/data/{{dataset}}/corpus.parquet",
+        out(layout.corpus()),
     log:
-        f"{OUT}/logs/msmarco/{{dataset}}.corpus.log",
+        log_path("msmarco", "{dataset}.corpus"),
     wildcard_constraints:
         dataset=MSMARCO_DATASETS,
     conda:
@@ -69,9 +69,9 @@ rule msmarco_queries:
         train=msmarco_file("train.query.txt"),
         dev=msmarco_file("queries.dev.small.tsv"),
     output:
-        f"{OUT}/data/{{dataset}}/queries.parquet",
+        out(layout.queries()),
     log:
-        f"{OUT}/logs/msmarco/{{dataset}}.queries.log",
+        log_path("msmarco", "{dataset}.queries"),
     wildcard_constraints:
         dataset=MSMARCO_DATASETS,
     conda:
@@ -89,12 +89,12 @@ rule msmarco_queries:
 rule msmarco_qrels:
     input:
         qrels=lambda w: msmarco_file(MSMARCO_QRELS[w.split])(w),
-        corpus=f"{OUT}/data/{{dataset}}/corpus.parquet",
-        queries=f"{OUT}/data/{{dataset}}/queries.parquet",
+        corpus=out(layout.corpus()),
+        queries=out(layout.queries()),
     output:
-        f"{OUT}/data/{{dataset}}/qrels.{{split}}.parquet",
+        out(layout.qrels()),
     log:
-        f"{OUT}/logs/msmarco/{{dataset}}.qrels.{{split}}.log",
+        log_path("msmarco", "{dataset}.qrels.{split}"),
     wildcard_constraints:
         dataset=MSMARCO_DATASETS,
         split="train|dev",
@@ -114,9 +114,9 @@ rule msmarco_triples:
     input:
         msmarco_file("qidpidtriples.train.full.2.tsv.gz"),
     output:
-        f"{OUT}/data/{{dataset}}/triples.negatives.tsv",
+        out(layout.triples_negatives()),
     log:
-        f"{OUT}/logs/msmarco/{{dataset}}.triples.log",
+        log_path("msmarco", "{dataset}.triples"),
     wildcard_constraints:
         dataset=MSMARCO_DATASETS,
     conda:
@@ -132,11 +132,11 @@ rule msmarco_triples:
 
 rule msmarco_run:
     input:
-        f"{OUT}/{{system}}/{{dataset}}/run.{{split}}.trec",
+        out(layout.run()),
     output:
-        f"{OUT}/{{system}}/{{dataset}}/run.{{split}}.msmarco.tsv",
+        out(layout.msmarco_run()),
     log:
-        f"{OUT}/logs/msmarco/{{system}}.{{dataset}}.{{split}}.run.log",
+        log_path("msmarco", "{system}.{dataset}.{split}.run"),
     wildcard_constraints:
         dataset=MSMARCO_DATASETS,
     conda:

@@ -12,9 +12,9 @@ if config["negatives"]["source"] != "bm25":
         input:
             first_negatives_file(),
         output:
-            f"{OUT}/round1/train_negatives.tsv",
+            out(layout.train_negatives(1)),
         log:
-            f"{OUT}/logs/negatives/round1.log",
+            log_path("negatives", "round1"),
         conda:
             CPU_ENV
         threads: res("first_negatives", "threads")
@@ -29,15 +29,15 @@ else:
 
     rule first_negatives:
         input:
-            run=f"{OUT}/bm25/{TRAIN_DS}/run.{TRAIN_SPLIT}.trec",
-            qrels=f"{OUT}/data/{TRAIN_DS}/qrels.{TRAIN_SPLIT}.parquet",
+            run=out(layout.run("bm25", TRAIN_DS, TRAIN_SPLIT)),
+            qrels=TRAIN_QRELS,
             positives=(
-                f"{OUT}/round1/positive_scores.tsv" if filtering("first_stage") else []
+                out(layout.positive_scores(1)) if filtering("first_stage") else []
             ),
         output:
-            f"{OUT}/round1/train_negatives.tsv",
+            out(layout.train_negatives(1)),
         log:
-            f"{OUT}/logs/negatives/round1.log",
+            log_path("negatives", "round1"),
         conda:
             CPU_ENV
         threads: res("first_negatives", "threads")
@@ -56,9 +56,9 @@ rule mine:
     input:
         unpack(mine_inputs),
     output:
-        f"{OUT}/round{{round}}/train_negatives.tsv",
+        out(layout.train_negatives()),
     log:
-        f"{OUT}/logs/negatives/round{{round}}.log",
+        log_path("negatives", "round{round}"),
     wildcard_constraints:
         round=r"[2-9]|[1-9]\d+",
     conda:
@@ -80,13 +80,13 @@ rule mine:
 # BM25 for round 1, round r-1's bi-encoder for round r.
 rule positive_scores_bm25:
     input:
-        corpus=f"{OUT}/data/{TRAIN_DS}/corpus.parquet",
-        queries=f"{OUT}/data/{TRAIN_DS}/queries.parquet",
-        qrels=f"{OUT}/data/{TRAIN_DS}/qrels.{TRAIN_SPLIT}.parquet",
+        corpus=TRAIN_CORPUS,
+        queries=TRAIN_QUERIES,
+        qrels=TRAIN_QRELS,
     output:
-        f"{OUT}/round1/positive_scores.tsv",
+        out(layout.positive_scores(1)),
     log:
-        f"{OUT}/logs/negatives/positive_scores.round1.log",
+        log_path("negatives", "positive_scores.round1"),
     conda:
         CPU_ENV
     threads: res("positive_scores_bm25", "threads")
@@ -106,14 +106,14 @@ rule positive_scores_bm25:
 
 rule positive_scores:
     input:
-        model=lambda w: f"{OUT}/round{int(w.round) - 1}/model",
-        queries=f"{OUT}/data/{TRAIN_DS}/tokens.queries.parquet",
-        qrels=f"{OUT}/data/{TRAIN_DS}/qrels.{TRAIN_SPLIT}.parquet",
-        shards=lambda w: emb_shards(f"round{int(w.round) - 1}", TRAIN_DS),
+        model=lambda w: out(layout.round_model(int(w.round) - 1)),
+        queries=TRAIN_QUERY_TOKENS,
+        qrels=TRAIN_QRELS,
+        shards=lambda w: emb_shards(layout.round_name(int(w.round) - 1), TRAIN_DS),
     output:
-        f"{OUT}/round{{round}}/positive_scores.tsv",
+        out(layout.positive_scores()),
     log:
-        f"{OUT}/logs/negatives/positive_scores.round{{round}}.log",
+        log_path("negatives", "positive_scores.round{round}"),
     wildcard_constraints:
         round=r"[2-9]|[1-9]\d+",
     conda:

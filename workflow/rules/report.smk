@@ -1,21 +1,18 @@
 # Figures and tables for `snakemake --report`: each output is registered with report() and a caption.
 
 
-include: "report_inputs.smk"
-
-
 rule report_table:
     input:
         summary=rules.summary.output.summary,
         beir=rules.summary.output.beir,
     output:
         report(
-            f"{REPORT}/summary.html",
+            out(layout.report("summary.html")),
             category="Metrics",
             caption="../report/summary.rst",
         ),
     log:
-        f"{OUT}/logs/report/summary.log",
+        log_path("report", "summary"),
     conda:
         CPU_ENV
     params:
@@ -31,12 +28,12 @@ rule report_metrics:
         rules.summary.output.summary,
     output:
         report(
-            f"{REPORT}/metrics.png",
+            out(layout.report("metrics.png")),
             category="Metrics",
             caption="../report/metrics.rst",
         ),
     log:
-        f"{OUT}/logs/report/metrics.log",
+        log_path("report", "metrics"),
     conda:
         CPU_ENV
     params:
@@ -50,12 +47,12 @@ rule report_training:
         lambda w: train_logs(),
     output:
         report(
-            f"{REPORT}/training_loss.png",
+            out(layout.report("training_loss.png")),
             category="Training",
             caption="../report/training_loss.rst",
         ),
     log:
-        f"{OUT}/logs/report/training_loss.log",
+        log_path("report", "training_loss"),
     conda:
         CPU_ENV
     params:
@@ -69,12 +66,12 @@ rule report_dro:
         lambda w: train_logs(),
     output:
         report(
-            f"{REPORT}/dro_weights.png",
+            out(layout.report("dro_weights.png")),
             category="Training",
             caption="../report/dro_weights.rst",
         ),
     log:
-        f"{OUT}/logs/report/dro_weights.log",
+        log_path("report", "dro_weights"),
     conda:
         CPU_ENV
     params:
@@ -88,12 +85,12 @@ rule report_runtimes:
         lambda w: benchmark_files(),
     output:
         report(
-            f"{REPORT}/runtimes.png",
+            out(layout.report("runtimes.png")),
             category="Runtimes",
             caption="../report/runtimes.rst",
         ),
     log:
-        f"{OUT}/logs/report/runtimes.log",
+        log_path("report", "runtimes"),
     conda:
         CPU_ENV
     params:

@@ -1,5 +1,4 @@
 # Inputs and targets of the report rules (report.smk).
-REPORT = f"{OUT}/report"
 
 
 def uses_dro() -> bool:
@@ -47,9 +46,9 @@ def benchmark_files() -> list[str]:
 
 def report_targets() -> list[str]:
     targets = [
-        f"{REPORT}/summary.html",
-        f"{REPORT}/metrics.png",
-        f"{REPORT}/training_loss.png",
-        f"{REPORT}/runtimes.png",
+        out(layout.report("summary.html")),
+        out(layout.report("metrics.png")),
+        out(layout.report("training_loss.png")),
+        out(layout.report("runtimes.png")),
     ]
-    return targets + ([f"{REPORT}/dro_weights.png"] if uses_dro() else [])
+    return targets + ([out(layout.report("dro_weights.png"))] if uses_dro() else [])

@@ -14,17 +14,17 @@ RERANKER_WORKFLOW_KEYS = {
 
 rule train_reranker:
     input:
-        queries=f"{OUT}/data/{TRAIN_DS}/queries.parquet",
-        corpus=f"{OUT}/data/{TRAIN_DS}/corpus.parquet",
-        qrels=f"{OUT}/data/{TRAIN_DS}/qrels.{TRAIN_SPLIT}.parquet",
-        negatives=f"{OUT}/round{RERANKER['train_round']}/train_negatives.tsv",
+        queries=TRAIN_QUERIES,
+        corpus=TRAIN_CORPUS,
+        qrels=TRAIN_QRELS,
+        negatives=out(layout.train_negatives(RERANKER["train_round"])),
     output:
-        model=directory(f"{OUT}/reranker/model"),
-        log_csv=f"{OUT}/reranker/train_log.csv",
+        model=directory(TRAINED_RERANKER),
+        log_csv=out(layout.train_log("reranker")),
     log:
-        f"{OUT}/logs/reranker/train.log",
+        log_path("reranker", "train"),
     benchmark:
-        f"{OUT}/benchmarks/reranker/train.tsv"
+        benchmark_path("reranker", "train")
     conda:
         GPU_ENV
     threads: res("train_reranker", "threads")
@@ -36,7 +36,7 @@ rule train_reranker:
         settings=cli_flags(
             {k: v for k, v in RERANKER.items() if k not in RERANKER_WORKFLOW_KEYS}
         ),
-        checkpoints=f"{OUT}/reranker/checkpoints",
+        checkpoints=out(layout.checkpoints("reranker")),
         launcher=launcher,
         code=step_fingerprint("train-reranker"),
     shell:
@@ -48,16 +48,16 @@ rule train_reranker:
 
 rule rerank:
     input:
-        run=f"{OUT}/{{system}}/{{dataset}}/run.{{split}}.trec",
-        queries=f"{OUT}/data/{{dataset}}/queries.parquet",
-        corpus=f"{OUT}/data/{{dataset}}/corpus.parquet",
+        run=out(layout.run()),
+        queries=out(layout.queries()),
+        corpus=out(layout.corpus()),
         model=trained_reranker,
     output:
-        f"{OUT}/{{system}}+rerank/{{dataset}}/run.{{split}}.trec",
+        out(layout.run("{system}+rerank")),
     log:
-        f"{OUT}/logs/rerank/{{system}}+rerank.{{dataset}}.{{split}}.log",
+        log_path("rerank", "{system}+rerank.{dataset}.{split}"),
     benchmark:
-        f"{OUT}/benchmarks/rerank/{{system}}+rerank.{{dataset}}.{{split}}.tsv"
+        benchmark_path("rerank", "{system}+rerank.{dataset}.{split}")
     wildcard_constraints:
         system=r"bm25|(bm25\+)?round\d+",
     conda:
@@ -66,7 +66,7 @@ rule rerank:
     resources:
         **rule_resources("rerank"),
     params:
-        model=RERANKER["model"] or f"{OUT}/reranker/model",
+        model=RERANKER["model"] or TRAINED_RERANKER,
         template=lambda w: config["model"]["template"],
         depth=RERANKER["depth"],
         max_len=RERANKER["max_len"],

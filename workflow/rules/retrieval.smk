@@ -1,14 +1,14 @@
 rule encode:
     input:
-        model=f"{OUT}/{{dense}}/model",
-        tokens=f"{OUT}/data/{{dataset}}/tokens.corpus.parquet",
+        model=out(layout.model()),
+        tokens=out(layout.tokens(name="corpus")),
     output:
-        emb=f"{OUT}/{{dense}}/{{dataset}}/emb/shard{{shard}}.npy",
-        ids=f"{OUT}/{{dense}}/{{dataset}}/emb/shard{{shard}}.ids.txt",
+        emb=out(layout.emb_shard()),
+        ids=out(layout.emb_ids()),
     log:
-        f"{OUT}/logs/encode/{{dense}}.{{dataset}}.shard{{shard}}.log",
+        log_path("encode", "{dense}.{dataset}.shard{shard}"),
     benchmark:
-        f"{OUT}/benchmarks/encode/{{dense}}.{{dataset}}.shard{{shard}}.tsv"
+        benchmark_path("encode", "{dense}.{dataset}.shard{shard}")
     conda:
         GPU_ENV
     threads: res("encode", "threads")
@@ -33,15 +33,15 @@ rule encode:
 # is then written by the faiss release (faiss-gpu) that reads it.
 rule index:
     input:
-        model=f"{OUT}/{{dense}}/model",
+        model=out(layout.model()),
         shards=lambda w: emb_shards(w.dense, w.dataset),
     output:
-        index=f"{OUT}/{{dense}}/{{dataset}}/index.faiss",
-        meta=f"{OUT}/{{dense}}/{{dataset}}/index.json",
+        index=out(layout.index()),
+        meta=out(layout.index_meta()),
     log:
-        f"{OUT}/logs/index/{{dense}}.{{dataset}}.log",
+        log_path("index", "{dense}.{dataset}"),
     benchmark:
-        f"{OUT}/benchmarks/index/{{dense}}.{{dataset}}.tsv"
+        benchmark_path("index", "{dense}.{dataset}")
     conda:
         GPU_ENV
     threads: res("index", "threads")
@@ -61,20 +61,20 @@ rule index:
 
 rule retrieve:
     input:
-        model=f"{OUT}/{{dense}}/model",
-        queries=f"{OUT}/data/{{dataset}}/tokens.queries.parquet",
-        qrels=f"{OUT}/data/{{dataset}}/qrels.{{split}}.parquet",
-        index=f"{OUT}/{{dense}}/{{dataset}}/index.faiss",
-        meta=f"{OUT}/{{dense}}/{{dataset}}/index.json",
+        model=out(layout.model()),
+        queries=out(layout.tokens(name="queries")),
+        qrels=out(layout.qrels()),
+        index=out(layout.index()),
+        meta=out(layout.index_meta()),
         ids=lambda w: [
-            f"{OUT}/{w.dense}/{w.dataset}/emb/shard{s}.ids.txt" for s in range(SHARDS)
+            out(layout.emb_ids(w.dense, w.dataset, s)) for s in range(SHARDS)
         ],
     output:
-        f"{OUT}/{{dense}}/{{dataset}}/run.{{split}}.trec",
+        out(layout.run("{dense}")),
     log:
-        f"{OUT}/logs/retrieve/{{dense}}.{{dataset}}.{{split}}.log",
+        log_path("retrieve", "{dense}.{dataset}.{split}"),
     benchmark:
-        f"{OUT}/benchmarks/retrieve/{{dense}}.{{dataset}}.{{split}}.tsv"
+        benchmark_path("retrieve", "{dense}.{dataset}.{split}")
     conda:
         GPU_ENV
     threads: res("retrieve", "threads")

@@ -3,16 +3,13 @@
 # best dev figure; its runs are that round's, retagged) and the merged models wise-* (merge).
 
 
-include: "select_inputs.smk"
-
-
 checkpoint round_decision:
     input:
         lambda w: [dev_metrics(r) for r in range(int(w.round) + 1)],
     output:
-        f"{OUT}/rounds/decision{{round}}.json",
+        out(layout.decision()),
     log:
-        f"{OUT}/logs/select/decision{{round}}.log",
+        log_path("select", "decision{round}"),
     conda:
         CPU_ENV
     threads: res("round_decision", "threads")
@@ -34,9 +31,9 @@ checkpoint select_round:
     input:
         lambda w: [dev_metrics(r) for r in trained_rounds()],
     output:
-        f"{OUT}/selected/choice.json",
+        out(layout.choice()),
     log:
-        f"{OUT}/logs/select/choice.log",
+        log_path("select", "choice"),
     conda:
         CPU_ENV
     threads: res("select_round", "threads")
@@ -51,12 +48,14 @@ checkpoint select_round:
 
 rule selected_run:
     input:
-        choice=f"{OUT}/selected/choice.json",
-        run=lambda w: f"{OUT}/round{selected_round()}/{w.dataset}/run.{w.split}.trec",
+        choice=out(layout.choice()),
+        run=lambda w: out(
+            layout.run(layout.round_name(selected_round()), w.dataset, w.split)
+        ),
     output:
-        f"{OUT}/selected/{{dataset}}/run.{{split}}.trec",
+        out(layout.run("selected")),
     log:
-        f"{OUT}/logs/select/{{dataset}}.{{split}}.log",
+        log_path("select", "{dataset}.{split}"),
     conda:
         CPU_ENV
     threads: res("selected_run", "threads")
@@ -70,12 +69,12 @@ rule selected_run:
 
 rule merge_model:
     input:
-        base=f"{OUT}/round0/model",
+        base=out(layout.round_model(0)),
         tuned=merged_round,
     output:
-        directory(f"{OUT}/wise-{{which}}/model"),
+        directory(out(layout.model("wise-{which}"))),
     log:
-        f"{OUT}/logs/merge/wise-{{which}}.log",
+        log_path("merge", "wise-{which}"),
     wildcard_constraints:
         which=r"round\d+|selected",
     conda:

@@ -3,7 +3,7 @@
 
 def dev_metrics(round_):
     """Round r's metrics on the dev split."""
-    return f"{OUT}/round{round_}/{TRAIN_DS}/metrics.{DEV_SPLIT}.json"
+    return out(layout.metrics(layout.round_name(round_), TRAIN_DS, DEV_SPLIT))
 
 
 def trained_rounds():
@@ -29,4 +29,8 @@ def selected_round():
 def merged_round(wildcards):
     """The trained model a merged model mixes with the base: round<r>'s, or the selected round's."""
     which = wildcards.which
-    return f"{OUT}/round{selected_round() if which == 'selected' else which.removeprefix('round')}/model"
+    return out(
+        layout.round_model(
+            selected_round() if which == "selected" else which.removeprefix("round")
+        )
+    )

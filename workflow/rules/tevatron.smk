@@ -1,16 +1,15 @@
 # Tevatron-format datasets (kind tevatron): the corpus and each split's query groups read through Hugging Face
 # `datasets`, from a Hub dataset (kept under <download_dir>/huggingface) or a data file, into the same Parquet
 # tables as the other kinds, and the split's negative_passages as round-1 negatives (negatives.source tevatron).
-include: "tevatron_inputs.smk"
 
 
 rule tevatron_corpus:
     input:
         tevatron_file(groups=False),
     output:
-        f"{OUT}/data/{{dataset}}/corpus.parquet",
+        out(layout.corpus()),
     log:
-        f"{OUT}/logs/tevatron/{{dataset}}.corpus.log",
+        log_path("tevatron", "{dataset}.corpus"),
     wildcard_constraints:
         dataset=TEVATRON_DATASETS,
     conda:
@@ -30,14 +29,14 @@ rule tevatron_corpus:
 rule tevatron_groups:
     input:
         src=tevatron_file(groups=True),
-        corpus=f"{OUT}/data/{{dataset}}/corpus.parquet",
+        corpus=out(layout.corpus()),
         judgements=tevatron_judgements,
     output:
-        qrels=f"{OUT}/data/{{dataset}}/qrels.{{split}}.parquet",
-        queries=f"{OUT}/data/{{dataset}}/tevatron.queries.{{split}}.parquet",
-        negatives=f"{OUT}/data/{{dataset}}/tevatron.negatives.{{split}}.tsv",
+        qrels=out(layout.qrels()),
+        queries=out(layout.tevatron_queries()),
+        negatives=out(layout.tevatron_negatives()),
     log:
-        f"{OUT}/logs/tevatron/{{dataset}}.groups.{{split}}.log",
+        log_path("tevatron", "{dataset}.groups.{split}"),
     wildcard_constraints:
         dataset=TEVATRON_DATASETS,
     conda:
@@ -61,13 +60,13 @@ rule tevatron_groups:
 rule tevatron_queries:
     input:
         lambda w: [
-            f"{OUT}/data/{w.dataset}/tevatron.queries.{split}.parquet"
+            out(layout.tevatron_queries(w.dataset, split))
             for split in _dataset(w.dataset).get("groups", {})
         ],
     output:
-        f"{OUT}/data/{{dataset}}/queries.parquet",
+        out(layout.queries()),
     log:
-        f"{OUT}/logs/tevatron/{{dataset}}.queries.log",
+        log_path("tevatron", "{dataset}.queries"),
     wildcard_constraints:
         dataset=TEVATRON_DATASETS,
     conda:

@@ -1,0 +1,98 @@
+# The recipe's config: validated against the schema (defaults filled), templates and rank windows checked, and the
+# values every other file reads (train target, dev split, rounds).
+import json
+from pathlib import Path
+
+from dr_core.tokenization import check_template
+from snakemake.utils import validate
+
+
+def validate_config():
+    """Validate (and fill defaults into) the config against the schema, read with libyaml and handed to
+    Snakemake's validate as JSON: Snakemake reads a YAML schema in pure Python, 0.25-0.5 s of every
+    invocation (even `-n` with nothing to do), and JSON in C."""
+    import tempfile
+    import yaml
+
+    schema = Path(workflow.basedir, "workflow", "schemas", "config.schema.yaml")
+    with open(schema, encoding="utf-8") as f:
+        loaded = yaml.load(f, Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader))
+    with tempfile.NamedTemporaryFile("w", suffix=".schema.json") as tmp:
+        json.dump(loaded, tmp)
+        tmp.flush()
+        validate(config, schema=tmp.name)
+
+
+validate_config()
+
+
+def resolve_templates():
+    """model.template is the older name of model.passage_template: read it, refuse a conflict, keep both
+    keys equal (rules read either), and check every template's fields."""
+    m = config["model"]
+    default = "Title: {title} Text: {text}"
+    if m["template"] is not None:
+        if m["passage_template"] not in (default, m["template"]):
+            raise ValueError(
+                "config: model.template (older name of model.passage_template) and model.passage_template "
+                "are both set and differ; keep model.passage_template only"
+            )
+        m["passage_template"] = m["template"]
+    m["template"] = m["passage_template"]
+    check_template(m["query_template"], {"text"}, "model.query_template")
+    check_template(m["passage_template"], {"title", "text"}, "model.passage_template")
+    check_template(
+        m["passage_template_untitled"], {"text"}, "model.passage_template_untitled"
+    )
+
+
+resolve_templates()
+
+
+def check_rank_windows():
+    """A negatives window must fit in the ranking it samples from: rank_min <= rank_max <= depth."""
+    for stage in ("first_stage", "mine"):
+        w = config["negatives"][stage]
+        if w["rank_max"] > w["depth"]:
+            raise ValueError(
+                f"config: negatives.{stage}.rank_max ({w['rank_max']}) exceeds negatives.{stage}.depth "
+                f"({w['depth']}), the length of the ranking it samples from"
+            )
+        if w["rank_min"] > w["rank_max"]:
+            raise ValueError(
+                f"config: negatives.{stage}.rank_min ({w['rank_min']}) exceeds negatives.{stage}.rank_max "
+                f"({w['rank_max']})"
+            )
+
+
+check_rank_windows()
+
+
+TRAIN_DS = config["data"]["train"]["dataset"]
+TRAIN_SPLIT = config["data"]["train"]["split"]
+DEV = config["data"]["dev"]
+CARVED = DEV["share"] is not None or DEV["count"] is not None
+DEV_SPLIT = DEV["split"] or ("dev" if CARVED else None)
+DEV = DEV if DEV_SPLIT else None
+SELECT_METRIC = config["eval"]["select_metric"]
+
+
+def parse_rounds():
+    """ance.rounds as (max rounds, stopping rule or None), the rule's defaults filled."""
+    rounds = config["ance"]["rounds"]
+    if not isinstance(rounds, dict):
+        return rounds, None
+    stop = {
+        "patience": 1,
+        "min_delta": 0.0,
+        **rounds,
+    }  # the schema checked their values
+    if not DEV:
+        raise ValueError(
+            "config: ance.rounds {max, patience} stops on the dev metric; set data.dev"
+        )
+    return stop["max"], stop
+
+
+ROUNDS, STOPPING = parse_rounds()
+SHARDS = config["encode"]["num_shards"]
