@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import re
 
+DATA_DIR = "data"
 EMB_DIR = "emb"  # a dense model's corpus embedding shards of a dataset: <dense>/<dataset>/emb/shard<s>.npy
 INDEX_FILE = "index.faiss"
 INDEX_META = "index.json"
@@ -20,7 +21,7 @@ FUSION_FILE = "fusion.json"
 
 # Data tables of a dataset (prepare, qrels, tokenize; MS MARCO and Tevatron intermediates).
 def data_dir(dataset: str = "{dataset}") -> str:
-    return f"data/{dataset}"
+    return f"{DATA_DIR}/{dataset}"
 
 
 def table(dataset: str = "{dataset}", name: str = "{table}") -> str:
@@ -128,8 +129,13 @@ def scaled_t5() -> str:
 
 
 # A dense model's corpus embeddings and index of a dataset, and any system's runs and metrics.
+def dataset_dir(system: str = "{system}", dataset: str = "{dataset}") -> str:
+    """A system's folder of one dataset: its runs and metrics; a dense model's embeddings and index too."""
+    return f"{system}/{dataset}"
+
+
 def emb_dir(dense: str = "{dense}", dataset: str = "{dataset}") -> str:
-    return f"{dense}/{dataset}/{EMB_DIR}"
+    return f"{dataset_dir(dense, dataset)}/{EMB_DIR}"
 
 
 def emb_shard(dense: str = "{dense}", dataset: str = "{dataset}", shard: int | str = "{shard}") -> str:
@@ -142,25 +148,25 @@ def emb_ids(dense: str = "{dense}", dataset: str = "{dataset}", shard: int | str
 
 
 def index(dense: str = "{dense}", dataset: str = "{dataset}") -> str:
-    return f"{dense}/{dataset}/{INDEX_FILE}"
+    return f"{dataset_dir(dense, dataset)}/{INDEX_FILE}"
 
 
 def index_meta(dense: str = "{dense}", dataset: str = "{dataset}") -> str:
-    return f"{dense}/{dataset}/{INDEX_META}"
+    return f"{dataset_dir(dense, dataset)}/{INDEX_META}"
 
 
 def run(system: str = "{system}", dataset: str = "{dataset}", split: str = "{split}") -> str:
     """A TREC run file."""
-    return f"{system}/{dataset}/run.{split}.trec"
+    return f"{dataset_dir(system, dataset)}/run.{split}.trec"
 
 
 def msmarco_run(system: str = "{system}", dataset: str = "{dataset}", split: str = "{split}") -> str:
     """A run in MS MARCO's format."""
-    return f"{system}/{dataset}/run.{split}.msmarco.tsv"
+    return f"{dataset_dir(system, dataset)}/run.{split}.msmarco.tsv"
 
 
 def metrics(system: str = "{system}", dataset: str = "{dataset}", split: str = "{split}") -> str:
-    return f"{system}/{dataset}/metrics.{split}.json"
+    return f"{dataset_dir(system, dataset)}/metrics.{split}.json"
 
 
 def fusion_weight(ranker: str = "{ranker}") -> str:

@@ -16,6 +16,7 @@ import pandas as pd
 import pyarrow.parquet as pq
 import torch
 
+from dr_core import layout
 from dr_core.batching import Padder
 from dr_core.bm25 import bm25_search
 from dr_core.errors import DataError, MissingPathError
@@ -53,13 +54,14 @@ class QueryEncoder:
 
 
 def _round_number(folder: Path) -> int | None:
-    match = re.fullmatch(r"round(\d+)", folder.name)
-    return int(match.group(1)) if match else None
+    return layout.round_of(folder.name)
 
 
 def model_rounds(run_dir: Path) -> list[int]:
     """The rounds of a run folder that have a model (`round<N>/model/dr_encoder.json`), in order."""
-    rounds = [_round_number(p) for p in subfolders(run_dir) if (p / "model" / ENCODER_FILE).is_file()]
+    rounds = [
+        _round_number(p) for p in subfolders(run_dir) if (run_dir / layout.model(p.name) / ENCODER_FILE).is_file()
+    ]
     return sorted(r for r in rounds if r is not None)
 
 
@@ -70,7 +72,7 @@ def run_folders(results: Path) -> list[str]:
 
 def embedded_datasets(round_dir: Path) -> list[str]:
     """The datasets a round folder has corpus embeddings of (`<dataset>/emb/shard*.npy`), in order."""
-    return [p.name for p in subfolders(round_dir) if any((p / "emb").glob("shard*.npy"))]
+    return [p.name for p in subfolders(round_dir) if any((p / layout.EMB_DIR).glob("shard*.npy"))]
 
 
 def _listed(names: list, none: str) -> str:
@@ -94,23 +96,22 @@ def check_round(run_dir: str | Path, round_: int, dataset: str, model_dir: str |
     one) and corpus embeddings of `dataset`: checked before anything is loaded."""
     run_dir = Path(run_dir)
     check_run_dir(run_dir)
-    round_dir = run_dir / f"round{round_}"
+    round_dir, round_model = run_dir / layout.round_name(round_), run_dir / layout.round_model(round_)
     if model_dir:
         if not (Path(model_dir) / ENCODER_FILE).is_file():
             what = "no such folder" if not Path(model_dir).is_dir() else f"not a bi-encoder folder (no {ENCODER_FILE})"
             raise MissingPathError(f"--model {model_dir}: {what}")
-    elif not (round_dir / "model" / ENCODER_FILE).is_file():
+    elif not (round_model / ENCODER_FILE).is_file():
         rounds = _listed(model_rounds(run_dir), "none yet")
-        raise MissingPathError(
-            f"{run_dir}: round {round_} has no model ({round_dir / 'model'}); rounds with a model: {rounds}"
-        )
+        raise MissingPathError(f"{run_dir}: round {round_} has no model ({round_model}); rounds with a model: {rounds}")
     if not round_dir.is_dir():
         rounds = sorted(r for r in map(_round_number, subfolders(run_dir)) if r is not None)
         raise MissingPathError(f"{run_dir}: no folder round{round_}; rounds: {_listed(rounds, 'none yet')}")
     if dataset not in embedded_datasets(round_dir):
         found = _listed(embedded_datasets(round_dir), "none yet (run the round's encode step)")
         raise MissingPathError(
-            f"{round_dir}: no corpus embeddings of {dataset!r} ({round_dir / dataset / 'emb'}/shard*.npy); "
+            f"{round_dir}: no corpus embeddings of {dataset!r} "
+            f"({run_dir / layout.emb_dir(round_dir.name, dataset)}/shard*.npy); "
             f"datasets round {round_} has embeddings of: {found}"
         )
 
@@ -118,10 +119,10 @@ def check_round(run_dir: str | Path, round_: int, dataset: str, model_dir: str |
 def check_corpus(run_dir: str | Path, dataset: str) -> Path:
     """The corpus of `dataset` in a run folder (`data/<dataset>/corpus.parquet`); a MissingPathError listing the
     datasets that have one when it is absent."""
-    data = Path(run_dir) / "data"
-    corpus = data / dataset / "corpus.parquet"
+    data = Path(run_dir) / layout.DATA_DIR
+    corpus = Path(run_dir) / layout.corpus(dataset)
     if not corpus.is_file():
-        found = _listed([p.name for p in subfolders(data) if (p / "corpus.parquet").is_file()], "none")
+        found = _listed([p.name for p in subfolders(data) if (p / layout.CORPUS_FILE).is_file()], "none")
         raise MissingPathError(f"{corpus}: no such corpus; datasets with a corpus in {data}: {found}")
     return corpus
 
@@ -140,10 +141,10 @@ def open_round_index(
     """The round's saved index (checked against these shards and this model; an IVF index searches `nprobe`
     lists, by default as many as `retrieve` does) or an exact inner-product index over its shards; with the doc
     id of every row."""
-    pairs = shard_files(folder / "emb")
+    pairs = shard_files(folder / layout.EMB_DIR)
     ids_paths = [ids for _, ids in pairs]
-    if (folder / "index.faiss").exists() and (folder / "index.json").exists():
-        index = open_index(folder / "index.faiss", folder / "index.json", ids_paths, model_dir)
+    if (folder / layout.INDEX_FILE).exists() and (folder / layout.INDEX_META).exists():
+        index = open_index(folder / layout.INDEX_FILE, folder / layout.INDEX_META, ids_paths, model_dir)
         set_search_params(index, k, nprobe, None)
         return index, load_ids(ids_paths)
     vectors = np.concatenate([np.load(p).astype(np.float32) for p, _ in pairs])
@@ -165,10 +166,11 @@ class RoundSearcher:
     ) -> None:
         run_dir = Path(run_dir)
         check_round(run_dir, round_, dataset, model_dir)
-        model_dir = Path(model_dir) if model_dir else run_dir / f"round{round_}" / "model"
+        model_dir = Path(model_dir) if model_dir else run_dir / layout.round_model(round_)
         self.encoder = QueryEncoder(model_dir)
-        self.index, self.ids = open_round_index(run_dir / f"round{round_}" / dataset, model_dir, nprobe=nprobe)
-        self.corpus = run_dir / "data" / dataset / "corpus.parquet"
+        folder = run_dir / layout.dataset_dir(layout.round_name(round_), dataset)
+        self.index, self.ids = open_round_index(folder, model_dir, nprobe=nprobe)
+        self.corpus = run_dir / layout.corpus(dataset)
         dim = self.encoder(["dimension check"]).shape[1]
         if dim != self.index.d:
             raise ValueError(f"{model_dir} embeds in {dim} dimensions, the index of round {round_} in {self.index.d}")
@@ -214,9 +216,9 @@ def fusion_weight(run_dir: str | Path, round_: int, weight: float | None) -> flo
     (`bm25+round<r>/fusion.json`)."""
     if weight is not None:
         return weight
-    tuned = Path(run_dir) / f"bm25+round{round_}" / "fusion.json"
+    tuned = Path(run_dir) / layout.fusion_weight(layout.round_name(round_))
     if not tuned.exists():
-        found = [p.name for p in subfolders(Path(run_dir)) if (p / "fusion.json").is_file()]
+        found = [p.name for p in subfolders(Path(run_dir)) if (p / layout.FUSION_FILE).is_file()]
         raise MissingPathError(
             f"{tuned}: no tuned weight (add {round_} to hybrid.rounds and run, or pass --weight); "
             f"tuned weights: {_listed(found, 'none')}"
