@@ -17,19 +17,19 @@ CARD_HELP = "model card facts: one JSON object of free-form metadata (dr_core.mo
 
 
 def _acquire(a: argparse.Namespace) -> None:
-    from dr_core.acquire import acquire_beir
+    from dr_core.data.acquire import acquire_beir
 
     acquire_beir(a.url, a.out_dir, md5=a.md5, cache_dir=a.cache_dir)
 
 
 def _prepare(a: argparse.Namespace) -> None:
-    from dr_core.beir import prepare_collection
+    from dr_core.data.beir import prepare_collection
 
     prepare_collection(a.src, a.out_dir, a.empty_docs)
 
 
 def _qrels(a: argparse.Namespace) -> None:
-    from dr_core.beir import prepare_qrels
+    from dr_core.data.beir import prepare_qrels
 
     carve = None
     if a.dev_keep:
@@ -136,7 +136,7 @@ def _denoise(a: argparse.Namespace) -> None:
 
 
 def _negatives_file(a: argparse.Namespace) -> None:
-    from dr_core.msmarco.toolkits import read_negatives_file
+    from dr_core.data.msmarco.toolkits import read_negatives_file
     from dr_core.negatives import write_negatives
 
     write_negatives(read_negatives_file(a.src), a.out)
@@ -251,7 +251,7 @@ def _rerank(a: argparse.Namespace) -> None:
 
 
 def _msmarco(a: argparse.Namespace) -> None:
-    from dr_core.msmarco import runs, tables, title_join, triples
+    from dr_core.data.msmarco import runs, tables, title_join, triples
 
     if a.step == "join":
         title_join.join_titles(*_given(a, "para", "titles"), a.out)
@@ -276,13 +276,13 @@ def _given(a: argparse.Namespace, *names: str) -> list:
 
 
 def _fetch(a: argparse.Namespace) -> None:
-    from dr_core.msmarco.files import fetch_raw_file
+    from dr_core.data.msmarco.files import fetch_raw_file
 
     fetch_raw_file(a.name, a.out, a.archive_dir)
 
 
 def _lotte(a: argparse.Namespace) -> None:
-    from dr_core import lotte
+    from dr_core.data import lotte
 
     if a.step == "fetch":
         lotte.fetch_lotte(a.out_dir, a.cache_dir)
@@ -293,7 +293,7 @@ def _lotte(a: argparse.Namespace) -> None:
 
 
 def _tevatron(a: argparse.Namespace) -> None:
-    from dr_core import tevatron
+    from dr_core.data import tevatron
 
     if a.step == "corpus":
         tevatron.write_corpus(*_given(a, "src"), a.out, a.cache_dir)

@@ -7,7 +7,7 @@ such queries (and passages missing from a score file, e.g. a published one) are 
 (`dr_core.train_data.keep_scored`).
 
 Scores are written as Parquet (qid, pid, score). The trainer also reads sentence-transformers' published
-cross-encoder pickle (`cross-encoder-ms-marco-MiniLM-L-6-v2-scores.pkl.gz`) via `dr_core.msmarco.toolkits`.
+cross-encoder pickle (`cross-encoder-ms-marco-MiniLM-L-6-v2-scores.pkl.gz`) via `dr_core.data.msmarco.toolkits`.
 """
 
 from __future__ import annotations
@@ -177,7 +177,7 @@ def read_teacher_scores(path: str | Path, qids: set[str] | None = None) -> dict[
     """qid -> {pid: score} from our Parquet file or a sentence-transformers `.pkl`/`.pkl.gz` score file."""
     path = Path(path)
     if path.name.endswith((".pkl", ".pkl.gz")):
-        from dr_core.msmarco.toolkits import read_ce_scores
+        from dr_core.data.msmarco.toolkits import read_ce_scores
 
         return read_ce_scores(path, qids)
     df = pd.read_parquet(path, columns=["qid", "pid", "score"])

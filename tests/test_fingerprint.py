@@ -21,7 +21,7 @@ def test_a_step_covers_its_handler_imports_transitively():
     assert {"dr_core.train", "dr_core.loss", "dr_core.model"} <= set(modules)  # loss only through the trainer
     assert "dr_core.evaluate" not in modules and "dr_core.bm25" not in modules
     assert fingerprint.step_modules("fetch-msmarco")[0][0].startswith("def _fetch(")  # handler named unlike its command
-    assert "dr_core.msmarco.toolkits" in fingerprint.step_modules("negatives-file")[1]  # `from pkg import module`
+    assert "dr_core.data.msmarco.toolkits" in fingerprint.step_modules("negatives-file")[1]  # `from pkg import module`
     with pytest.raises(ValueError, match="no command 'nope'"):
         fingerprint.step_modules("nope")
 

@@ -16,9 +16,9 @@ from pathlib import Path
 
 import pytest
 
+from dr_core.data.msmarco import files, runs, tables, title_join, toolkits
+from dr_core.data.msmarco import triples as triples_step
 from dr_core.errors import DataError
-from dr_core.msmarco import files, runs, tables, title_join, toolkits
-from dr_core.msmarco import triples as triples_step
 from dr_core.negatives import read_negatives
 
 FIXTURES = Path(__file__).parent / "fixtures" / "msmarco"

@@ -11,7 +11,7 @@ import yaml
 from conftest import REPO, TINY_BEIR
 from test_workflow import planned_jobs, snakemake
 
-from dr_core.msmarco.tables import read_msmarco_qrels
+from dr_core.data.msmarco.tables import read_msmarco_qrels
 
 
 def write_msmarco_files(dest) -> None:

@@ -7,7 +7,7 @@ from pathlib import Path
 # Each rule's `code` param is step_fingerprint(<its dr_core command>): editing that code reruns the rule.
 from dr_core.cli_settings import settings_argv
 from dr_core.fingerprint import step_fingerprint
-from dr_core.msmarco.files import RAW_FILES
+from dr_core.data.msmarco.files import RAW_FILES
 from dr_core.tokenization import check_template
 from snakemake.utils import validate
 

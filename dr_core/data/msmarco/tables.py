@@ -11,7 +11,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from dr_core.atomic import atomic_path
-from dr_core.beir import write_parquet
+from dr_core.data.beir import write_parquet
 from dr_core.errors import DataError
 from dr_core.textio import text_lines
 

@@ -17,10 +17,10 @@ from pathlib import Path
 import pandas as pd
 
 from dr_core.atomic import atomic_path
-from dr_core.beir import unique_texts, write_parquet
-from dr_core.download import download, extract
+from dr_core.data.beir import unique_texts, write_parquet
+from dr_core.data.download import download, extract
+from dr_core.data.msmarco.tables import iter_id_text
 from dr_core.errors import DataError
-from dr_core.msmarco.tables import iter_id_text
 from dr_core.textio import json_records, text_lines
 
 # The release archive ColBERT's LoTTE.md links to. ColBERT publishes no checksum; the md5 and size are

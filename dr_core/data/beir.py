@@ -10,7 +10,7 @@ from pathlib import Path
 import pandas as pd
 
 from dr_core.atomic import atomic_path
-from dr_core.dev_split import carve
+from dr_core.data.dev_split import carve
 from dr_core.errors import DataError
 from dr_core.textio import json_records
 
@@ -145,7 +145,7 @@ def prepare_qrels(
 ) -> None:
     """Validate `qrels/<split>.tsv` against the prepared corpus and queries; write it as Parquet. `carve_dev`
     ({share, count, seed, keep}) writes only the dev queries carved from the split, or only the rest
-    (dr_core.dev_split)."""
+    (dr_core.data.dev_split)."""
     src_dir = Path(src_dir)
     docids = set(pd.read_parquet(corpus, columns=["id"])["id"])
     qids = set(pd.read_parquet(queries, columns=["qid"])["qid"])

@@ -22,9 +22,9 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from dr_core.atomic import atomic_path
-from dr_core.beir import write_parquet
+from dr_core.data.beir import write_parquet
+from dr_core.data.msmarco.tables import qrels_to_parquet
 from dr_core.errors import DataError
-from dr_core.msmarco.tables import qrels_to_parquet
 from dr_core.negatives import write_negatives
 
 if TYPE_CHECKING:  # `datasets` loads only when a source is read
