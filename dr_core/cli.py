@@ -99,7 +99,8 @@ def _positive_scores_bm25(a: argparse.Namespace) -> None:
 def _mine(a: argparse.Namespace) -> None:
     import pandas as pd
 
-    from dr_core.negatives import mine, mix_negatives, write_negatives
+    from dr_core.data.formats import write_negatives
+    from dr_core.negatives import mine, mix_negatives
     from dr_core.runs import iter_run
 
     run, qrels = iter_run(a.run), pd.read_parquet(a.qrels)  # the run is read a query at a time
@@ -119,8 +120,9 @@ def _mine(a: argparse.Namespace) -> None:
 def _denoise(a: argparse.Namespace) -> None:
     import pandas as pd
 
+    from dr_core.data.formats import read_negatives, write_negatives
     from dr_core.denoise import denoise
-    from dr_core.negatives import positives_by_query, read_negatives, write_negatives
+    from dr_core.negatives import positives_by_query
     from dr_core.teacher import read_teacher_scores
 
     qrels = pd.read_parquet(a.qrels)
@@ -136,8 +138,8 @@ def _denoise(a: argparse.Namespace) -> None:
 
 
 def _negatives_file(a: argparse.Namespace) -> None:
+    from dr_core.data.formats import write_negatives
     from dr_core.data.msmarco.toolkits import read_negatives_file
-    from dr_core.negatives import write_negatives
 
     write_negatives(read_negatives_file(a.src), a.out)
 
@@ -180,8 +182,8 @@ def _train(a: argparse.Namespace) -> None:
     import pandas as pd
 
     from dr_core.clustering import read_assignments
+    from dr_core.data.formats import read_negatives
     from dr_core.dro import DroSettings
-    from dr_core.negatives import read_negatives
     from dr_core.train import Trainer, TrainSettings
 
     settings = settings_from_args(TrainSettings, a)
@@ -212,7 +214,7 @@ def _train(a: argparse.Namespace) -> None:
 def _teacher_scores(a: argparse.Namespace) -> None:
     import pandas as pd
 
-    from dr_core.negatives import read_negatives
+    from dr_core.data.formats import read_negatives
     from dr_core.teacher import candidates, load_texts, score_candidates, teacher_kind, write_teacher_scores
 
     kind = teacher_kind(a.model, a.kind, a.model_key)  # a clear error before any work
@@ -226,7 +228,7 @@ def _teacher_scores(a: argparse.Namespace) -> None:
 def _train_reranker(a: argparse.Namespace) -> None:
     import pandas as pd
 
-    from dr_core.negatives import read_negatives
+    from dr_core.data.formats import read_negatives
     from dr_core.reranker import RerankerSettings, RerankerTrainer
 
     settings = settings_from_args(RerankerSettings, a)
@@ -251,6 +253,7 @@ def _rerank(a: argparse.Namespace) -> None:
 
 
 def _msmarco(a: argparse.Namespace) -> None:
+    from dr_core.data import formats
     from dr_core.data.msmarco import runs, tables, title_join, triples
 
     if a.step == "join":
@@ -262,7 +265,7 @@ def _msmarco(a: argparse.Namespace) -> None:
     elif a.step == "queries":
         tables.queries_to_parquet(*_given(a, "query_files"), a.out)
     elif a.step == "qrels":
-        tables.qrels_to_parquet(*_given(a, "qrels", "corpus", "queries"), a.out)
+        formats.qrels_to_parquet(*_given(a, "qrels", "corpus", "queries"), a.out)
     elif a.step == "run":
         runs.trec_to_msmarco_run(*_given(a, "run"), a.out)
 

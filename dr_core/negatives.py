@@ -1,46 +1,13 @@
-"""Hard negatives: the `qid<TAB>pid,pid,...` file format, and sampling them from a ranking."""
+"""Hard negatives: sampling them from a ranking, and the filter of likely false negatives (the file they are
+written to, `qid<TAB>pid,pid,...`, is `dr_core.data.formats`' read_negatives / write_negatives)."""
 
 from __future__ import annotations
 
 import hashlib
 from collections.abc import Iterable
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
-
-from dr_core.atomic import atomic_path
-from dr_core.errors import DataError
-from dr_core.textio import text_lines
-
-
-def read_negatives(path: str | Path) -> dict[str, list[str]]:
-    """qid -> pids from `qid<TAB>pid,pid,...` (ours, the seed's triples output, RocketQA `train.negatives.tsv`).
-
-    A qid on several lines (the seed writes one line per run of consecutive triples) gets the pids of all of
-    them, in file order. Plain or .gz; CRLF tolerated.
-    """
-    path = Path(path)
-    out: dict[str, list[str]] = {}
-    for lineno, line in text_lines(path):
-        if not line:
-            continue
-        qid, sep, pids = line.partition("\t")
-        if not sep or not qid or "\t" in pids:
-            raise DataError(path, lineno, "expected 'qid<TAB>pid,pid,...'")
-        pid_list = pids.split(",")
-        if not all(pid_list):
-            raise DataError(path, lineno, f"empty pid in the list of query '{qid}'")
-        out.setdefault(qid, []).extend(pid_list)
-    return out
-
-
-def write_negatives(negatives: dict[str, list[str]], dest: str | Path) -> None:
-    """Write `qid<TAB>pid,pid,...` lines, atomically; queries with no negatives are left out."""
-    with atomic_path(dest) as tmp, open(tmp, "w", encoding="utf-8") as f:
-        for qid, pids in negatives.items():
-            if pids:
-                f.write(f"{qid}\t{','.join(pids)}\n")
 
 
 def positives_by_query(qrels: pd.DataFrame) -> dict[str, set[str]]:

@@ -8,9 +8,9 @@ import re
 from collections.abc import Collection
 from pathlib import Path
 
+from dr_core.data.formats import read_negatives
 from dr_core.data.tevatron import read_groups
 from dr_core.errors import DataError
-from dr_core.negatives import read_negatives
 from dr_core.textio import json_records, open_binary
 
 
