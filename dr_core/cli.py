@@ -214,8 +214,9 @@ def _train(a: argparse.Namespace) -> None:
 def _teacher_scores(a: argparse.Namespace) -> None:
     import pandas as pd
 
+    from dr_core.cross_encoder import candidates, load_texts
     from dr_core.data.formats import read_negatives
-    from dr_core.teacher import candidates, load_texts, score_candidates, teacher_kind, write_teacher_scores
+    from dr_core.teacher import score_candidates, teacher_kind, write_teacher_scores
 
     kind = teacher_kind(a.model, a.kind, a.model_key)  # a clear error before any work
     groups = candidates(pd.read_parquet(a.qrels), read_negatives(a.negatives))
@@ -240,9 +241,9 @@ def _train_reranker(a: argparse.Namespace) -> None:
 
 
 def _rerank(a: argparse.Namespace) -> None:
+    from dr_core.cross_encoder import load_texts, require_cross_encoder
     from dr_core.reranker import rerank
     from dr_core.runs import read_trec, write_trec_frame
-    from dr_core.teacher import load_texts, require_cross_encoder
 
     require_cross_encoder(a.model, a.model_key)
     run = read_trec(a.run)

@@ -17,9 +17,9 @@ from safetensors.torch import load_file
 from sentence_transformers import CrossEncoder
 
 from dr_core import cli
-from dr_core.reranker import IDENTITY, RerankerSettings, RerankerTrainer, rerank
+from dr_core.cross_encoder import IDENTITY, cross_encoder_scores
+from dr_core.reranker import RerankerSettings, RerankerTrainer, rerank
 from dr_core.runs import read_trec
-from dr_core.teacher import cross_encoder_scores
 
 TEMPLATE = "{title}. {text}"
 
