@@ -54,3 +54,16 @@ def test_editing_a_module_changes_the_fingerprint_of_the_steps_that_run_it(tmp_p
     steps = ["train", "evaluate", "summarize", "bm25", "mine", "dr_core.plots"]
     changed = {s for s, (a, b) in fingerprints_after_editing(tmp_path, "loss", steps).items() if a != b}
     assert changed == {"train"}
+
+
+def test_modules_in_the_data_package_and_its_subpackage_are_covered(tmp_path):
+    """`dr_core.data.<module>` and `dr_core.data.msmarco.<module>` are found like top-level modules."""
+    assert {"dr_core.data.beir", "dr_core.data.formats"} <= set(fingerprint.step_modules("prepare")[1])
+    assert "dr_core.data.msmarco.tables" in fingerprint.step_modules("msmarco")[1]
+    steps = ["prepare", "qrels", "train", "msmarco", "lotte"]
+    changed = {s for s, (a, b) in fingerprints_after_editing(tmp_path, "data/beir", steps).items() if a != b}
+    assert changed == {"prepare", "qrels"}
+    changed = {
+        s for s, (a, b) in fingerprints_after_editing(tmp_path / "b", "data/msmarco/tables", steps).items() if a != b
+    }
+    assert changed == {"msmarco"}
