@@ -13,6 +13,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import ClassVar
 
+import numpy as np
 import pandas as pd
 import torch
 import torch.nn.functional as F
@@ -23,6 +24,7 @@ from dr_core.cross_encoder import candidates, cross_encoder_scores, load_cross_e
 from dr_core.device import autocast
 from dr_core.model import resolve_model_path
 from dr_core.model_card import write_reranker_card
+from dr_core.runs import rank_order, sorted_codes
 from dr_core.train_data import Example, GroupDataset, GroupSampler, build_examples, split_validation
 from dr_core.train_loop import LoopSettings, Runtime, TrainLoop, start_runtime
 
@@ -157,7 +159,12 @@ def rerank(
     max_len: int,
 ) -> pd.DataFrame:
     """The run (qid, docid, rank, score) with each query's top `depth` re-scored by the cross-encoder and
-    re-sorted; the documents below keep their order, scored below the reranked ones."""
+    re-sorted; the documents below keep their order, scored below the reranked ones.
+
+    The one place whose ties differ from dr_core.runs' rule (rounded score, then doc id descending): the rows are
+    put in `rank_order` of the unrounded cross-encoder scores with the first stage's order as the tie key, so equal
+    scores (and scores that round to the same written value) keep the first stage's order. Evaluation is unaffected
+    (pytrec_eval re-ranks a run's ties by doc id); the written ranks of such ties can differ from trec_eval's."""
     head = run[run["rank"] <= depth]
     missing = sorted(set(head["qid"]) - query_text.keys())
     if missing:
@@ -167,5 +174,7 @@ def rerank(
     floor = head.groupby("qid")["score"].min()
     tail = run[run["rank"] > depth]
     tail = tail.assign(score=tail["qid"].map(floor).fillna(0.0) - (tail["rank"] - depth).astype(float))
-    out = pd.concat([head, tail]).sort_values(["qid", "score"], ascending=[True, False], kind="stable")
+    both = pd.concat([head, tail])
+    first_stage = -np.arange(len(both))  # earlier rows (head in run order, then tail) win a tie
+    out = both.iloc[rank_order(both["score"].to_numpy(np.float64), first_stage, sorted_codes(both["qid"]))]
     return out.assign(rank=out.groupby("qid").cumcount() + 1).reset_index(drop=True)
