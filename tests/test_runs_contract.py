@@ -7,8 +7,8 @@ import pandas as pd
 import pytest
 
 from dr_core import reranker, tryout
-from dr_core.fusion import fuse, ranked
 from dr_core.data.msmarco.runs import write_msmarco_run
+from dr_core.fusion import fuse, ranked
 from dr_core.runs import (
     SCORE_DECIMALS,
     msmarco_line,
