@@ -8,7 +8,7 @@ import logging
 import sys
 from pathlib import Path
 
-from dr_core.cli_settings import SettingsParser, settings_from_args
+from dr_core.settings import SettingsParser, settings_from_args
 
 log = logging.getLogger("dr_core")
 # The card's facts (recipe, base, data, round, negatives, command) are metadata it shows, free-form and growing,

@@ -5,7 +5,7 @@ import shlex
 from pathlib import Path
 
 # Each rule's `code` param is step_fingerprint(<its dr_core command>): editing that code reruns the rule.
-from dr_core.cli_settings import settings_argv
+from dr_core.settings import settings_argv
 from dr_core.fingerprint import step_fingerprint
 from dr_core.msmarco.files import RAW_FILES
 from dr_core.tokenization import check_template
@@ -358,7 +358,7 @@ def is_train_target(wildcards):
 
 
 def cli_flags(settings, prefix=""):
-    """A config section as its settings dataclass's flags (dr_core.cli_settings), sorted and shell-quoted: a
+    """A config section as its settings dataclass's flags (dr_core.settings), sorted and shell-quoted: a
     changed value changes the rule's params, so the step reruns."""
     return shlex.join(settings_argv(dict(sorted(settings.items())), prefix))
 

@@ -15,10 +15,10 @@ import yaml
 from conftest import REPO, snakemake_cmd
 
 from dr_core.cli import build_parser, main
-from dr_core.cli_settings import settings_argv, settings_from_args
 from dr_core.dro import DroSettings
 from dr_core.model import EncoderSpec
 from dr_core.reranker import RerankerSettings
+from dr_core.settings import settings_argv, settings_from_args
 from dr_core.train import TrainSettings
 
 TRAIN_PATHS = [x for name in ("init", "queries", "corpus", "qrels", "negatives", "out", "log", "checkpoint-dir")

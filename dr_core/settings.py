@@ -1,4 +1,4 @@
-"""Settings dataclasses as command-line flags: one convention for every step's settings.
+"""Every step's settings: dataclasses whose fields are its command-line flags, one convention for all steps.
 
 A settings field is declared with `setting(default, doc)`, which keeps its help text (and the values it accepts)
 in the field's metadata. `add_settings` makes one `--snake-case-name` flag per field, in an argument group whose
@@ -88,7 +88,7 @@ def add_settings(parser: argparse.ArgumentParser, cls: type, prefix: str = "") -
         where = f"{cls.__qualname__}.{f.name}"
         text = f.metadata.get("help")
         if not text:
-            raise TypeError(f"{where} has no help: declare it with dr_core.cli_settings.setting")
+            raise TypeError(f"{where} has no help: declare it with dr_core.settings.setting")
         required = f.default is dataclasses.MISSING
         kwargs = {"dest": dest(f.name, prefix), "default": None if required else f.default, "required": required}
         if hints[f.name] is bool:
