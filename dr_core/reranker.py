@@ -19,12 +19,12 @@ import torch
 import torch.nn.functional as F
 
 from dr_core.checkpoint import inputs_digest
-from dr_core.cli_settings import setting
 from dr_core.cross_encoder import candidates, cross_encoder_scores, load_cross_encoder, load_texts, save_cross_encoder
 from dr_core.device import autocast
 from dr_core.model import resolve_model_path
 from dr_core.model_card import write_reranker_card
 from dr_core.runs import rank_order, sorted_codes
+from dr_core.settings import setting
 from dr_core.train_data import Example, GroupDataset, GroupSampler, build_examples, split_validation
 from dr_core.train_loop import LoopSettings, Runtime, TrainLoop, start_runtime
 

@@ -24,10 +24,10 @@ from tqdm import tqdm
 from dr_core import __version__
 from dr_core.atomic import atomic_path
 from dr_core.checkpoint import Checkpointer, describe, rng_state, seed_all, set_rng_state
-from dr_core.cli_settings import setting
 from dr_core.device import PRECISIONS, pick_device, resolve_precision
 from dr_core.distributed import World, finish_world, init_world
 from dr_core.optim import OPTIMIZERS, make_optimizer
+from dr_core.settings import setting
 from dr_core.train_data import GroupDataset, rank_batches, steps_per_epoch
 
 log = logging.getLogger(__name__)

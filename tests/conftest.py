@@ -46,7 +46,7 @@ def snakemake_cmd(*args: str) -> list[str]:
 def train_cli_args(d: Path, out: str, ckpt: str, settings: dict) -> list[str]:
     """Arguments of the `train` step after `python -m` (or `torchrun ... -m --`) on the prepared fixture in `d`,
     `settings` (TrainSettings keys) as their flags."""
-    from dr_core.cli_settings import settings_argv
+    from dr_core.settings import settings_argv
 
     paths = {
         "--init": d / "init", "--queries": d / "tq.parquet", "--corpus": d / "tc.parquet",

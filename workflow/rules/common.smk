@@ -1,3 +1,4 @@
+import dataclasses
 import json
 import os
 import re
@@ -5,10 +6,11 @@ import shlex
 from pathlib import Path
 
 # Each rule's `code` param is step_fingerprint(<its dr_core command>): editing that code reruns the rule.
-from dr_core.cli_settings import settings_argv
+from dr_core.negatives import MineSettings
+from dr_core.settings import settings_argv
 from dr_core.fingerprint import step_fingerprint
 from dr_core.data.msmarco.files import RAW_FILES
-from dr_core.tokenization import check_template
+from dr_core.tokenization import PASSAGE_TEMPLATE, check_template
 from snakemake.utils import validate
 
 
@@ -35,9 +37,8 @@ def resolve_templates():
     """model.template is the older name of model.passage_template: read it, refuse a conflict, keep both
     keys equal (rules read either), and check every template's fields."""
     m = config["model"]
-    default = "Title: {title} Text: {text}"
     if m["template"] is not None:
-        if m["passage_template"] not in (default, m["template"]):
+        if m["passage_template"] not in (PASSAGE_TEMPLATE, m["template"]):
             raise ValueError(
                 "config: model.template (older name of model.passage_template) and model.passage_template "
                 "are both set and differ; keep model.passage_template only"
@@ -358,9 +359,31 @@ def is_train_target(wildcards):
 
 
 def cli_flags(settings, prefix=""):
-    """A config section as its settings dataclass's flags (dr_core.cli_settings), sorted and shell-quoted: a
-    changed value changes the rule's params, so the step reruns."""
-    return shlex.join(settings_argv(dict(sorted(settings.items())), prefix))
+    """A config section (or a settings dataclass) as its settings dataclass's flags (dr_core.settings), sorted
+    and shell-quoted: a changed value changes the rule's params, so the step reruns."""
+    items = (
+        dataclasses.asdict(settings) if dataclasses.is_dataclass(settings) else settings
+    )
+    return shlex.join(settings_argv(dict(sorted(items.items())), prefix))
+
+
+def mine_settings(stage):
+    """The mine step's settings for negatives.<stage> (first_stage: round 1 from BM25's run; mine: round r >= 2,
+    with a share from BM25's first_stage window); dr_core.negatives decides from them what else it reads.
+    """
+    neg = config["negatives"]
+    window, first = neg[stage], neg["first_stage"]
+    return MineSettings(
+        rank_min=window["rank_min"],
+        rank_max=window["rank_max"],
+        n=window["n"],
+        seed=neg["seed"],
+        bm25_fraction=window.get("bm25_fraction", 0.0),
+        bm25_rank_min=first["rank_min"],
+        bm25_rank_max=first["rank_max"],
+        filter_relative=window["filter"]["relative"],
+        filter_margin=window["filter"]["margin"],
+    )
 
 
 def encoder_spec():
@@ -505,12 +528,6 @@ def query_clusters(wildcards):
     if config["dro"]["type"] == "none":
         return []
     return f"{OUT}/round{wildcards.round}/query_clusters.tsv"
-
-
-def window_params(stage):
-    """Rank window and sample size of a negatives stage, as scalar params (stable rerun triggers)."""
-    window = config["negatives"][stage]
-    return {key: window[key] for key in ("rank_min", "rank_max", "n")}
 
 
 def check_index_config():
