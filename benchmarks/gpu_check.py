@@ -33,7 +33,7 @@ import numpy as np
 import pandas as pd
 import torch
 
-from dr_core.beir import prepare_collection, prepare_qrels
+from dr_core.data.beir import prepare_collection, prepare_qrels
 from dr_core.encode import encode_corpus_shard
 from dr_core.model import BiEncoder, EncoderSpec, load_tokenizer
 from dr_core.tokenization import tokenize_table

@@ -31,10 +31,11 @@ SEED_AWK = (
     '{last=$1; printf "%s\\t%s",$1,$3;} END{print "";}\' triples.tsv > negatives.seed.tsv'
 )
 OURS_JOIN = (
-    "from dr_core.msmarco.title_join import join_titles; join_titles('para.txt', 'para.title.txt', 'corpus.ours.tsv')"
+    "from dr_core.data.msmarco.title_join import join_titles; "
+    "join_titles('para.txt', 'para.title.txt', 'corpus.ours.tsv')"
 )
 OURS_NEG = (
-    "from dr_core.msmarco.triples import negatives_from_triples; "
+    "from dr_core.data.msmarco.triples import negatives_from_triples; "
     "negatives_from_triples('triples.tsv', 'negatives.ours.tsv')"
 )
 

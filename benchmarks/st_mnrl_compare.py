@@ -48,11 +48,11 @@ import torch
 from msmarco_data import measure  # benchmarks/ is sys.path[0] when run as a script
 
 from dr_core.batching import Padder
-from dr_core.cli_settings import settings_argv
+from dr_core.data.formats import read_negatives
 from dr_core.evaluate import evaluate
 from dr_core.loss import info_nce
 from dr_core.model import BiEncoder, load_tokenizer
-from dr_core.negatives import read_negatives
+from dr_core.settings import settings_argv
 from dr_core.tokenization import TokenStore, format_passages
 from dr_core.train_data import GroupDataset, GroupSampler, build_examples, rank_batches
 

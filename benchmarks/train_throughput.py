@@ -20,7 +20,7 @@ import numpy as np
 import pandas as pd
 import torch
 
-from dr_core.beir import prepare_collection, prepare_qrels
+from dr_core.data.beir import prepare_collection, prepare_qrels
 from dr_core.model import BiEncoder, EncoderSpec, load_tokenizer, resolve_model_path
 from dr_core.tokenization import format_passages, tokenize_table
 from dr_core.train import Trainer, TrainSettings

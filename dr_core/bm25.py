@@ -3,12 +3,25 @@
 from __future__ import annotations
 
 import logging
+from dataclasses import dataclass
 
 import bm25s
 import numpy as np
 import pandas as pd
 
+from dr_core.settings import setting
+
 log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Bm25Settings:
+    """BM25's scoring and text analysis (the recipe's bm25.* keys), for its runs and its positives' scores."""
+
+    k1: float = setting(1.5, "term-frequency saturation")
+    b: float = setting(0.75, "document-length normalisation")
+    stemmer: str | None = setting("english", "Snowball stemmer language; null: no stemming")
+    stopwords: str | None = setting("en", "bm25s stopword list; null: none")
 
 
 def _stemmer(language: str | None):
@@ -23,16 +36,13 @@ def bm25_search(
     corpus: pd.DataFrame,
     queries: pd.DataFrame,
     k: int,
-    *,
-    k1: float = 1.5,
-    b: float = 0.75,
-    stemmer: str | None = "english",
-    stopwords: str | None = "en",
+    settings: Bm25Settings = Bm25Settings(),
     threads: int = 1,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Top-k corpus ids and scores for each query (rows follow `queries`; '' pads when k exceeds the corpus)."""
-    stem = _stemmer(stemmer)
-    retriever = _index(corpus, k1, b, stem, stopwords)
+    stopwords = settings.stopwords
+    stem = _stemmer(settings.stemmer)
+    retriever = _index(corpus, settings.k1, settings.b, stem, stopwords)
     query_tokens = bm25s.tokenize(queries["text"].tolist(), stopwords=stopwords, stemmer=stem, show_progress=False)
     k_eff = min(k, len(corpus))
     idx, scores = retriever.retrieve(query_tokens, k=k_eff, n_threads=threads, show_progress=True)
@@ -57,16 +67,13 @@ def bm25_pair_scores(
     corpus: pd.DataFrame,
     queries: pd.DataFrame,
     pairs: pd.DataFrame,
-    *,
-    k1: float = 1.5,
-    b: float = 0.75,
-    stemmer: str | None = "english",
-    stopwords: str | None = "en",
+    settings: Bm25Settings = Bm25Settings(),
 ) -> np.ndarray:
     """BM25's score (as `bm25_search` ranks with the same settings) of each (qid, docid) row of `pairs`, wherever
     the document ranks: the scores of a query's judged positives, for the false-negative filter."""
-    stem = _stemmer(stemmer)
-    retriever = _index(corpus, k1, b, stem, stopwords)
+    stopwords = settings.stopwords
+    stem = _stemmer(settings.stemmer)
+    retriever = _index(corpus, settings.k1, settings.b, stem, stopwords)
     row = {docid: i for i, docid in enumerate(corpus["id"])}
     text = dict(zip(queries["qid"], queries["text"]))
     out = np.zeros(len(pairs), dtype=np.float32)

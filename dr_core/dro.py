@@ -38,7 +38,7 @@ from dataclasses import dataclass
 import torch
 import torch.distributed as dist
 
-from dr_core.cli_settings import setting
+from dr_core.settings import setting
 
 Tensor = torch.Tensor
 

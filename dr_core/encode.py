@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -15,6 +16,7 @@ from dr_core.atomic import atomic_path
 from dr_core.batching import Padder
 from dr_core.device import autocast, pick_device, resolve_precision
 from dr_core.model import BiEncoder, load_tokenizer
+from dr_core.settings import setting
 from dr_core.tokenization import TokenStore
 
 
@@ -55,6 +57,15 @@ def shard_bounds(n: int, shard: int, num_shards: int) -> tuple[int, int]:
     if not 0 <= shard < num_shards:
         raise ValueError(f"shard {shard} out of range for {num_shards} shards")
     return n * shard // num_shards, n * (shard + 1) // num_shards
+
+
+@dataclass(frozen=True)
+class EncodeSettings:
+    """How a corpus shard is embedded (the recipe's encode.* keys; encode.p_max_len is max_len)."""
+
+    batch_size: int = setting(128, "passages embedded at a time")
+    max_len: int | None = setting(None, "passage length; null: the model's")
+    fp16: bool = setting(False, "store the embeddings in float16")
 
 
 def encode_corpus_shard(

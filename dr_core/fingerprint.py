@@ -1,9 +1,10 @@
 """Fingerprints of the dr_core code a workflow step runs, so that editing that code reruns the step.
 
-A step is a `python -m dr_core <command>` (its handler in `dr_core.cli`, the cli helpers it calls, and the dr_core
-modules they import) or a module run as `python -m dr_core.<module>`. The fingerprint hashes those sources and,
-transitively, every dr_core module they import, at module level or inside functions. Nothing is imported: cli.py
-is parsed with `ast`, other modules are scanned for `import dr_core...` / `from dr_core... import` lines (dr_core
+A step is a `python -m dr_core <command>` (its handler in its `dr_core.commands` module, the functions and classes
+of that module it uses, and the dr_core modules they import: at the module's top, for the names they use, or inside
+them) or a module run as `python -m dr_core.<module>`. The fingerprint hashes those sources and, transitively, every
+dr_core module they import, at module level or inside functions. Nothing is imported: the command modules are
+parsed with `ast`, other modules are scanned for `import dr_core...` / `from dr_core... import` lines (dr_core
 imports itself by absolute names), so all the workflow's fingerprints take milliseconds at Snakemake's parse time.
 """
 
@@ -12,6 +13,7 @@ from __future__ import annotations
 import ast
 import hashlib
 import re
+from collections.abc import Callable
 from functools import cache
 from pathlib import Path
 
@@ -64,55 +66,87 @@ def closure(modules: set[str]) -> list[str]:
     return sorted(seen)
 
 
+COMMANDS = f"{PACKAGE}.commands"
+
+
 @cache
-def _cli() -> tuple[str, ast.Module, dict[str, str]]:
-    """cli.py's source, syntax tree, and command name -> handler function (from `s = sub.add_parser("name", ...)`
-    followed by `s.set_defaults(func=handler)`)."""
-    source = module_file(f"{PACKAGE}.cli").read_text()
-    tree = ast.parse(source)
-    handlers: dict[str, str] = {}
-    command = None
-    for node in ast.walk(tree):
-        if not isinstance(node, ast.Call) or not isinstance(node.func, ast.Attribute):
-            continue
-        if node.func.attr == "add_parser" and node.args and isinstance(node.args[0], ast.Constant):
-            command = node.args[0].value
-        elif node.func.attr == "set_defaults" and command is not None:
-            for keyword in node.keywords:
-                if keyword.arg == "func" and isinstance(keyword.value, ast.Name):
-                    handlers[command] = keyword.value.id
-    return source, tree, handlers
+def _commands() -> dict[str, tuple[str, str]]:
+    """Command name -> (its dr_core.commands module, its handler), from each module's `s = sub.add_parser("name",
+    ...)` followed by `s.set_defaults(func=handler)`."""
+    handlers: dict[str, tuple[str, str]] = {}
+    for path in sorted(module_file(COMMANDS).parent.glob("[!_]*.py")):
+        module, command = f"{COMMANDS}.{path.stem}", None
+        for node in ast.walk(_parsed(module)[1]):
+            if not isinstance(node, ast.Call) or not isinstance(node.func, ast.Attribute):
+                continue
+            if node.func.attr == "add_parser" and node.args and isinstance(node.args[0], ast.Constant):
+                command = node.args[0].value
+            elif node.func.attr == "set_defaults" and command is not None:
+                for keyword in node.keywords:
+                    if keyword.arg == "func" and isinstance(keyword.value, ast.Name):
+                        handlers[command] = (module, keyword.value.id)
+    return handlers
 
 
-def step_of(handler: str) -> str | None:
-    """The `python -m dr_core` command whose handler is the cli function named `handler`."""
-    return next((command for command, name in _cli()[2].items() if name == handler), None)
+def step_of(handler: Callable) -> str | None:
+    """The `python -m dr_core` command whose handler is `handler` (a function of a dr_core.commands module)."""
+    where = (handler.__module__, handler.__name__)
+    return next((command for command, found in _commands().items() if found == where), None)
 
 
-def cli_functions(handler: str) -> list[ast.FunctionDef]:
-    """A command's handler and the cli functions it calls, transitively."""
-    tree = _cli()[1]
-    functions = {node.name: node for node in tree.body if isinstance(node, ast.FunctionDef)}
+@cache
+def _parsed(module: str) -> tuple[str, ast.Module]:
+    source = module_file(module).read_text()
+    return source, ast.parse(source)
+
+
+def _top_level_imports(tree: ast.Module) -> dict[str, set[str]]:
+    """Name -> the dr_core modules importing it runs, for a module's top-level `from dr_core... import name` and
+    `import dr_core... as name` lines (`from package import submodule`: the package and the submodule)."""
+    names: dict[str, set[str]] = {}
+    for node in tree.body:
+        if isinstance(node, ast.ImportFrom) and (node.module or "").split(".")[0] == PACKAGE:
+            for alias in node.names:
+                submodule = f"{node.module}.{alias.name}"
+                names[alias.asname or alias.name] = (
+                    {node.module, submodule} if module_file(submodule) else {node.module}
+                )
+        elif isinstance(node, ast.Import):
+            for alias in node.names:
+                if alias.name.split(".")[0] == PACKAGE and alias.asname:
+                    names[alias.asname] = {alias.name}
+    return names
+
+
+def command_definitions(module: str, handler: str) -> list[ast.FunctionDef | ast.ClassDef]:
+    """A command's handler and the functions and classes of its module that it uses, transitively."""
+    tree = _parsed(module)[1]
+    local = {node.name: node for node in tree.body if isinstance(node, (ast.FunctionDef, ast.ClassDef))}
     seen, todo = [], [handler]
     while todo:
         name = todo.pop()
-        if name in functions and functions[name] not in seen:
-            seen.append(functions[name])
-            todo += [n.id for n in ast.walk(functions[name]) if isinstance(n, ast.Name)]
+        if name in local and local[name] not in seen:
+            seen.append(local[name])
+            todo += [n.id for n in ast.walk(local[name]) if isinstance(n, ast.Name)]
     return seen
 
 
 def step_modules(step: str) -> tuple[list[str], list[str]]:
-    """The sources of the cli functions, and the dr_core modules (transitively), that `python -m dr_core <step>`
-    runs; `dr_core.<module>` names a module run as a program (`python -m dr_core.plots ...`)."""
+    """The sources of the command-module code, and the dr_core modules (transitively), that `python -m dr_core
+    <step>` runs: its handler with what it uses of its module, and every dr_core module they import (at the
+    module's top or inside the functions); `dr_core.<module>` names a module run as a program (`python -m
+    dr_core.plots ...`)."""
     if step.startswith(f"{PACKAGE}."):
         return [], closure({step})
-    source, _, handlers = _cli()
-    if step not in handlers:
-        raise ValueError(f"dr_core.cli has no command {step!r}")
-    lines = source.splitlines()
-    functions = ["\n".join(lines[f.lineno - 1 : f.end_lineno]) for f in cli_functions(handlers[step])]
-    return functions, closure(set().union(*map(imported_modules, functions)))
+    if step not in _commands():
+        raise ValueError(f"{COMMANDS} has no command {step!r}")
+    module, handler = _commands()[step]
+    source, tree = _parsed(module)
+    lines, imports = source.splitlines(), _top_level_imports(tree)
+    definitions = command_definitions(module, handler)
+    sources = ["\n".join(lines[d.lineno - 1 : d.end_lineno]) for d in definitions]
+    used = {m for d in definitions for n in ast.walk(d) if isinstance(n, ast.Name) for m in imports.get(n.id, ())}
+    return sources, closure(used.union(*map(imported_modules, sources)))
 
 
 @cache

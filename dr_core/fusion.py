@@ -2,9 +2,9 @@
 
 Both runs are first cut to the same depth, so the per-query min-max normalisation is the same when the convex
 weight is tuned (on train or dev queries) and when the fused run is evaluated. A document missing from one run
-gets that run's normalised minimum (0) in the convex sum and no term in RRF. Fused scores are rounded to the run
-file's precision before ranking, and equal scores are ranked by doc id in trec_eval's order (descending), so the
-written ranks are the ones evaluation (pytrec_eval) and mining see.
+gets that run's normalised minimum (0) in the convex sum and no term in RRF. Fused runs are ranked by
+dr_core.runs.rank_frame (scores rounded to the run file's precision, equal scores by doc id descending: trec_eval's
+order), so the written ranks are the ones evaluation (pytrec_eval) and mining see.
 """
 
 from __future__ import annotations
@@ -13,12 +13,11 @@ import numpy as np
 import pandas as pd
 
 from dr_core.evaluate import evaluate
-from dr_core.runs import run_to_dict
+from dr_core.runs import rank_frame, run_to_dict
 
 METHODS = ("convex", "rrf")
 GRID_STEP = 0.05
 TUNE_METRIC = "ndcg@10"
-SCORE_DECIMALS = 6  # write_trec's precision
 
 
 def cut(run: pd.DataFrame, depth: int) -> pd.DataFrame:
@@ -61,11 +60,8 @@ def rrf_scores(pairs: pd.DataFrame, k: int) -> pd.Series:
 
 
 def ranked(pairs: pd.DataFrame, scores: pd.Series) -> pd.DataFrame:
-    """A run (qid, docid, rank, score): per query by score (rounded to the file's precision), then doc id descending."""
-    out = pd.DataFrame({"qid": pairs["qid"], "docid": pairs["docid"], "score": scores.round(SCORE_DECIMALS)})
-    out = out.sort_values(["qid", "score", "docid"], ascending=[True, False, False], kind="stable", ignore_index=True)
-    out["rank"] = out.groupby("qid", sort=False).cumcount() + 1
-    return out[["qid", "docid", "rank", "score"]]
+    """A run (qid, docid, rank, score), qids ascending, each query in dr_core.runs' order (`rank_frame`)."""
+    return rank_frame(pairs["qid"], pairs["docid"], scores)
 
 
 def fuse(

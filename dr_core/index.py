@@ -10,6 +10,7 @@ import logging
 import math
 import time
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 import faiss
@@ -17,6 +18,7 @@ import numpy as np
 from tqdm import tqdm
 
 from dr_core.atomic import atomic_path, write_json
+from dr_core.settings import setting
 
 log = logging.getLogger(__name__)
 
@@ -105,6 +107,16 @@ def train_size(index: faiss.Index, n: int, requested: int | None) -> int:
         return min(n, requested)
     ivf = _ivf(index)
     return min(n, max(10_000, 64 * (ivf.nlist if ivf is not None else 256)))
+
+
+@dataclass(frozen=True)
+class IndexSettings:
+    """How a faiss index is built (the recipe's index.factory, memory_gb, seed and train_size)."""
+
+    factory: str = setting("auto", "faiss index_factory string, or auto (from the corpus size and memory_gb)")
+    memory_gb: float = setting(16.0, "memory the auto choice may fill")
+    seed: int = setting(42, "seed of the training sample")
+    train_size: int | None = setting(None, "training sample; null: 64 vectors per IVF list")
 
 
 def build_index(

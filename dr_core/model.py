@@ -25,8 +25,8 @@ from safetensors.torch import load_file, save_file
 from torch import nn
 from transformers import AutoConfig, AutoModel, AutoTokenizer, PretrainedConfig, PreTrainedTokenizerBase
 
-from dr_core.cli_settings import setting
 from dr_core.lora import LoraSettings, add_lora, merged
+from dr_core.settings import setting
 from dr_core.tokenization import PASSAGE_TEMPLATE, PLAIN, check_template
 
 ENCODER_FILE = "dr_encoder.json"

@@ -1,46 +1,46 @@
-"""Hard negatives: the `qid<TAB>pid,pid,...` file format, and sampling them from a ranking."""
+"""Hard negatives: sampling them from a ranking, and the filter of likely false negatives (the file they are
+written to, `qid<TAB>pid,pid,...`, is `dr_core.data.formats`' read_negatives / write_negatives)."""
 
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Iterable
-from pathlib import Path
+import logging
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
 
-from dr_core.atomic import atomic_path
-from dr_core.errors import DataError
-from dr_core.textio import text_lines
+from dr_core.settings import required, setting
+
+log = logging.getLogger(__name__)
+ScoredRun = Iterable[tuple[str, list[str], list[int], list[float]]]  # (qid, docids, ranks, scores) per query
 
 
-def read_negatives(path: str | Path) -> dict[str, list[str]]:
-    """qid -> pids from `qid<TAB>pid,pid,...` (ours, the seed's triples output, RocketQA `train.negatives.tsv`).
+@dataclass(frozen=True)
+class MineSettings:
+    """A mine step's settings: the rank window sampled (negatives.mine for round r >= 2, negatives.first_stage for
+    round 1, whose defaults differ: required here), the false-negative filter, and a share of BM25 negatives."""
 
-    A qid on several lines (the seed writes one line per run of consecutive triples) gets the pids of all of
-    them, in file order. Plain or .gz; CRLF tolerated.
-    """
-    path = Path(path)
-    out: dict[str, list[str]] = {}
-    for lineno, line in text_lines(path):
-        if not line:
-            continue
-        qid, sep, pids = line.partition("\t")
-        if not sep or not qid or "\t" in pids:
-            raise DataError(path, lineno, "expected 'qid<TAB>pid,pid,...'")
-        pid_list = pids.split(",")
-        if not all(pid_list):
-            raise DataError(path, lineno, f"empty pid in the list of query '{qid}'")
-        out.setdefault(qid, []).extend(pid_list)
-    return out
+    rank_min: int = required("best rank sampled (1 = the top)")
+    rank_max: int = required("worst rank sampled")
+    n: int = required("negatives kept per query (<= 0: the whole window)")
+    seed: int = setting(42, "seed of the sample (negatives.seed)")
+    bm25_fraction: float = setting(0.0, "share of the n negatives from the BM25 run's window (0: none)")
+    bm25_rank_min: int = setting(1, "best rank of the BM25 window (negatives.first_stage.rank_min)")
+    bm25_rank_max: int = setting(100, "worst rank of the BM25 window (negatives.first_stage.rank_max)")
+    filter_relative: float | None = setting(None, "drop candidates scored above this times the weakest positive")
+    filter_margin: float | None = setting(None, "drop candidates scored within this of the weakest positive")
 
+    @property
+    def mixes_bm25(self) -> bool:
+        """Whether a share of the negatives comes from BM25's window (then a BM25 run is needed)."""
+        return self.bm25_fraction > 0
 
-def write_negatives(negatives: dict[str, list[str]], dest: str | Path) -> None:
-    """Write `qid<TAB>pid,pid,...` lines, atomically; queries with no negatives are left out."""
-    with atomic_path(dest) as tmp, open(tmp, "w", encoding="utf-8") as f:
-        for qid, pids in negatives.items():
-            if pids:
-                f.write(f"{qid}\t{','.join(pids)}\n")
+    @property
+    def filters(self) -> bool:
+        """Whether candidates near the weakest positive are dropped (then the positives' scores are needed)."""
+        return self.filter_relative is not None or self.filter_margin is not None
 
 
 def positives_by_query(qrels: pd.DataFrame) -> dict[str, set[str]]:
@@ -155,3 +155,49 @@ def mix_negatives(
         pool = [d for d in bm25.get(qid, []) if d not in taken]
         out[qid] = picked + _sample(pool, n_bm25, rng)
     return out
+
+
+def mine_negatives(
+    run: ScoredRun,
+    qrels: pd.DataFrame,
+    settings: MineSettings,
+    bm25_run: RunGroups | None = None,
+    weakest: dict[str, float] | None = None,
+) -> dict[str, list[str]]:
+    """The mine step: each judged query's negatives from `run`'s window, less the candidates the filter drops
+    (scored near the query's `weakest` positive), a `settings.bm25_fraction` share of them from `bm25_run`'s
+    window. `run` is read once, a query at a time (`runs.iter_run_scores`)."""
+    s = settings
+    if s.filters and weakest is None:
+        raise ValueError("--filter-relative/--filter-margin need --positive-scores")
+    if s.mixes_bm25 and bm25_run is None:
+        raise ValueError("--bm25-fraction > 0 needs --bm25-run")
+    drop: dict[str, set[str]] = {}
+    window: dict[str, int] = {}  # per filtered query, the drops inside the sampled window
+
+    def groups() -> Iterator[tuple[str, list[str], list[int]]]:
+        for qid, docids, ranks, scores in run:
+            if s.filters and qid in weakest:  # filled before `mine` reads the query's drops
+                drop[qid] = near_positive(docids, scores, weakest[qid], s.filter_relative, s.filter_margin)
+                window[qid] = sum(s.rank_min <= r <= s.rank_max and d in drop[qid] for d, r in zip(docids, ranks))
+            yield qid, docids, ranks
+
+    if s.mixes_bm25:
+        mined = mine(groups(), qrels, s.rank_min, s.rank_max, 0, s.seed, drop)
+        bm25 = mine(bm25_run, qrels, s.bm25_rank_min, s.bm25_rank_max, 0, s.seed)
+        negatives = mix_negatives(mined, bm25, s.n, s.bm25_fraction, s.seed)
+    else:
+        negatives = mine(groups(), qrels, s.rank_min, s.rank_max, s.n, s.seed, drop)
+    if s.filters:
+        log.info(
+            "filter (relative %s, margin %s): %d of the window's candidates dropped over %d queries (%.2f per query, "
+            "%d queries lost at least one)",
+            s.filter_relative, s.filter_margin, sum(window.values()), len(window),
+            sum(window.values()) / max(1, len(window)), sum(v > 0 for v in window.values()),
+        )  # fmt: skip
+    log.info(
+        "negatives for %d queries, %.1f per query",
+        len(negatives),
+        sum(map(len, negatives.values())) / max(1, len(negatives)),
+    )
+    return negatives

@@ -4,15 +4,28 @@ listwise KL distillation, on the embeddings of a batch of groups (one query, a p
 from __future__ import annotations
 
 from collections.abc import Iterable
-from typing import TYPE_CHECKING
+from typing import Protocol
 
 import torch
 
 from dr_core.dro import DroSettings, dro_summary, last_layer_params, make_dro
 from dr_core.loss import group_scores, info_nce, listwise_kl, margin_mse
 
-if TYPE_CHECKING:
-    from dr_core.train import TrainSettings
+
+class LossSettings(Protocol):
+    """The settings the objective reads (`dr_core.train.TrainSettings` has them; the objective does not import it)."""
+
+    group_size: int
+    temperature: float
+    mask_false_negatives: bool
+    contrastive_weight: float
+    margin_mse_weight: float
+    kl_weight: float
+    kl_temperature: float
+    teacher_temperature: float
+
+    @property
+    def distills(self) -> bool: ...
 
 
 def false_negative_mask(ids: list[list[str]], positives: dict[str, set[str]], group_size: int) -> torch.Tensor:
@@ -66,7 +79,7 @@ class Objective:
 
     def __init__(
         self,
-        settings: TrainSettings,
+        settings: LossSettings,
         positives: dict[str, set[str]],
         teacher: dict[str, dict[str, float]] | None = None,
         dro: Dro | None = None,

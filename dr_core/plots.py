@@ -95,7 +95,8 @@ def read_train_log(path: str | Path) -> pd.DataFrame:
 
 
 def plot_training(logs: Sequence[str | Path], out: str | Path) -> None:
-    """Training loss (and validation loss when logged) against step, one line per round."""
+    """Training loss (each log row's: the mean over the steps since the previous row) and validation loss when
+    logged, against step, one line per round."""
     fig, ax = plt.subplots(figsize=(8, 4.5), layout="constrained")
     for path in map(Path, logs):
         log = read_train_log(path)

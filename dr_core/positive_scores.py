@@ -6,12 +6,16 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
 
 from dr_core.atomic import atomic_path
 from dr_core.errors import DataError
+
+if TYPE_CHECKING:  # bm25s loads only for BM25's scores: the dense filter's step does not need it
+    from dr_core.bm25 import Bm25Settings
 
 
 def judged_pairs(qrels: pd.DataFrame) -> pd.DataFrame:
@@ -53,12 +57,14 @@ def dense_pair_scores(
     return pairs.assign(score=np.asarray(scores, dtype=np.float32))
 
 
-def bm25_positive_scores(corpus: str | Path, queries: str | Path, qrels: str | Path, **bm25_settings) -> pd.DataFrame:
+def bm25_positive_scores(
+    corpus: str | Path, queries: str | Path, qrels: str | Path, settings: Bm25Settings
+) -> pd.DataFrame:
     """Each judged positive's BM25 score, with the settings the BM25 run used."""
     from dr_core.bm25 import bm25_pair_scores
 
     pairs = judged_pairs(pd.read_parquet(qrels))
-    scores = bm25_pair_scores(pd.read_parquet(corpus), pd.read_parquet(queries), pairs, **bm25_settings)
+    scores = bm25_pair_scores(pd.read_parquet(corpus), pd.read_parquet(queries), pairs, settings)
     return pairs.assign(score=scores)
 
 

@@ -1,15 +1,9 @@
 """The cross-encoder reranker: training on a round's groups, saving for sentence-transformers, re-scoring runs.
 
-A reranker is `AutoModelForSequenceClassification` with one label built from any base (a BERT gets a fresh
-linear head). It reads (query, passage) pairs, the passage formatted by `model.template`, cut to `max_len`
-tokens by truncating the passage only. It is trained, as FlagEmbedding's and Tevatron's rerankers are, with
-a listwise softmax cross-entropy over each group (the positive at index 0, then hard negatives), on the
-generic loop of `dr_core.train_loop` (checkpoints, exact resume, DDP).
-
-Its score is the raw logit. The saved config tells sentence-transformers so (identity activation instead
-of the sigmoid `CrossEncoder.predict` applies by default to one-label models), so `CrossEncoder(path)`
-gives the same scores as `dr_core.teacher.cross_encoder_scores` whenever the query fills at most half of
-`max_len` (CrossEncoder truncates 'longest_first', which then cuts the passage only, as we do).
+A reranker is a cross-encoder (`dr_core.cross_encoder`: the pairs it reads, its score, how it is saved) with
+one label built from any base (a BERT gets a fresh linear head). It is trained, as FlagEmbedding's and
+Tevatron's rerankers are, with a listwise softmax cross-entropy over each group (the positive at index 0, then
+hard negatives), on the generic loop of `dr_core.train_loop` (checkpoints, exact resume, DDP).
 """
 
 from __future__ import annotations
@@ -19,22 +13,22 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import ClassVar
 
+import numpy as np
 import pandas as pd
 import torch
 import torch.nn.functional as F
 
 from dr_core.checkpoint import inputs_digest
-from dr_core.cli_settings import setting
+from dr_core.cross_encoder import candidates, cross_encoder_scores, load_cross_encoder, load_texts, save_cross_encoder
 from dr_core.device import autocast
 from dr_core.model import resolve_model_path
 from dr_core.model_card import write_reranker_card
-from dr_core.teacher import candidates, cross_encoder_scores, load_texts
+from dr_core.runs import rank_order, sorted_codes
+from dr_core.settings import setting
 from dr_core.train_data import Example, GroupDataset, GroupSampler, build_examples, split_validation
 from dr_core.train_loop import LoopSettings, Runtime, TrainLoop, start_runtime
 
 log = logging.getLogger(__name__)
-
-IDENTITY = "torch.nn.modules.linear.Identity"
 
 
 @dataclass
@@ -53,23 +47,6 @@ class RerankerSettings(LoopSettings):
         super().__post_init__()
         if self.group_size < 2:
             raise ValueError("reranker.group_size must be at least 2 (a positive and a negative)")
-
-
-def load_cross_encoder(name: str):
-    """(model, tokenizer): a one-logit sequence classifier from a hub name, a path or a `pkg:` path."""
-    from transformers import AutoModelForSequenceClassification, AutoTokenizer
-
-    path = resolve_model_path(name)
-    return AutoModelForSequenceClassification.from_pretrained(path, num_labels=1), AutoTokenizer.from_pretrained(path)
-
-
-def save_cross_encoder(model, tokenizer, folder: str | Path, max_len: int) -> None:
-    """`save_pretrained` model and tokenizer that `sentence_transformers.CrossEncoder` loads: its
-    `predict` returns the raw logit (identity activation) and truncates pairs at `max_len`."""
-    model.config.sentence_transformers = {"activation_fn": IDENTITY}
-    tokenizer.model_max_length = max_len
-    model.save_pretrained(folder)
-    tokenizer.save_pretrained(folder)
 
 
 def reranker_examples(
@@ -182,7 +159,12 @@ def rerank(
     max_len: int,
 ) -> pd.DataFrame:
     """The run (qid, docid, rank, score) with each query's top `depth` re-scored by the cross-encoder and
-    re-sorted; the documents below keep their order, scored below the reranked ones."""
+    re-sorted; the documents below keep their order, scored below the reranked ones.
+
+    The one place whose ties differ from dr_core.runs' rule (rounded score, then doc id descending): the rows are
+    put in `rank_order` of the unrounded cross-encoder scores with the first stage's order as the tie key, so equal
+    scores (and scores that round to the same written value) keep the first stage's order. Evaluation is unaffected
+    (pytrec_eval re-ranks a run's ties by doc id); the written ranks of such ties can differ from trec_eval's."""
     head = run[run["rank"] <= depth]
     missing = sorted(set(head["qid"]) - query_text.keys())
     if missing:
@@ -192,5 +174,7 @@ def rerank(
     floor = head.groupby("qid")["score"].min()
     tail = run[run["rank"] > depth]
     tail = tail.assign(score=tail["qid"].map(floor).fillna(0.0) - (tail["rank"] - depth).astype(float))
-    out = pd.concat([head, tail]).sort_values(["qid", "score"], ascending=[True, False], kind="stable")
+    both = pd.concat([head, tail])
+    first_stage = -np.arange(len(both))  # earlier rows (head in run order, then tail) win a tie
+    out = both.iloc[rank_order(both["score"].to_numpy(np.float64), first_stage, sorted_codes(both["qid"]))]
     return out.assign(rank=out.groupby("qid").cumcount() + 1).reset_index(drop=True)

@@ -1,4 +1,13 @@
-"""TREC run files: `qid Q0 docid rank score tag`, one line per retrieved document."""
+"""Run files: the one owner of their line formats, score precision and tie order.
+
+A TREC run is `qid Q0 docid rank score tag`, one line per retrieved document, the score written with
+`SCORE_DECIMALS` decimals (`trec_line`); an MS MARCO run is `qid<TAB>pid<TAB>rank` (`msmarco_line`). Ties are judged
+on the scores as written: every writer that ranks (the dense search, the fusion step, the MS MARCO writer, and
+trec_eval's order that evaluation cuts runs by) orders a query's documents by `rank_order`: score descending, then
+doc id descending, which is how trec_eval and pytrec_eval rank equal scores. Two writers keep an order they are
+given, named where they are: the BM25 run (bm25s's order, `write_trec`) and the reranker (equal cross-encoder
+scores keep the first stage's order).
+"""
 
 from __future__ import annotations
 
@@ -11,13 +20,55 @@ import pandas as pd
 from dr_core.atomic import atomic_path
 from dr_core.errors import DataError
 
+SCORE_DECIMALS = 6  # the run file's precision: ties are judged on the scores as written
+
+# trec_line(qid, docid, rank, score, tag) and msmarco_line(qid, docid, rank): one line, with its newline
+trec_line = f"{{}} Q0 {{}} {{}} {{:.{SCORE_DECIMALS}f}} {{}}\n".format
+msmarco_line = "{}\t{}\t{}\n".format
+
+
+def round_scores(scores: np.ndarray | pd.Series) -> np.ndarray:
+    """Scores (float64) rounded to the run file's precision, as ranking judges them."""
+    return np.round(np.asarray(scores, dtype=np.float64), SCORE_DECIMALS)
+
+
+def tie_keys(ids: np.ndarray) -> np.ndarray:
+    """Each row's place in the doc ids' sorted (string) order: the larger key wins a tie."""
+    keys = np.empty(len(ids), dtype=np.int64)
+    keys[np.argsort(ids, kind="stable")] = np.arange(len(ids))
+    return keys
+
+
+def sorted_codes(values: np.ndarray | pd.Series | Sequence[str]) -> np.ndarray:
+    """Each value's place among the distinct values in sorted (string) order; equal values share a code."""
+    return np.unique(np.asarray(values, dtype=object), return_inverse=True)[1].reshape(-1)
+
+
+def rank_order(scores: np.ndarray, keys: np.ndarray, groups: np.ndarray | None = None) -> np.ndarray:
+    """THE tie order: the indices that sort the rows (along the last axis) by `groups` ascending when given, then
+    score descending, then tie key descending (`tie_keys`/`sorted_codes` of the doc ids: doc id descending); rows
+    equal in all three keep their order. Writers pass the scores as written (`round_scores`)."""
+    by = (-keys, -scores) if groups is None else (-keys, -scores, groups)
+    return np.lexsort(by, axis=-1)
+
+
+def rank_frame(qids: pd.Series, docids: pd.Series, scores: pd.Series) -> pd.DataFrame:
+    """A run (qid, docid, rank, score) of scored pairs: qids ascending, each query's documents in `rank_order` of
+    their scores rounded to the file's precision, ranked 1..n."""
+    rounded = round_scores(scores)
+    order = rank_order(rounded, sorted_codes(docids), sorted_codes(qids))
+    out = pd.DataFrame({"qid": np.asarray(qids)[order], "docid": np.asarray(docids)[order], "score": rounded[order]})
+    out["rank"] = out.groupby("qid", sort=False).cumcount() + 1
+    return out[["qid", "docid", "rank", "score"]]
+
 
 def write_trec(dest: str | Path, qids: Sequence[str], docids: np.ndarray, scores: np.ndarray, tag: str) -> None:
-    """Write a ranking: row i of `docids`/`scores` (sorted best first) belongs to `qids[i]`; '' pads short rows."""
+    """Write a ranking in the order given (BM25's: bm25s ranks equal scores its own way, not by `rank_order`):
+    row i of `docids`/`scores` (sorted best first) belongs to `qids[i]`; '' pads short rows."""
     with atomic_path(dest) as tmp, open(tmp, "w", encoding="utf-8") as f:
         for qid, row_ids, row_scores in zip(qids, docids, scores):
             lines = [
-                f"{qid} Q0 {d} {rank} {s:.6f} {tag}\n"
+                trec_line(qid, d, rank, s, tag)
                 for rank, (d, s) in enumerate(zip(row_ids, row_scores), start=1)
                 if d != ""
             ]
@@ -27,9 +78,7 @@ def write_trec(dest: str | Path, qids: Sequence[str], docids: np.ndarray, scores
 def write_trec_frame(dest: str | Path, run: pd.DataFrame, tag: str) -> None:
     """Write a run held as a DataFrame (qid, docid, rank, score), in its row order, atomically."""
     with atomic_path(dest) as tmp, open(tmp, "w", encoding="utf-8") as f:
-        f.writelines(
-            f"{q} Q0 {d} {r} {s:.6f} {tag}\n" for q, d, r, s in zip(run["qid"], run["docid"], run["rank"], run["score"])
-        )
+        f.writelines(map(trec_line, run["qid"], run["docid"], run["rank"], run["score"], [tag] * len(run)))
 
 
 def read_trec(path: str | Path) -> pd.DataFrame:
@@ -103,7 +152,10 @@ def run_to_dict(run: pd.DataFrame) -> dict[str, dict[str, float]]:
 
 
 def trec_eval_order(scores: dict[str, float] | list[tuple[str, float]]) -> list[tuple[str, float]]:
-    """(docid, score) pairs in trec_eval's ranking: score descending, equal scores by docid descending."""
-    pairs = sorted(scores.items() if isinstance(scores, dict) else scores, key=lambda pair: pair[0], reverse=True)
-    pairs.sort(key=lambda pair: -pair[1])
-    return pairs
+    """(docid, score) pairs in trec_eval's ranking, `rank_order` of the scores as given: score descending, equal
+    scores by docid descending."""
+    pairs = list(scores.items()) if isinstance(scores, dict) else list(scores)
+    if not pairs:
+        return []
+    values = np.array([s for _, s in pairs], dtype=np.float64)
+    return [pairs[i] for i in rank_order(values, sorted_codes([d for d, _ in pairs]))]

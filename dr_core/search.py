@@ -1,8 +1,8 @@
 """Search a round's faiss index in batches of queries and write the TREC run as it goes.
 
-Results stay integer row ids (row i = the i-th id of the corpus shards in order) until a batch is ranked: by the
-score rounded to the run file's 6 decimals, then by doc id descending, which is how trec_eval, the fusion step and
-the MS MARCO run writer order ties. Memory is the index plus one batch of queries, whatever their number.
+Results stay integer row ids (row i = the i-th id of the corpus shards in order) until a batch is ranked in
+dr_core.runs' order (the score rounded to the run file's precision, then doc id descending), the order trec_eval,
+the fusion step and the MS MARCO run writer use. Memory is the index plus one batch of queries, whatever their number.
 """
 
 from __future__ import annotations
@@ -18,11 +18,11 @@ import torch
 
 from dr_core.atomic import atomic_path
 from dr_core.index import open_index, set_search_params
+from dr_core.runs import rank_order, round_scores, tie_keys, trec_line
 from dr_core.torch_flat import TorchFlat, flat_vectors
 
 log = logging.getLogger(__name__)
 
-SCORE_DECIMALS = 6  # the run file's precision: ties are judged on the scores as written
 GPU_MAX_K = 2048  # faiss-gpu returns at most this many results a query
 
 
@@ -34,18 +34,12 @@ def load_ids(ids_paths: Sequence[str | Path]) -> np.ndarray:
     return np.array(lines)
 
 
-def tie_keys(ids: np.ndarray) -> np.ndarray:
-    """Each row's place in the doc ids' sorted (string) order: the larger key wins a tie."""
-    keys = np.empty(len(ids), dtype=np.int64)
-    keys[np.argsort(ids, kind="stable")] = np.arange(len(ids))
-    return keys
-
-
 def rank_rows(scores: np.ndarray, rows: np.ndarray, keys: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Sort each query's results by rounded score descending, then doc id descending; -1 rows (padding) last."""
-    rounded = np.where(rows >= 0, np.round(scores.astype(np.float64), SCORE_DECIMALS), -np.inf)
+    """Sort each query's results in `rank_order` (rounded score descending, then doc id descending, `keys` being
+    `tie_keys` of the ids); -1 rows (padding) last."""
+    rounded = np.where(rows >= 0, round_scores(scores), -np.inf)
     tie = np.where(rows >= 0, keys[np.maximum(rows, 0)], -1)
-    order = np.lexsort((-tie, -rounded), axis=-1)
+    order = rank_order(rounded, tie)
     return np.take_along_axis(rows, order, axis=1), np.take_along_axis(rounded, order, axis=1)
 
 
@@ -63,7 +57,7 @@ def write_trec_batch(
         keep = r >= 0
         f.write(
             "".join(
-                f"{qid} Q0 {d} {rank} {x:.6f} {tag}\n"
+                trec_line(qid, d, rank, x, tag)
                 for rank, (d, x) in enumerate(zip(ids[r[keep]].tolist(), s[keep].tolist()), start=1)
             )
         )

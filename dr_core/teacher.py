@@ -7,7 +7,7 @@ such queries (and passages missing from a score file, e.g. a published one) are 
 (`dr_core.train_data.keep_scored`).
 
 Scores are written as Parquet (qid, pid, score). The trainer also reads sentence-transformers' published
-cross-encoder pickle (`cross-encoder-ms-marco-MiniLM-L-6-v2-scores.pkl.gz`) via `dr_core.msmarco.toolkits`.
+cross-encoder pickle (`cross-encoder-ms-marco-MiniLM-L-6-v2-scores.pkl.gz`) via `dr_core.data.msmarco.toolkits`.
 """
 
 from __future__ import annotations
@@ -18,62 +18,15 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-import torch
-from tqdm import tqdm
 
 from dr_core.atomic import atomic_path
-from dr_core.device import autocast, pick_device, resolve_precision
+from dr_core.cross_encoder import cross_encoder_scores, is_cross_encoder, require_cross_encoder
+from dr_core.device import pick_device
 from dr_core.model import ENCODER_FILE, BiEncoder, load_tokenizer, resolve_model_path
-from dr_core.tokenization import format_passages
 
 log = logging.getLogger(__name__)
 
 KINDS = ("auto", "cross", "bi")
-
-
-def candidates(qrels: pd.DataFrame, negatives: dict[str, list[str]]) -> dict[str, list[str]]:
-    """qid -> distinct pids to score: the judged positives, then the file's negatives, in order."""
-    out: dict[str, list[str]] = {}
-    for qid, docids in qrels[qrels["rel"] > 0].groupby("qid", sort=True)["docid"]:
-        out[qid] = list(dict.fromkeys([*docids, *negatives.get(qid, [])]))
-    return out
-
-
-def load_texts(
-    queries: str | Path, corpus: str | Path, groups: dict[str, list[str]], template: str
-) -> tuple[dict[str, str], dict[str, str]]:
-    """Query texts and formatted passage texts (title + text by `template`) of the candidates."""
-    q = pd.read_parquet(queries, columns=["qid", "text"])
-    q = q[q["qid"].isin(groups.keys())]
-    wanted = {pid for pids in groups.values() for pid in pids}
-    c = pd.read_parquet(corpus, columns=["id", "title", "text"])
-    c = c[c["id"].isin(wanted)]
-    passages = format_passages(c["title"].tolist(), c["text"].tolist(), template)
-    return dict(zip(q["qid"], q["text"])), dict(zip(c["id"], passages))
-
-
-def is_cross_encoder(model: str) -> bool:
-    """Whether `model` is a sequence-classification checkpoint (a *ForSequenceClassification architecture)."""
-    path = Path(resolve_model_path(model))
-    if (path / ENCODER_FILE).exists():
-        return False
-    from transformers import AutoConfig
-
-    archs = AutoConfig.from_pretrained(str(path)).architectures or []
-    return any(a.endswith("ForSequenceClassification") for a in archs)
-
-
-def require_cross_encoder(model: str, key: str) -> None:
-    """A clear error naming the config `key` unless `model` is a cross-encoder."""
-    try:
-        cross = is_cross_encoder(model)
-    except OSError as e:
-        raise ValueError(f"config {key}: cannot read the model {model!r} ({e})") from None
-    if not cross:
-        raise ValueError(
-            f"config {key}: {model!r} is not a cross-encoder (its config.json names no *ForSequenceClassification "
-            "architecture)"
-        )
 
 
 def teacher_kind(model: str, kind: str = "auto", key: str = "distill.teacher") -> str:
@@ -86,34 +39,6 @@ def teacher_kind(model: str, kind: str = "auto", key: str = "distill.teacher") -
     if kind != "auto":
         return kind
     return "cross" if is_cross_encoder(model) else "bi"
-
-
-def cross_encoder_scores(model: str, pairs: list[tuple[str, str]], batch_size: int, max_len: int) -> np.ndarray:
-    """Relevance logits of (query, passage) pairs: the single logit, or log P(last class) for several labels."""
-    from transformers import AutoModelForSequenceClassification, AutoTokenizer
-
-    path = resolve_model_path(model)
-    device = pick_device()
-    precision = resolve_precision("auto", device)
-    tok = AutoTokenizer.from_pretrained(path)
-    net = AutoModelForSequenceClassification.from_pretrained(path).to(device).eval()
-    order = np.argsort([-len(q) - len(p) for q, p in pairs], kind="stable")
-    out = np.empty(len(pairs), dtype=np.float32)
-    for start in tqdm(range(0, len(pairs), batch_size), desc="cross-encoder", unit="batch"):
-        idx = order[start : start + batch_size]
-        batch = tok(
-            [pairs[i][0] for i in idx],
-            [pairs[i][1] for i in idx],
-            truncation="only_second",
-            max_length=max_len,
-            padding=True,
-            return_tensors="pt",
-        ).to(device)
-        with torch.inference_mode(), autocast(precision, device):
-            logits = net(**batch).logits.float()
-        score = logits[:, 0] if logits.shape[1] == 1 else logits.log_softmax(-1)[:, -1]
-        out[idx] = score.cpu().numpy()
-    return out
 
 
 def bi_encoder_embeddings(model: str, texts: list[str], is_query: bool, batch_size: int, max_len: int) -> np.ndarray:
@@ -177,7 +102,7 @@ def read_teacher_scores(path: str | Path, qids: set[str] | None = None) -> dict[
     """qid -> {pid: score} from our Parquet file or a sentence-transformers `.pkl`/`.pkl.gz` score file."""
     path = Path(path)
     if path.name.endswith((".pkl", ".pkl.gz")):
-        from dr_core.msmarco.toolkits import read_ce_scores
+        from dr_core.data.msmarco.toolkits import read_ce_scores
 
         return read_ce_scores(path, qids)
     df = pd.read_parquet(path, columns=["qid", "pid", "score"])

@@ -13,7 +13,6 @@ import torch
 
 from dr_core.batching import Padder
 from dr_core.checkpoint import inputs_digest
-from dr_core.cli_settings import setting
 from dr_core.device import autocast
 from dr_core.distributed import World, gather_with_grad
 from dr_core.dro import DroSettings
@@ -23,6 +22,7 @@ from dr_core.model import BiEncoder, load_tokenizer
 from dr_core.model_card import write_card
 from dr_core.negatives import positives_by_query
 from dr_core.objective import Dro, Objective
+from dr_core.settings import setting
 from dr_core.tokenization import TokenStore
 from dr_core.train_data import Example, GroupDataset, GroupSampler, build_examples, keep_scored, split_validation
 from dr_core.train_loop import LoopSettings, Runtime, TrainLoop, start_runtime

@@ -24,10 +24,10 @@ from tqdm import tqdm
 from dr_core import __version__
 from dr_core.atomic import atomic_path
 from dr_core.checkpoint import Checkpointer, describe, rng_state, seed_all, set_rng_state
-from dr_core.cli_settings import setting
 from dr_core.device import PRECISIONS, pick_device, resolve_precision
 from dr_core.distributed import World, finish_world, init_world
 from dr_core.optim import OPTIMIZERS, make_optimizer
+from dr_core.settings import setting
 from dr_core.train_data import GroupDataset, rank_batches, steps_per_epoch
 
 log = logging.getLogger(__name__)
@@ -166,6 +166,10 @@ class TrainLoop:
         self.checkpoints = Checkpointer(checkpoint_dir, {**fingerprint, "inputs": inputs_digest}, self.world.is_main)
         self.step = 0
         self.log_rows: list[dict] = []
+        # the loss of each optimizer step since the last log row, summed (a device tensor: no sync a step), and
+        # the number of those steps: a log row's `loss` is their mean, as the HF Trainer logs it
+        self._loss_sum: torch.Tensor | float = 0.0
+        self._loss_steps = 0
         self._t0, self._seen = time.time(), 0
 
     # -- checkpoints -------------------------------------------------------------------------------------
@@ -180,6 +184,7 @@ class TrainLoop:
                 "scaler": self.scaler.state_dict(),
                 "step": self.step,
                 "log_rows": self.log_rows,
+                "log_interval": (float(self._loss_sum), self._loss_steps),
                 "task": self.task.state_dict(),
             }
         )
@@ -196,6 +201,7 @@ class TrainLoop:
             return False
         try:
             step, log_rows = int(state["step"]), list(state["log_rows"])
+            loss_sum, loss_steps = state.get("log_interval", (0.0, 0))  # absent: a checkpoint from before it
             _check_model_state(self.task.model, state["model"])
             self.optimizer.load_state_dict(state["optimizer"])
             self.scheduler.load_state_dict(state["scheduler"])
@@ -209,6 +215,7 @@ class TrainLoop:
             self.checkpoints.set_aside(f"its state does not fit this run ({describe(e)})")
             return False
         self.step, self.log_rows = step, log_rows
+        self._loss_sum, self._loss_steps = float(loss_sum), int(loss_steps)
         log.info("resumed from %s at step %d of %d", self.checkpoints.path, self.step, self.steps)
         return True
 
@@ -223,6 +230,7 @@ class TrainLoop:
             "rng": rng_state(),
             "step": self.step,
             "log_rows": list(self.log_rows),
+            "log_interval": (self._loss_sum, self._loss_steps),
         }
 
     def _restore(self, fresh: dict) -> None:
@@ -232,6 +240,7 @@ class TrainLoop:
         self.task.load_state_dict(fresh["task"])
         set_rng_state(fresh["rng"])
         self.step, self.log_rows = fresh["step"], fresh["log_rows"]
+        self._loss_sum, self._loss_steps = fresh["log_interval"]
 
     # -- evaluation --------------------------------------------------------------------------------------
     @torch.no_grad()
@@ -278,18 +287,20 @@ class TrainLoop:
         """From the current step to the end of its epoch (or of the run)."""
         s = self.settings
         epoch, offset = divmod(self.step * s.grad_accum, self.micro_per_epoch)
-        pending = 0
+        pending, step_loss = 0, 0.0  # step_loss: the mean micro-batch loss of the step being accumulated
         for inputs, ids in self._loader(epoch, offset):
             loss = self.task.loss(self.net, self._to_device(inputs), ids) / s.grad_accum
             self.scaler.scale(loss).backward()
+            step_loss = step_loss + loss.detach()
             pending += 1
             self._seen += len(ids)
             if pending < s.grad_accum:
                 continue
             pending = 0
             grad_norm = self._optimizer_step()
+            self._loss_sum, self._loss_steps, step_loss = self._loss_sum + step_loss, self._loss_steps + 1, 0.0
             bar.update(1)
-            row = self._log_row(loss, grad_norm)
+            row = self._log_row(grad_norm)
             if row is not None:
                 self.log_rows.append(row)
                 bar.set_postfix(loss=f"{row['loss']:.4f}")
@@ -298,7 +309,7 @@ class TrainLoop:
                 self.save_checkpoint()
             if self.step >= self.steps:
                 return
-        if pending:  # an epoch ended inside an accumulation window: drop the partial gradient
+        if pending:  # an epoch ended inside an accumulation window: drop the partial gradient (and its loss)
             self.optimizer.zero_grad(set_to_none=True)
 
     def _loader(self, epoch: int, offset: int) -> torch.utils.data.DataLoader:
@@ -336,18 +347,21 @@ class TrainLoop:
         self.step += 1
         return grad_norm
 
-    def _log_row(self, loss: torch.Tensor, grad_norm: torch.Tensor) -> dict | None:
-        """The CSV row of this step when it is a logging or validation step (the last step is both)."""
+    def _log_row(self, grad_norm: torch.Tensor) -> dict | None:
+        """The CSV row of this step when it is a logging or validation step (the last step is both). Its `loss` is
+        the mean training loss of the optimizer steps since the previous row (each step's the mean over its
+        micro-batches), as the HF Trainer logs it, not the loss of this one step; `grad_norm`, `lr` and the task's
+        columns (DRO's weights and cluster losses) are this step's."""
         s = self.settings
         last = self.step == self.steps
         evaluate = self.task.val_dataset is not None and (last or (s.eval_every and self.step % s.eval_every == 0))
         if not (evaluate or last or self.step % s.log_every == 0):
             return None
         elapsed = time.time() - self._t0
-        return {
+        row = {
             "step": self.step,
             "epoch": round(self.step * s.grad_accum / self.micro_per_epoch, 4),
-            "loss": float(loss.detach()) * s.grad_accum / self.task.loss_scale,
+            "loss": float(self._loss_sum) / self._loss_steps / self.task.loss_scale,
             "val_loss": self.evaluate() if evaluate and self.world.is_main else None,
             "lr": self.scheduler.get_last_lr()[0],
             "grad_norm": float(grad_norm),
@@ -355,6 +369,8 @@ class TrainLoop:
             "elapsed_s": round(elapsed, 3),
             **self.task.log_columns(),
         }
+        self._loss_sum, self._loss_steps = 0.0, 0
+        return row
 
     def _finish(self, out_dir: str | Path, log_path: str | Path) -> None:
         """The model folder (with `dr_training.json`) and the CSV log, atomically; then drop the checkpoints."""

@@ -193,7 +193,9 @@ class RoundSearcher:
 
 
 def _ranked(parts: list[pd.DataFrame]) -> pd.DataFrame:
-    """Per-query frames (qid, docid, score), best first, as one run with ranks 1..n per query."""
+    """Per-query frames (qid, docid, score), best first, as one run with ranks 1..n per query: the order the
+    searcher returned (faiss's for dense, bm25s's for BM25), not re-ranked by dr_core.runs.rank_order; the hybrid
+    run is ranked by fusion, in that order."""
     run = pd.concat(parts, ignore_index=True) if parts else pd.DataFrame(columns=["qid", "docid", "score"])
     run["rank"] = run.groupby("qid", sort=False).cumcount() + 1
     return run[["qid", "docid", "rank", "score"]]

@@ -46,7 +46,7 @@ def snakemake_cmd(*args: str) -> list[str]:
 def train_cli_args(d: Path, out: str, ckpt: str, settings: dict) -> list[str]:
     """Arguments of the `train` step after `python -m` (or `torchrun ... -m --`) on the prepared fixture in `d`,
     `settings` (TrainSettings keys) as their flags."""
-    from dr_core.cli_settings import settings_argv
+    from dr_core.settings import settings_argv
 
     paths = {
         "--init": d / "init", "--queries": d / "tq.parquet", "--corpus": d / "tc.parquet",
@@ -60,7 +60,7 @@ def train_cli_args(d: Path, out: str, ckpt: str, settings: dict) -> list[str]:
 def rerank_groups(d: Path, n_negatives: int) -> tuple[Path, pd.DataFrame, dict[str, list[str]]]:
     """The tiny collection's train split prepared in `d`, its qrels, and `n_negatives` negatives per query (the
     corpus from a per-query offset, positives left out): the reranker tests' groups."""
-    from dr_core.beir import prepare_collection, prepare_qrels
+    from dr_core.data.beir import prepare_collection, prepare_qrels
 
     prepare_collection(TINY_BEIR, d)
     prepare_qrels(TINY_BEIR, "train", d / "corpus.parquet", d / "queries.parquet", d / "qrels.parquet")
@@ -140,7 +140,7 @@ def tiny_bert(tmp_path_factory) -> Path:
 def prepare_tokenized(model_dir: Path, dest: Path, template: str = "Title: {title} Text: {text}") -> Path:
     """The tiny collection prepared in `dest` (corpus, queries, train qrels) and tokenized with `model_dir`'s
     tokenizer: tc.parquet (passages, 48 tokens) and tq.parquet (queries, 16 tokens)."""
-    from dr_core.beir import prepare_collection, prepare_qrels
+    from dr_core.data.beir import prepare_collection, prepare_qrels
     from dr_core.model import load_tokenizer
     from dr_core.tokenization import tokenize_table
 

@@ -4,7 +4,7 @@ import pandas as pd
 import pytest
 from conftest import shared_or_skip
 
-from dr_core.beir import prepare_collection, prepare_qrels, read_corpus, read_qrels, read_queries
+from dr_core.data.beir import prepare_collection, prepare_qrels, read_corpus, read_qrels, read_queries
 from dr_core.errors import DataError
 
 

@@ -46,7 +46,7 @@ def test_denoise_rule_filters_round1_negatives_with_the_teacher(fixture_run, tmp
     from conftest import copy_run, snakemake_in
     from test_workflow import planned_jobs, write_config
 
-    from dr_core.negatives import read_negatives
+    from dr_core.data.formats import read_negatives
 
     config = write_config(
         tmp_path,

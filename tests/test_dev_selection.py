@@ -13,7 +13,7 @@ from conftest import copy_run, snakemake_in
 from test_workflow import snakemake, write_config
 
 from dr_core.bm25 import bm25_pair_scores, bm25_search
-from dr_core.dev_split import carve, dev_queries
+from dr_core.data.dev_split import carve, dev_queries
 from dr_core.negatives import false_negatives, mine
 from dr_core.positive_scores import weakest_positive, write_scores
 from dr_core.selection import keep_training, select_round

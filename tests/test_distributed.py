@@ -93,7 +93,8 @@ def _grad_worker(rank: int, world: int, port: int, model_dir: str) -> None:
         assert len(trained) > 30
         mine = dict(model.named_parameters())
         for name, w in trained:
-            torch.testing.assert_close(mine[name].grad, w.grad, rtol=0, atol=1e-5, msg=name)
+            scale = max(1.0, float(w.grad.abs().max()))  # float32 summation order: 1e-5 of the tensor's scale
+            torch.testing.assert_close(mine[name].grad, w.grad, rtol=0, atol=1e-5 * scale, msg=name)
     finally:
         dist.destroy_process_group()
 

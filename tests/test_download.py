@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 import requests
 
-from dr_core.download import download, extract
+from dr_core.data.download import download, extract
 from dr_core.errors import DataError
 
 PAYLOAD = bytes(range(256)) * 157 + b"tail"  # 40,196 bytes
@@ -201,7 +201,7 @@ def test_extract_failure_leaves_no_directory(tmp_path):
 
 
 def test_acquire_beir_unpacks_the_dataset_folder(server, tmp_path):
-    from dr_core.acquire import acquire_beir
+    from dr_core.data.acquire import acquire_beir
 
     tiny = Path(__file__).parent / "fixtures" / "beir" / "tiny"
     buf = io.BytesIO()
@@ -220,7 +220,7 @@ def test_acquire_beir_unpacks_the_dataset_folder(server, tmp_path):
 
 
 def test_fetch_msmarco_member_from_its_archive(server, tmp_path, monkeypatch):
-    from dr_core.msmarco import files
+    from dr_core.data.msmarco import files
 
     buf = io.BytesIO()
     with tarfile.open(fileobj=buf, mode="w:gz") as tar:
@@ -242,7 +242,7 @@ def test_fetch_msmarco_member_from_its_archive(server, tmp_path, monkeypatch):
 
 
 def test_published_msmarco_files_carry_their_checks():
-    from dr_core.msmarco.files import MSMARCO_FILES
+    from dr_core.data.msmarco.files import MSMARCO_FILES
 
     collection = MSMARCO_FILES["collectionandqueries.tar.gz"]
     assert collection.md5 == "31644046b18952c1386cd4564ba2ae69" and collection.size == 1_057_717_952

@@ -8,8 +8,9 @@ import pandas as pd
 import pytest
 
 from dr_core.cli import main
+from dr_core.data.formats import read_negatives
 from dr_core.fusion import fuse, tune_weight, weight_grid
-from dr_core.negatives import mine, mix_negatives, read_negatives
+from dr_core.negatives import mine, mix_negatives
 from dr_core.runs import read_trec, write_trec_frame
 
 

@@ -5,9 +5,9 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
+from dr_core.data.lotte import prepare_lotte, prepare_lotte_qrels
 from dr_core.errors import DataError
 from dr_core.evaluate import evaluate
-from dr_core.lotte import prepare_lotte, prepare_lotte_qrels
 
 FIXTURES = Path(__file__).parent / "fixtures" / "lotte"
 OWN, CONVERTED = FIXTURES / "lotte", FIXTURES / "converted"  # release root; Disentangled Retriever's copy

@@ -16,10 +16,11 @@ from pathlib import Path
 
 import pytest
 
+from dr_core.data import formats
+from dr_core.data.formats import read_negatives
+from dr_core.data.msmarco import files, runs, tables, title_join, toolkits
+from dr_core.data.msmarco import triples as triples_step
 from dr_core.errors import DataError
-from dr_core.msmarco import files, runs, tables, title_join, toolkits
-from dr_core.msmarco import triples as triples_step
-from dr_core.negatives import read_negatives
 
 FIXTURES = Path(__file__).parent / "fixtures" / "msmarco"
 SEED_JOIN = (
@@ -247,7 +248,7 @@ def test_read_ce_scores():
 
 
 def test_id_text_readers():
-    collection = dict(tables.iter_id_text(FIXTURES / "collection.tsv"))
+    collection = dict(formats.iter_id_text(FIXTURES / "collection.tsv"))
     assert len(collection) == 30 and "8841822" in collection
     assert len(tables.read_queries(FIXTURES / "queries.dev.small.tsv")) == 10
     assert len(tables.read_queries(FIXTURES / "train.query.txt")) == 12
@@ -262,12 +263,12 @@ def test_iter_corpus_tsv_reads_join_output(tmp_path):
     assert ("1", "Bomb", rows[1][2]) == rows[1]
 
 
-def test_read_msmarco_qrels_formats(tmp_path):
-    dev = tables.read_msmarco_qrels(FIXTURES / "qrels.dev.small.tsv")
+def test_read_trec_qrels_formats(tmp_path):
+    dev = formats.read_trec_qrels(FIXTURES / "qrels.dev.small.tsv")
     assert len(dev) == 10 and len(dev["2"]) == 2
     two = tmp_path / "qrels.train.tsv"
     two.write_text("5\t17\r\n5\t18\r\n")
-    assert tables.read_msmarco_qrels(two) == {"5": {"17": 1, "18": 1}}
+    assert formats.read_trec_qrels(two) == {"5": {"17": 1, "18": 1}}
 
 
 def _gz(data: bytes) -> bytes:
@@ -282,12 +283,12 @@ MALFORMED = [
     (toolkits.read_st_hard_negatives, "hn.jsonl.gz", _gz(b'{"qid": 1, "neg": {}}\n{"qid": 1, "neg": {}}\n'), 2),
     (toolkits.read_tevatron_groups, "tev.jsonl", b'{"query_id": "1", "negative_passages": [{"id": "2"}]}\n', 1),
     (toolkits.read_tevatron_groups, "tev.jsonl", b'{"query_id": "1", "query": "q", "positive_passages": []}\n', 1),
-    (tables.iter_id_text, "collection.tsv", b"1\tok\n2 no tab\n", 2),
-    (tables.iter_id_text, "collection.tsv", b"1\tok\n2\tbad \xff byte\n", 2),
+    (formats.iter_id_text, "collection.tsv", b"1\tok\n2 no tab\n", 2),
+    (formats.iter_id_text, "collection.tsv", b"1\tok\n2\tbad \xff byte\n", 2),
     (tables.read_queries, "queries.dev.small.tsv", b"1\ta\n2\tb\n1\tc\n", 3),
     (tables.iter_corpus_tsv, "corpus.tsv", b"1\tt\tx\n2\tx\n", 2),
-    (tables.read_msmarco_qrels, "qrels.dev.small.tsv", b"1\t0\t2\t1\n1\t0\t3\n", 2),
-    (tables.read_msmarco_qrels, "qrels.dev.small.tsv", b"1\t0\t2\tyes\n", 1),
+    (formats.read_trec_qrels, "qrels.dev.small.tsv", b"1\t0\t2\t1\n1\t0\t3\n", 2),
+    (formats.read_trec_qrels, "qrels.dev.small.tsv", b"1\t0\t2\tyes\n", 1),
 ]
 
 

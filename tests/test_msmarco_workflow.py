@@ -11,7 +11,7 @@ import yaml
 from conftest import REPO, TINY_BEIR
 from test_workflow import planned_jobs, snakemake
 
-from dr_core.msmarco.tables import read_msmarco_qrels
+from dr_core.data.formats import read_trec_qrels
 
 
 def write_msmarco_files(dest) -> None:
@@ -97,7 +97,7 @@ def test_msmarco_fixture_runs_end_to_end(tmp_path):
     # MRR@10 of the MS MARCO-format run, by an independent implementation (ranx), agrees with the metrics table.
     from ranx import Qrels, Run, evaluate
 
-    qrels = Qrels(read_msmarco_qrels(tmp_path / "marco" / "qrels.dev.small.tsv"))
+    qrels = Qrels(read_trec_qrels(tmp_path / "marco" / "qrels.dev.small.tsv"))
     for system in summary["system"]:
         metrics = json.loads((out / system / "msmarco" / "metrics.dev.json").read_text())["metrics"]
         lines = [x.split("\t") for x in (out / system / "msmarco" / "run.dev.msmarco.tsv").read_text().splitlines()]

@@ -3,9 +3,10 @@ import pandas as pd
 import pytest
 
 from dr_core.atomic import atomic_path
+from dr_core.data.formats import read_negatives, write_negatives
 from dr_core.errors import DataError
 from dr_core.evaluate import evaluate
-from dr_core.negatives import mine, read_negatives, write_negatives
+from dr_core.negatives import mine
 from dr_core.runs import read_trec, run_to_dict, trec_eval_order, write_trec
 
 

@@ -11,8 +11,8 @@ import pytest
 import sentence_transformers  # noqa: F401  (required, not optional: missing, these tests fail)
 from conftest import REPO, prepare_tokenized, train_cli_args
 
+from dr_core.data.formats import write_negatives
 from dr_core.model import BiEncoder, EncoderSpec, load_tokenizer
-from dr_core.negatives import write_negatives
 from dr_core.tokenization import TokenStore, format_passages
 
 sys.path.insert(0, str(REPO / "benchmarks"))

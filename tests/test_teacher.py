@@ -8,8 +8,9 @@ from conftest import FIXTURES, prepare_tokenized, train_cli_args
 from transformers import AutoTokenizer, BertConfig, BertForSequenceClassification
 
 from dr_core import cli
+from dr_core.cross_encoder import candidates
 from dr_core.model import BiEncoder, EncoderSpec, load_tokenizer
-from dr_core.teacher import candidates, read_teacher_scores, score_candidates, teacher_kind, write_teacher_scores
+from dr_core.teacher import read_teacher_scores, score_candidates, teacher_kind, write_teacher_scores
 
 QUERIES = {"a": "solar panels and sunlight", "b": "roasting coffee beans"}
 PASSAGES = {

@@ -18,11 +18,11 @@ import yaml
 from conftest import REPO, TINY_BEIR
 from test_workflow import FIXTURE_CONFIG, planned_jobs, snakemake
 
-from dr_core import tevatron
-from dr_core.beir import prepare_collection, prepare_qrels
+from dr_core.data import tevatron
+from dr_core.data.beir import prepare_collection, prepare_qrels
+from dr_core.data.formats import read_negatives
+from dr_core.data.msmarco.toolkits import read_tevatron_groups
 from dr_core.errors import DataError
-from dr_core.msmarco.toolkits import read_tevatron_groups
-from dr_core.negatives import read_negatives
 
 
 @pytest.fixture(autouse=True)

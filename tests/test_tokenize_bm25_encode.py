@@ -5,8 +5,8 @@ import pytest
 import torch
 
 from dr_core.batching import Padder
-from dr_core.beir import prepare_collection
 from dr_core.bm25 import bm25_search
+from dr_core.data.beir import prepare_collection
 from dr_core.encode import embed, encode_corpus_shard, shard_bounds
 from dr_core.model import BiEncoder, EncoderSpec, load_tokenizer
 from dr_core.tokenization import TokenStore, format_passages, tokenize_table

@@ -51,6 +51,24 @@ def test_training_lowers_the_loss_and_saves_a_loadable_model(train_inputs):
     assert not (d / "ckpt").exists()  # checkpoints are removed once the model is saved
 
 
+def test_a_log_row_holds_the_mean_loss_of_the_steps_since_the_last_row(train_inputs):
+    """As the HF Trainer logs: with log_every 2, each row's loss is the mean of the per-step losses that the same
+    run (same seed) logs with log_every 1; the last row closes a shorter interval."""
+    d = train_inputs
+    base = dict(max_steps=5, batch_size=4, group_size=3, lr=1e-3, warmup_ratio=0.0, seed=3)
+    losses = {}
+    for every in (1, 2):
+        trainer = _trainer(d, TrainSettings(**base, log_every=every), str(d / f"ck_every{every}"))
+        trainer.train(d / f"model{every}", d / f"log{every}.csv")
+        rows = list(csv.DictReader(open(d / f"log{every}.csv")))
+        losses[every] = {int(r["step"]): float(r["loss"]) for r in rows}
+    step = losses[1]
+    assert list(step) == [1, 2, 3, 4, 5] and len(set(step.values())) == 5
+    assert list(losses[2]) == [2, 4, 5]
+    want = [(step[1] + step[2]) / 2, (step[3] + step[4]) / 2, step[5]]
+    assert list(losses[2].values()) == pytest.approx(want, rel=1e-6)
+
+
 def test_a_step_the_fp16_scaler_skips_does_not_advance_the_schedule(train_inputs):
     """An overflowing fp16 step (inf gradients) leaves the weights and the learning-rate schedule where they
     were, as the scaler's skip intends; a finite one moves both. (The scaler runs on the CPU here.)"""

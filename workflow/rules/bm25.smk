@@ -20,12 +20,8 @@ rule bm25:
             if is_train_target(w)
             else config["eval"]["depth"]
         ),
-        k1=config["bm25"]["k1"],
-        b=config["bm25"]["b"],
-        stemmer=config["bm25"]["stemmer"] or "",
-        stopwords=config["bm25"]["stopwords"] or "",
+        settings=cli_flags(config["bm25"]),
         code=step_fingerprint("bm25"),
     shell:
         "python -m dr_core --threads {threads} bm25 --corpus {input.corpus:q} --queries {input.queries:q} "
-        "--qrels {input.qrels:q} --out {output:q} --k {params.depth} --k1 {params.k1} --b {params.b} "
-        "--stemmer={params.stemmer:q} --stopwords={params.stopwords:q} > {log:q} 2>&1"
+        "--qrels {input.qrels:q} --out {output:q} --k {params.depth} {params.settings} > {log:q} 2>&1"

@@ -3,7 +3,7 @@
 import json
 from pathlib import Path
 
-from dr_core.tokenization import check_template
+from dr_core.tokenization import PASSAGE_TEMPLATE, check_template
 from snakemake.utils import validate
 
 
@@ -30,9 +30,8 @@ def resolve_templates():
     """model.template is the older name of model.passage_template: read it, refuse a conflict, keep both
     keys equal (rules read either), and check every template's fields."""
     m = config["model"]
-    default = "Title: {title} Text: {text}"
     if m["template"] is not None:
-        if m["passage_template"] not in (default, m["template"]):
+        if m["passage_template"] not in (PASSAGE_TEMPLATE, m["template"]):
             raise ValueError(
                 "config: model.template (older name of model.passage_template) and model.passage_template "
                 "are both set and differ; keep model.passage_template only"

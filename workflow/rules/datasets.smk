@@ -2,7 +2,7 @@
 # split carved from the train split, and the checks that every dataset used is defined.
 import os
 
-from dr_core.msmarco.files import RAW_FILES
+from dr_core.data.msmarco.files import RAW_FILES
 
 
 def names_pattern(kind):

@@ -1,7 +1,9 @@
 # Settings rendered as the rules' command-line flags and scalar params.
+import dataclasses
 import shlex
 
-from dr_core.cli_settings import settings_argv
+from dr_core.negatives import MineSettings
+from dr_core.settings import settings_argv
 
 
 def token_budget(table):
@@ -15,9 +17,31 @@ def is_train_target(wildcards):
 
 
 def cli_flags(settings, prefix=""):
-    """A config section as its settings dataclass's flags (dr_core.cli_settings), sorted and shell-quoted: a
-    changed value changes the rule's params, so the step reruns."""
-    return shlex.join(settings_argv(dict(sorted(settings.items())), prefix))
+    """A config section (or a settings dataclass) as its settings dataclass's flags (dr_core.settings), sorted
+    and shell-quoted: a changed value changes the rule's params, so the step reruns."""
+    items = (
+        dataclasses.asdict(settings) if dataclasses.is_dataclass(settings) else settings
+    )
+    return shlex.join(settings_argv(dict(sorted(items.items())), prefix))
+
+
+def mine_settings(stage):
+    """The mine step's settings for negatives.<stage> (first_stage: round 1 from BM25's run; mine: round r >= 2,
+    with a share from BM25's first_stage window); dr_core.negatives decides from them what else it reads.
+    """
+    neg = config["negatives"]
+    window, first = neg[stage], neg["first_stage"]
+    return MineSettings(
+        rank_min=window["rank_min"],
+        rank_max=window["rank_max"],
+        n=window["n"],
+        seed=neg["seed"],
+        bm25_fraction=window.get("bm25_fraction", 0.0),
+        bm25_rank_min=first["rank_min"],
+        bm25_rank_max=first["rank_max"],
+        filter_relative=window["filter"]["relative"],
+        filter_margin=window["filter"]["margin"],
+    )
 
 
 def encoder_spec():
@@ -35,12 +59,6 @@ def encoder_spec():
         "passage_template_untitled",
     )
     return {k: m[k] for k in keys}
-
-
-def window_params(stage):
-    """Rank window and sample size of a negatives stage, as scalar params (stable rerun triggers)."""
-    window = config["negatives"][stage]
-    return {key: window[key] for key in ("rank_min", "rank_max", "n")}
 
 
 def check_index_config():

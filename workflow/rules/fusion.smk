@@ -15,16 +15,14 @@ rule fuse:
     resources:
         **rule_resources("fuse"),
     params:
-        method=HYBRID["method"],
-        weight=HYBRID["weight"],
-        rrf_k=HYBRID["rrf_k"],
-        depth=HYBRID["depth"],
+        settings=cli_flags(
+            {k: HYBRID[k] for k in ("method", "weight", "rrf_k", "depth")}
+        ),
         code=step_fingerprint("fuse"),
     shell:
-        "python -m dr_core fuse --bm25 {input.bm25:q} --dense {input.dense:q} --method {params.method} "
+        "python -m dr_core fuse --bm25 {input.bm25:q} --dense {input.dense:q} {params.settings} "
         f"{WEIGHT_ARG} "
-        "--rrf-k {params.rrf_k} --depth {params.depth} --tag bm25+{wildcards.ranker} --out {output:q} "
-        "> {log:q} 2>&1"
+        "--tag bm25+{wildcards.ranker} --out {output:q} > {log:q} 2>&1"
 
 
 rule fusion_weight:

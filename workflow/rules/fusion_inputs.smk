@@ -5,22 +5,10 @@
 HYBRID = config["hybrid"]
 TUNE_SPLIT = HYBRID["tune_split"] or DEV_SPLIT or TRAIN_SPLIT
 TUNED = HYBRID["method"] == "convex" and HYBRID["weight"] is None
-# The weight's argument of the fuse step: the tuned weight file, the fixed weight, or none (RRF).
-WEIGHT_ARG = (
-    "--weight-file {input.weight:q}"
-    if TUNED
-    else "--weight {params.weight}" if HYBRID["method"] == "convex" else ""
-)
+# The fuse step's tuned weight file (a fixed weight is the setting hybrid.weight, --weight).
+WEIGHT_ARG = "--weight-file {input.weight:q}" if TUNED else ""
 EVAL_TARGETS = {(t["dataset"], t["split"]) for t in config["data"]["eval"]}
 MINE = config["negatives"]["mine"]
-# Round r >= 2 may mine BM25 fused with round r-1 (mine.from: hybrid) and take a share of its negatives from
-# BM25's first-stage window (mine.bm25_fraction).
-MIX_ARGS = (
-    " --bm25-run {input.bm25:q} --bm25-fraction {params.bm25_fraction} "
-    "--bm25-rank-min {params.bm25_rank_min} --bm25-rank-max {params.bm25_rank_max}"
-    if MINE["bm25_fraction"] > 0
-    else ""
-)
 
 
 def mine_inputs(wildcards):
@@ -31,44 +19,20 @@ def mine_inputs(wildcards):
         "run": out(layout.run(system, TRAIN_DS, TRAIN_SPLIT)),
         "qrels": TRAIN_QRELS,
     }
-    if filtering("mine"):
+    if mine_settings("mine").filters:
         inputs["positives"] = out(layout.positive_scores(wildcards.round))
-    if MINE["bm25_fraction"] > 0:
+    if mine_settings("mine").mixes_bm25:
         inputs["bm25"] = out(layout.run("bm25", TRAIN_DS, TRAIN_SPLIT))
     return inputs
 
 
-def filtering(stage):
-    """Whether a negatives stage drops candidates scored near the positive (negatives.<stage>.filter)."""
-    f = config["negatives"][stage]["filter"]
-    return f["relative"] is not None or f["margin"] is not None
-
-
-def filter_shell(stage):
-    """The mine step's scores file option when the stage filters (its thresholds are params: filter_args)."""
-    return " --positive-scores {input.positives:q}" if filtering(stage) else ""
-
-
-def filter_args(stage):
-    """The mine step's filter thresholds (stable params: empty when off)."""
-    if not filtering(stage):
-        return ""
-    f = config["negatives"][stage]["filter"]
-    args = [f"--filter-relative {f['relative']}"] if f["relative"] is not None else []
-    args += [f"--filter-margin {f['margin']}"] if f["margin"] is not None else []
-    return " ".join(args)
-
-
-def mix_params():
-    """The BM25 share and window of round r >= 2's negatives; none when not mixing (stable rerun params)."""
-    if MINE["bm25_fraction"] <= 0:
-        return {}
-    first = config["negatives"]["first_stage"]
-    return {
-        "bm25_fraction": MINE["bm25_fraction"],
-        "bm25_rank_min": first["rank_min"],
-        "bm25_rank_max": first["rank_max"],
-    }
+def mine_inputs_shell(stage):
+    """The mine step's options naming the inputs its settings need (mine_settings: BM25's run, the positives'
+    scores)."""
+    settings = mine_settings(stage)
+    return (" --bm25-run {input.bm25:q}" if settings.mixes_bm25 else "") + (
+        " --positive-scores {input.positives:q}" if settings.filters else ""
+    )
 
 
 def run_depths(dataset, split):
@@ -97,12 +61,12 @@ def fused_targets():
 def check_hybrid():
     """The weight is not tuned on test, every fused run is hybrid.depth deep,
     and a BM25 share of mined negatives has a number of negatives to share."""
-    if filtering("mine") and MINE["from"] == "hybrid":
+    if mine_settings("mine").filters and MINE["from"] == "hybrid":
         raise ValueError(
             "config: negatives.mine.filter compares the mining model's scores; with negatives.mine.from: hybrid "
             "the fused scores have no positive's score to compare with (use from: dense)"
         )
-    if filtering("first_stage") and config["negatives"]["source"] != "bm25":
+    if mine_settings("first_stage").filters and config["negatives"]["source"] != "bm25":
         raise ValueError(
             "config: negatives.first_stage.filter needs negatives.source: bm25 (it uses BM25's scores)"
         )

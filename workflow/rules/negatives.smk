@@ -1,9 +1,6 @@
 # Round 1 trains on BM25 negatives (or a given file, or MS MARCO's triples); round r >= 2 on negatives mined
 # with round r-1's model (or its hybrid with BM25, or with a share from BM25: fusion_inputs.smk).
-MINE_ARGS = (
-    "python -m dr_core mine --run {input.run:q} --qrels {input.qrels:q} --out {output:q} "
-    "--rank-min {params.rank_min} --rank-max {params.rank_max} --n {params.n} --seed {params.seed} {params.filter}"
-)
+MINE_ARGS = "python -m dr_core mine --run {input.run:q} --qrels {input.qrels:q} --out {output:q} {params.settings}"
 
 
 if config["negatives"]["source"] != "bm25":
@@ -32,7 +29,9 @@ else:
             run=out(layout.run("bm25", TRAIN_DS, TRAIN_SPLIT)),
             qrels=TRAIN_QRELS,
             positives=(
-                out(layout.positive_scores(1)) if filtering("first_stage") else []
+                out(layout.positive_scores(1))
+                if mine_settings("first_stage").filters
+                else []
             ),
         output:
             out(layout.train_negatives(1)),
@@ -44,12 +43,10 @@ else:
         resources:
             **rule_resources("first_negatives"),
         params:
-            **window_params("first_stage"),
-            filter=filter_args("first_stage"),
-            seed=config["negatives"]["seed"],
+            settings=cli_flags(mine_settings("first_stage")),
             code=step_fingerprint("mine"),
         shell:
-            f"{MINE_ARGS}{filter_shell('first_stage')} > {{log:q}} 2>&1"
+            f"{MINE_ARGS}{mine_inputs_shell('first_stage')} > {{log:q}} 2>&1"
 
 
 rule mine:
@@ -67,13 +64,10 @@ rule mine:
     resources:
         **rule_resources("mine"),
     params:
-        **window_params("mine"),
-        **mix_params(),
-        filter=filter_args("mine"),
-        seed=config["negatives"]["seed"],
+        settings=cli_flags(mine_settings("mine")),
         code=step_fingerprint("mine"),
     shell:
-        f"{MINE_ARGS}{MIX_ARGS}{filter_shell('mine')} > {{log:q}} 2>&1"
+        f"{MINE_ARGS}{mine_inputs_shell('mine')} > {{log:q}} 2>&1"
 
 
 # The false-negative filter's scores of the judged positives under the mining model (negatives.<stage>.filter):
@@ -93,15 +87,11 @@ rule positive_scores_bm25:
     resources:
         **rule_resources("positive_scores_bm25"),
     params:
-        k1=config["bm25"]["k1"],
-        b=config["bm25"]["b"],
-        stemmer=config["bm25"]["stemmer"] or "",
-        stopwords=config["bm25"]["stopwords"] or "",
+        settings=cli_flags(config["bm25"]),
         code=step_fingerprint("positive-scores-bm25"),
     shell:
         "python -m dr_core positive-scores-bm25 --corpus {input.corpus:q} --queries {input.queries:q} "
-        "--qrels {input.qrels:q} --out {output:q} --k1 {params.k1} --b {params.b} "
-        "--stemmer={params.stemmer:q} --stopwords={params.stopwords:q} > {log:q} 2>&1"
+        "--qrels {input.qrels:q} --out {output:q} {params.settings} > {log:q} 2>&1"
 
 
 rule positive_scores:

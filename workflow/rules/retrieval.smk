@@ -16,15 +16,18 @@ rule encode:
         **rule_resources("encode"),
     params:
         num_shards=SHARDS,
-        batch_size=config["encode"]["batch_size"],
-        max_len=config["encode"]["p_max_len"] or 0,
-        fp16="--fp16" if config["encode"]["fp16"] else "",
+        settings=cli_flags(
+            {
+                "batch_size": config["encode"]["batch_size"],
+                "max_len": config["encode"]["p_max_len"],
+                "fp16": config["encode"]["fp16"],
+            }
+        ),
         code=step_fingerprint("encode"),
     shell:
         "python -m dr_core --threads {threads} encode --model {input.model:q} --tokens {input.tokens:q} "
         "--shard {wildcards.shard} --num-shards {params.num_shards} --emb-out {output.emb:q} "
-        "--ids-out {output.ids:q} --batch-size {params.batch_size} --max-len {params.max_len} {params.fp16} "
-        "> {log:q} 2>&1"
+        "--ids-out {output.ids:q} {params.settings} > {log:q} 2>&1"
 
 
 # One faiss index per dense model (`dense`: a round, or one merged with the base model, wise-*) and dataset
@@ -48,15 +51,16 @@ rule index:
     resources:
         **rule_resources("index"),
     params:
-        factory=config["index"]["factory"],
-        memory_gb=config["index"]["memory_gb"],
-        seed=config["index"]["seed"],
-        train_size=config["index"]["train_size"] or 0,
+        settings=cli_flags(
+            {
+                k: config["index"][k]
+                for k in ("factory", "memory_gb", "seed", "train_size")
+            }
+        ),
         code=step_fingerprint("index"),
     shell:
         "python -m dr_core --threads {threads} index --model {input.model:q} --shards {input.shards:q} "
-        "--factory {params.factory:q} --memory-gb {params.memory_gb} --seed {params.seed} "
-        "--train-size {params.train_size} --out {output.index:q} --meta-out {output.meta:q} > {log:q} 2>&1"
+        "{params.settings} --out {output.index:q} --meta-out {output.meta:q} > {log:q} 2>&1"
 
 
 rule retrieve:

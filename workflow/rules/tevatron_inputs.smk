@@ -27,7 +27,7 @@ def tevatron_source(name, split=None):
 
 def tevatron_local(source):
     """Whether a source is a local data file (an input of its rule) rather than on the Hub."""
-    from dr_core.tevatron import is_data_file
+    from dr_core.data.tevatron import is_data_file
 
     return is_data_file(source) and "://" not in source
 

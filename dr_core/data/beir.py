@@ -4,13 +4,12 @@ from __future__ import annotations
 
 import csv
 import logging
-from collections.abc import Iterable
 from pathlib import Path
 
 import pandas as pd
 
-from dr_core.atomic import atomic_path
-from dr_core.dev_split import carve
+from dr_core.data.dev_split import carve
+from dr_core.data.formats import corpus_table, prepared_ids, qrels_table, queries_table, unique_texts, write_parquet
 from dr_core.errors import DataError
 from dr_core.textio import json_records
 
@@ -53,26 +52,7 @@ def read_corpus(path: str | Path, empty_docs: str = "error") -> tuple[pd.DataFra
         texts.append(text)
     if not ids:
         raise DataError(path, None, "no documents")
-    return pd.DataFrame({"id": ids, "title": titles, "text": texts}), dropped
-
-
-def unique_texts(
-    records: Iterable[tuple[int, str, str]], path: Path, kind: str, plural: str
-) -> tuple[list[str], list[str]]:
-    """(ids, texts) of `(line, id, text)` records; a repeated id, an empty text or no record at all is a
-    DataError naming `path` and the line (`kind`/`plural` name the records in the message)."""
-    ids, texts, seen = [], [], {}
-    for lineno, rid, text in records:
-        if rid in seen:
-            raise DataError(path, lineno, f"duplicate id '{rid}' (first on line {seen[rid]})")
-        if not text.strip():
-            raise DataError(path, lineno, f"empty {kind} '{rid}'")
-        seen[rid] = lineno
-        ids.append(rid)
-        texts.append(text)
-    if not ids:
-        raise DataError(path, None, f"no {plural}")
-    return ids, texts
+    return corpus_table(ids, titles, texts), dropped
 
 
 def read_queries(path: str | Path) -> pd.DataFrame:
@@ -83,7 +63,7 @@ def read_queries(path: str | Path) -> pd.DataFrame:
         for lineno, rec in json_records(path)
     )
     qids, texts = unique_texts(records, path, "query", "queries")
-    return pd.DataFrame({"qid": qids, "text": texts})
+    return queries_table(qids, texts)
 
 
 def read_qrels(
@@ -116,13 +96,7 @@ def read_qrels(
             rows.append((qid, docid, rel))
     if not rows:
         raise DataError(path, None, "no judgements")
-    return pd.DataFrame(rows, columns=["qid", "docid", "rel"])
-
-
-def write_parquet(df: pd.DataFrame, dest: str | Path) -> None:
-    """Write a DataFrame to Parquet atomically."""
-    with atomic_path(dest) as tmp:
-        df.to_parquet(tmp, index=False)
+    return qrels_table(rows)
 
 
 def prepare_collection(src_dir: str | Path, out_dir: str | Path, empty_docs: str = "error") -> None:
@@ -145,10 +119,9 @@ def prepare_qrels(
 ) -> None:
     """Validate `qrels/<split>.tsv` against the prepared corpus and queries; write it as Parquet. `carve_dev`
     ({share, count, seed, keep}) writes only the dev queries carved from the split, or only the rest
-    (dr_core.dev_split)."""
+    (dr_core.data.dev_split)."""
     src_dir = Path(src_dir)
-    docids = set(pd.read_parquet(corpus, columns=["id"])["id"])
-    qids = set(pd.read_parquet(queries, columns=["qid"])["qid"])
+    qids, docids = prepared_ids(corpus, queries)
     dropped = _jsonl_ids(src_dir / "corpus.jsonl") - docids if empty_docs == "drop" else set()
     qrels = read_qrels(src_dir / "qrels" / f"{split}.tsv", qids, docids, dropped)
     if carve_dev is not None:

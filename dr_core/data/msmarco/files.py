@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from dr_core.atomic import atomic_path
-from dr_core.download import download
+from dr_core.data.download import download
 
 
 @dataclass(frozen=True)

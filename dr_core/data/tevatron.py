@@ -16,16 +16,20 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from dr_core.atomic import atomic_path
-from dr_core.beir import write_parquet
+from dr_core.data.formats import (
+    CORPUS_SCHEMA,
+    qrels_to_parquet,
+    queries_table,
+    write_merged_queries,
+    write_negatives,
+    write_parquet,
+)
 from dr_core.errors import DataError
-from dr_core.msmarco.tables import qrels_to_parquet
-from dr_core.negatives import write_negatives
 
 if TYPE_CHECKING:  # `datasets` loads only when a source is read
     from datasets import Dataset
@@ -38,7 +42,6 @@ SCRIPT_DATASET_FILES = {
 }
 _BUILDERS = {".jsonl": "json", ".json": "json", ".parquet": "parquet"}
 _HUB_NAME = re.compile(r"^[\w.-]+/[\w.-]+(/[\w.-]+)?$")
-CORPUS_SCHEMA = pa.schema([("id", pa.string()), ("title", pa.string()), ("text", pa.string())])
 BATCH_ROWS = 50_000
 
 
@@ -214,7 +217,7 @@ def write_split(
     qrels.dev.small.tsv, the judgements Tevatron's guide evaluates with; the groups then need no positives)."""
     groups = read_groups(source, cache_dir, need_positives=judgements is None)
     check_known(groups, pq.read_table(corpus, columns=["id"])["id"].combine_chunks(), source)
-    write_parquet(pd.DataFrame({"qid": groups["qid"].to_pylist(), "text": groups["query"].to_pylist()}), queries_out)
+    write_parquet(queries_table(groups["qid"].to_pylist(), groups["query"].to_pylist()), queries_out)
     try:
         if judgements is None:
             qrels = groups.select(["qid", "positives"]).to_pandas().explode("positives").drop_duplicates()
@@ -230,10 +233,6 @@ def write_split(
 def merge_queries(paths: Sequence[str | Path], dest: str | Path) -> None:
     """The splits' queries (qid, text) -> one queries.parquet; a query with another text in an earlier split
     is an error."""
-    merged: dict[str, str] = {}
-    for path in paths:
-        table = pq.read_table(path, columns=["qid", "text"])
-        for qid, text in zip(table["qid"].to_pylist(), table["text"].to_pylist()):
-            if merged.setdefault(qid, text) != text:
-                raise DataError(path, None, f"query '{qid}' has another text in an earlier split")
-    write_parquet(pd.DataFrame({"qid": list(merged), "text": list(merged.values())}), dest)
+    tables = ((path, pq.read_table(path, columns=["qid", "text"])) for path in paths)
+    pairs = ((path, zip(table["qid"].to_pylist(), table["text"].to_pylist())) for path, table in tables)
+    write_merged_queries(pairs, dest, "split")

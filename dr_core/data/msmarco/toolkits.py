@@ -8,9 +8,9 @@ import re
 from collections.abc import Collection
 from pathlib import Path
 
+from dr_core.data.formats import read_negatives
+from dr_core.data.tevatron import read_groups
 from dr_core.errors import DataError
-from dr_core.negatives import read_negatives
-from dr_core.tevatron import read_groups
 from dr_core.textio import json_records, open_binary
 
 
@@ -50,7 +50,7 @@ def read_st_hard_negatives(
 
 def read_tevatron_groups(path: str | Path, field: str = "negative_passages") -> dict[str, list[str]]:
     """qid -> docids of `field` ('negative_passages' or 'positive_passages') of Tevatron's query groups (a
-    train .jsonl, or any source `dr_core.tevatron.read_groups` reads)."""
+    train .jsonl, or any source `dr_core.data.tevatron.read_groups` reads)."""
     column = {"negative_passages": "negatives", "positive_passages": "positives"}[field]
     groups = read_groups(str(path))
     return dict(zip(groups["qid"].to_pylist(), groups[column].to_pylist()))

@@ -3,7 +3,9 @@ the workflow's rules pass a recipe's settings as those flags."""
 
 from __future__ import annotations
 
+import argparse
 import dataclasses
+import importlib
 import json
 import re
 import shlex
@@ -15,10 +17,11 @@ import yaml
 from conftest import REPO, snakemake_cmd
 
 from dr_core.cli import build_parser, main
-from dr_core.cli_settings import settings_argv, settings_from_args
 from dr_core.dro import DroSettings
 from dr_core.model import EncoderSpec
 from dr_core.reranker import RerankerSettings
+from dr_core.settings import settings_argv, settings_from_args
+from dr_core.tokenization import PASSAGE_TEMPLATE
 from dr_core.train import TrainSettings
 
 TRAIN_PATHS = [x for name in ("init", "queries", "corpus", "qrels", "negatives", "out", "log", "checkpoint-dir")
@@ -167,3 +170,59 @@ def test_the_rules_pass_a_recipes_settings_as_flags(tmp_path):
     assert spec == EncoderSpec(pooling="mean", q_max_len=16, p_max_len=48, query_template="query: {text}")
     assert settings_from_args(RerankerSettings, parsed["train-reranker"][0]) == RerankerSettings(max_len=64)
     assert "'--lora={\"r\": 4}'" in proc.stdout
+
+
+def schema_default(path: str):
+    """The default the config schema gives key `path` (`negatives.mine.filter.relative`); KeyError when the
+    recipe has no such key."""
+    node = yaml.safe_load((REPO / "workflow" / "schemas" / "config.schema.yaml").read_text())
+    for key in path.split("."):
+        node = node["properties"][key]
+    return node["default"]
+
+
+# Each settings class's recipe keys: the section its fields are named after, and the fields named otherwise.
+# The reranker's loop settings are not recipe keys (it trains with their defaults) except those the schema lists.
+RECIPE_KEYS = {
+    "dr_core.train:TrainSettings": ("train", {}),
+    "dr_core.dro:DroSettings": ("dro", {}),
+    "dr_core.model:EncoderSpec": ("model", {}),
+    "dr_core.reranker:RerankerSettings": ("reranker", {}),
+    "dr_core.bm25:Bm25Settings": ("bm25", {}),
+    "dr_core.encode:EncodeSettings": ("encode", {"max_len": "encode.p_max_len"}),
+    "dr_core.index:IndexSettings": ("index", {}),
+    "dr_core.commands.evaluation:FuseSettings": ("hybrid", {}),
+    "dr_core.negatives:MineSettings": (
+        "negatives.mine",
+        {
+            "seed": "negatives.seed",
+            "bm25_rank_min": "negatives.first_stage.rank_min",
+            "bm25_rank_max": "negatives.first_stage.rank_max",
+            "filter_relative": "negatives.mine.filter.relative",
+            "filter_margin": "negatives.mine.filter.margin",
+        },
+    ),
+}
+
+
+RERANKER_KEYS = yaml.safe_load((REPO / "workflow" / "schemas" / "config.schema.yaml").read_text())["properties"][
+    "reranker"
+]["properties"]
+
+
+def test_every_settings_default_is_the_config_schemas():
+    """A default is written once, in its dataclass: the schema's default of each recipe key a command's settings
+    field comes from is the same value (a field without a default, such as the mine windows, has the schema's
+    defaults only), for every command that has settings."""
+    sub = next(a for a in build_parser()._actions if isinstance(a, argparse._SubParsersAction))
+    used = {target for parser in sub.choices.values() for target in parser._pending.values()}
+    assert used == set(RECIPE_KEYS), "every command's settings class has its recipe keys here"
+    for target, (section, renamed) in RECIPE_KEYS.items():
+        module, _, name = target.partition(":")
+        cls = getattr(importlib.import_module(module), name)
+        for f in dataclasses.fields(cls):
+            key = renamed.get(f.name, f"{section}.{f.name}")
+            if f.default is dataclasses.MISSING or (name == "RerankerSettings" and f.name not in RERANKER_KEYS):
+                continue
+            assert schema_default(key) == f.default, f"{key}: schema {schema_default(key)!r}, {name} {f.default!r}"
+    assert schema_default("model.passage_template") == PASSAGE_TEMPLATE

@@ -1,14 +1,15 @@
-"""Settings dataclasses as command-line flags: one convention for every step's settings.
+"""Every step's settings: dataclasses whose fields are its command-line flags, one convention for all steps.
 
-A settings field is declared with `setting(default, doc)`, which keeps its help text (and the values it accepts)
-in the field's metadata. `add_settings` makes one `--snake-case-name` flag per field, in an argument group whose
-help shows each default; `settings_from_args` builds the dataclass back from the parsed arguments; `settings_argv`
-writes a settings dataclass or a config section as those flags (what the workflow's rules, the tests and the
-benchmarks pass). A bool field is `--name` / `--no-name`, an optional field also takes `null`, a list or dict field
-takes one JSON value. With a `prefix` (`dro`) the flags are `--dro-type`, `--dro-alpha`, ...
+A settings field is declared with `setting(default, doc)` (`required(doc)` when it has no default), which keeps
+its help text (and the values it accepts) in the field's metadata. `add_settings` makes one `--snake-case-name`
+flag per field, in an argument group whose help shows each default; `settings_from_args` builds the dataclass
+back from the parsed arguments; `settings_argv` writes a settings dataclass or a config section as those flags
+(what the workflow's rules, the tests and the benchmarks pass). A bool field is `--name` / `--no-name`, an
+optional field also takes `null`, a list or dict field takes one JSON value. With a `prefix` (`dro`) the flags
+are `--dro-type`, `--dro-alpha`, ...
 
 `SettingsParser` is the parser class of the subcommands: a command's settings flags are made on first use, so
-that the commands without settings never import the settings' modules (torch, transformers).
+that the other commands never import the settings' modules (torch, transformers, bm25s, faiss).
 """
 
 from __future__ import annotations
@@ -28,6 +29,11 @@ T = TypeVar("T")
 def setting(default: T, doc: str, choices: Sequence[str] | None = None) -> T:
     """A dataclass field with its help text and, when given, the values it accepts (checked by the CLI)."""
     return dataclasses.field(default=default, metadata={"help": doc, "choices": choices})
+
+
+def required(doc: str) -> Any:
+    """A dataclass field with its help text and no default: its flag is required."""
+    return dataclasses.field(metadata={"help": doc, "choices": None})
 
 
 def dest(name: str, prefix: str = "") -> str:
@@ -88,7 +94,7 @@ def add_settings(parser: argparse.ArgumentParser, cls: type, prefix: str = "") -
         where = f"{cls.__qualname__}.{f.name}"
         text = f.metadata.get("help")
         if not text:
-            raise TypeError(f"{where} has no help: declare it with dr_core.cli_settings.setting")
+            raise TypeError(f"{where} has no help: declare it with dr_core.settings.setting")
         required = f.default is dataclasses.MISSING
         kwargs = {"dest": dest(f.name, prefix), "default": None if required else f.default, "required": required}
         if hints[f.name] is bool:

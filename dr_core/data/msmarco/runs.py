@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from dr_core.atomic import atomic_path
-from dr_core.runs import read_trec, trec_eval_order
+from dr_core.runs import msmarco_line, read_trec, trec_eval_order
 
 
 def write_msmarco_run(run: dict[str, list[tuple[str, float]]], path: str | Path) -> None:
@@ -13,9 +13,7 @@ def write_msmarco_run(run: dict[str, list[tuple[str, float]]], path: str | Path)
     scores are ranked as trec_eval ranks them (by pid, descending), so its MRR@10 is the evaluation's."""
     with atomic_path(path) as tmp, open(tmp, "w", encoding="utf-8") as f:
         for qid, candidates in run.items():
-            f.writelines(
-                f"{qid}\t{pid}\t{rank}\n" for rank, (pid, _) in enumerate(trec_eval_order(candidates), start=1)
-            )
+            f.writelines(msmarco_line(qid, pid, rank) for rank, (pid, _) in enumerate(trec_eval_order(candidates), 1))
 
 
 def trec_to_msmarco_run(run_trec: str | Path, dest: str | Path) -> None:

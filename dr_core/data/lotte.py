@@ -17,10 +17,17 @@ from pathlib import Path
 import pandas as pd
 
 from dr_core.atomic import atomic_path
-from dr_core.beir import unique_texts, write_parquet
-from dr_core.download import download, extract
+from dr_core.data.download import download, extract
+from dr_core.data.formats import (
+    corpus_table,
+    iter_id_text,
+    prepared_ids,
+    qrels_table,
+    queries_table,
+    unique_texts,
+    write_parquet,
+)
 from dr_core.errors import DataError
-from dr_core.msmarco.tables import iter_id_text
 from dr_core.textio import json_records, text_lines
 
 # The release archive ColBERT's LoTTE.md links to. ColBERT publishes no checksum; the md5 and size are
@@ -70,13 +77,13 @@ def _numbered(path: Path):
 def read_collection(path: Path) -> pd.DataFrame:
     """Passages (id, title '', text) from `pid<TAB>text`; a repeated id or an empty passage is an error."""
     ids, texts = unique_texts(_numbered(path), path, "passage", "passages")
-    return pd.DataFrame({"id": ids, "title": [""] * len(ids), "text": texts})
+    return corpus_table(ids, [""] * len(ids), texts)
 
 
 def read_question_file(path: Path) -> pd.DataFrame:
     """Queries (qid, text) from `qid<TAB>text`; a repeated id or an empty query is an error."""
     qids, texts = unique_texts(_numbered(path), path, "query", "queries")
-    return pd.DataFrame({"qid": qids, "text": texts})
+    return queries_table(qids, texts)
 
 
 def _qas_pairs(path: Path):
@@ -113,7 +120,7 @@ def read_judgements(path: Path, layout: str, qids: set[str], docids: set[str]) -
         rows[(qid, pid)] = 1
     if not rows:
         raise DataError(path, None, "no judgements")
-    return pd.DataFrame([(q, p, r) for (q, p), r in rows.items()], columns=["qid", "docid", "rel"])
+    return qrels_table([(q, p, r) for (q, p), r in rows.items()])
 
 
 def prepare_lotte(src: str | Path, out_dir: str | Path, domain: str, split: str, query_set: str) -> None:
@@ -129,8 +136,7 @@ def prepare_lotte_qrels(
 ) -> None:
     """Validate the query set's answers against the prepared tables; write them as qrels Parquet."""
     layout, _, _, judged = layout_files(find_folder(src, domain, split), query_set)
-    docids = set(pd.read_parquet(corpus, columns=["id"])["id"])
-    qids = set(pd.read_parquet(queries, columns=["qid"])["qid"])
+    qids, docids = prepared_ids(corpus, queries)
     write_parquet(read_judgements(judged, layout, qids, docids), dest)
 
 

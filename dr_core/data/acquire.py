@@ -7,7 +7,7 @@ import tempfile
 from pathlib import Path
 
 from dr_core.atomic import atomic_path
-from dr_core.download import download, extract
+from dr_core.data.download import download, extract
 
 
 def acquire_beir(url: str, out_dir: str | Path, *, md5: str | None, cache_dir: str | Path) -> None:

@@ -1,0 +1,136 @@
+"""Commands for hybrid runs (fusion), metrics and the summary tables. scipy (significance) loads inside
+summarize's handler."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+
+import pandas as pd
+
+from dr_core.atomic import atomic_path, write_json
+from dr_core.evaluate import beir_table, evaluate, markdown_table, summary_table
+from dr_core.fusion import fuse, tune_weight
+from dr_core.runs import read_trec, run_to_dict, write_trec_frame
+from dr_core.settings import setting, settings_from_args
+
+log = logging.getLogger("dr_core")
+
+
+@dataclass(frozen=True)
+class FuseSettings:
+    """How a BM25 run and a dense run are fused (the recipe's hybrid.method, weight, rrf_k and depth)."""
+
+    method: str = setting(
+        "convex", "convex: weighted sum of min-max scores; rrf: reciprocal-rank fusion", ["convex", "rrf"]
+    )
+    weight: float | None = setting(None, "dense weight of the convex sum; null: --weight-file's tuned weight")
+    rrf_k: int = setting(60, "RRF's rank offset")
+    depth: int = setting(100, "each run is cut to this depth first")
+
+
+def _add_fusion_weight(sub: argparse._SubParsersAction) -> None:
+    s = sub.add_parser("fusion-weight", help="tune the convex fusion weight on a split's judged queries")
+    for name in ("--bm25", "--dense", "--qrels", "--out"):
+        s.add_argument(name, required=True)
+    s.add_argument("--depth", type=int, default=FuseSettings.depth, help="each run is cut to this depth first")
+    s.set_defaults(func=_fusion_weight)
+
+
+def _fusion_weight(a: argparse.Namespace) -> None:
+    result = tune_weight(read_trec(a.bm25), read_trec(a.dense), pd.read_parquet(a.qrels), a.depth)
+    log.info("convex weight %.2f: %s %.4f on %d queries", *(result[k] for k in ("weight", "metric", "best", "queries")))
+    write_json(result, a.out)
+
+
+def _add_fuse(sub: argparse._SubParsersAction) -> None:
+    s = sub.add_parser(
+        "fuse",
+        help="fuse a BM25 run with a dense run (convex sum of min-max scores, or RRF)",
+        settings={"": "dr_core.commands.evaluation:FuseSettings"},
+    )
+    for name in ("--bm25", "--dense", "--out", "--tag"):
+        s.add_argument(name, required=True)
+    s.add_argument("--weight-file", help="JSON with the tuned 'weight' (from fusion-weight)")
+    s.set_defaults(func=_fuse)
+
+
+def _fuse(a: argparse.Namespace) -> None:
+    s = settings_from_args(FuseSettings, a)
+    weight = json.loads(Path(a.weight_file).read_text())["weight"] if a.weight_file else s.weight
+    fused = fuse(read_trec(a.bm25), read_trec(a.dense), s.method, s.depth, weight=weight, rrf_k=s.rrf_k)
+    log.info("%s fusion (weight %s, rrf_k %d): %d queries", s.method, weight, s.rrf_k, fused["qid"].nunique())
+    write_trec_frame(a.out, fused, tag=a.tag)
+
+
+def _add_evaluate(sub: argparse._SubParsersAction) -> None:
+    s = sub.add_parser("evaluate", help="score a run with pytrec_eval")
+    for name in ("--run", "--qrels", "--out", "--system", "--dataset", "--split"):
+        s.add_argument(name, required=True)
+    s.add_argument("--metrics", nargs="+", required=True)
+    s.set_defaults(func=_evaluate)
+
+
+def _evaluate(a: argparse.Namespace) -> None:
+    mean, per_query = evaluate(run_to_dict(read_trec(a.run)), pd.read_parquet(a.qrels), a.metrics)
+    log.info("%s %s/%s: %s", a.system, a.dataset, a.split, ", ".join(f"{k}={v:.4f}" for k, v in mean.items()))
+    write_json(
+        {"system": a.system, "dataset": a.dataset, "split": a.split, "metrics": mean, "per_query": per_query}, a.out
+    )
+
+
+def _add_summarize(sub: argparse._SubParsersAction) -> None:
+    s = sub.add_parser("summarize", help="one table from metrics JSON files")
+    s.add_argument("--metrics", nargs="+", required=True)
+    s.add_argument("--out", required=True)
+    s.add_argument("--beir-out", default="", help="also a system x dataset table of one metric, with its mean")
+    s.add_argument("--beir-metric", default="ndcg@10")
+    s.add_argument(
+        "--baselines", nargs="+", default=["bm25", "round0"], help="systems every other system is tested against"
+    )
+    s.add_argument("--metric", default="ndcg@10", help="the metric tested (absent: the first metric column)")
+    s.add_argument("--alpha", type=float, default=0.05, help="significance level of the Holm-adjusted p-values")
+    s.set_defaults(func=_summarize)
+
+
+def _summarize(a: argparse.Namespace) -> None:
+    from dr_core.significance import (
+        check_baselines,
+        format_p,
+        legend,
+        load_per_query,
+        marked_values,
+        marks,
+        pvalue_columns,
+    )
+
+    if not 0 < a.alpha < 1:
+        raise ValueError(f"--alpha (eval.alpha) must be in (0, 1), got {a.alpha}")
+    table = summary_table([Path(p) for p in a.metrics])
+    check_baselines(table, a.baselines)  # before anything is written
+    per_query = load_per_query(a.metrics)
+    tested = a.metric if a.metric in table.columns else table.columns[3]  # eval.metrics' first
+    pvalues = pvalue_columns(table, per_query, a.baselines, tested)
+    pcolumns = {c: pvalues[c].map(format_p) for c in pvalues}
+    with atomic_path(a.out) as tmp:
+        table.assign(**pcolumns).to_csv(tmp, sep="\t", index=False, float_format="%.4f")
+    shown = table.assign(**{tested: marked_values(table, tested, marks(table, pvalues, tested, a.alpha))}, **pcolumns)
+    print(shown.to_string(index=False, float_format=lambda x: f"{x:.4f}", na_rep=""))
+    print(legend(tested, a.baselines, a.alpha))
+    if a.beir_out:
+        metric = a.beir_metric if a.beir_metric in table.columns else table.columns[3]  # eval.metrics' first
+        beir_p = pvalues if metric == tested else pvalue_columns(table, per_query, a.baselines, metric)
+        beir = beir_table(table, metric, marked_values(table, metric, marks(table, beir_p, metric, a.alpha)))
+        with atomic_path(a.beir_out) as tmp:
+            beir.to_csv(tmp, sep="\t", index=False, float_format="%.4f")
+        print(f"\n{metric} per evaluation dataset, avg = their mean:\n\n{markdown_table(beir)}")
+        print(legend(metric, a.baselines, a.alpha, columns=False))
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    """Hybrid runs (fusion), metrics and the summary tables."""
+    for add in (_add_fusion_weight, _add_fuse, _add_evaluate, _add_summarize):
+        add(sub)
