@@ -34,7 +34,7 @@ import pandas as pd
 import torch
 
 from dr_core.data.beir import prepare_collection, prepare_qrels
-from dr_core.encode import encode_corpus_shard
+from dr_core.encode import EncodeSettings, encode_corpus_shard
 from dr_core.model import BiEncoder, EncoderSpec, load_tokenizer
 from dr_core.tokenization import tokenize_table
 from dr_core.train import Trainer, TrainSettings
@@ -251,7 +251,7 @@ def check_encode(a, d, data) -> dict:
         emb, ids = d / f"emb_{precision}.npy", d / f"ids_{precision}.txt"
         t0 = time.perf_counter()
         try:
-            encode_corpus_shard(d / "init", d / "tc.parquet", 0, 1, emb, ids, batch_size=256, precision=precision)
+            encode_corpus_shard(d / "init", d / "tc.parquet", 0, 1, emb, ids, EncodeSettings(batch_size=256), precision)
         except Exception as e:  # noqa: BLE001
             out[precision] = {"error": f"{type(e).__name__}: {e}"}
             continue

@@ -14,7 +14,7 @@ import torch
 from conftest import prepare_tokenized
 
 from dr_core.batching import Padder
-from dr_core.encode import embed, encode_corpus_shard
+from dr_core.encode import EncodeSettings, embed, encode_corpus_shard
 from dr_core.model import BiEncoder, EncoderSpec, load_tokenizer
 from dr_core.search import rank_rows, tie_keys
 from dr_core.tokenization import TokenStore
@@ -101,10 +101,10 @@ def test_gpu_encoding_equals_cpu_encoding_within_float_tolerance(tiny_bert, tmp_
     tok = load_tokenizer(tiny_bert)
     BiEncoder.from_base(str(tiny_bert), EncoderSpec(pooling="mean", p_max_len=48)).save(d / "m", tok)
 
-    encode_corpus_shard(d / "m", d / "tc.parquet", 0, 1, d / "gpu.npy", d / "gpu.ids", batch_size=8)
+    encode_corpus_shard(d / "m", d / "tc.parquet", 0, 1, d / "gpu.npy", d / "gpu.ids", EncodeSettings(batch_size=8))
     with monkeypatch.context() as m:
         m.setattr(torch.cuda, "is_available", lambda: False)  # pick_device: the CPU
-        encode_corpus_shard(d / "m", d / "tc.parquet", 0, 1, d / "cpu.npy", d / "cpu.ids", batch_size=8)
+        encode_corpus_shard(d / "m", d / "tc.parquet", 0, 1, d / "cpu.npy", d / "cpu.ids", EncodeSettings(batch_size=8))
     cpu, gpu = np.load(d / "cpu.npy"), np.load(d / "gpu.npy")
     assert (d / "gpu.ids").read_text() == (d / "cpu.ids").read_text()
     assert gpu.dtype == np.float32 and gpu.shape == cpu.shape == (48, 32)

@@ -7,7 +7,7 @@ import torch
 from dr_core.batching import Padder
 from dr_core.bm25 import bm25_search
 from dr_core.data.beir import prepare_collection
-from dr_core.encode import embed, encode_corpus_shard, shard_bounds
+from dr_core.encode import EncodeSettings, embed, encode_corpus_shard, shard_bounds
 from dr_core.model import BiEncoder, EncoderSpec, load_tokenizer
 from dr_core.tokenization import TokenStore, format_passages, tokenize_table
 
@@ -80,9 +80,8 @@ def test_encode_corpus_shards_cover_the_corpus(tiny_bert, tiny_beir, tmp_path):
     BiEncoder.from_base(str(tiny_bert), EncoderSpec(p_max_len=32)).save(tmp_path / "m", tok)
     ids = []
     for s in range(3):
-        encode_corpus_shard(
-            tmp_path / "m", tmp_path / "t.parquet", s, 3, tmp_path / f"e{s}.npy", tmp_path / f"e{s}.ids", batch_size=8
-        )
+        shard = (tmp_path / f"e{s}.npy", tmp_path / f"e{s}.ids")
+        encode_corpus_shard(tmp_path / "m", tmp_path / "t.parquet", s, 3, *shard, EncodeSettings(batch_size=8))
         emb = np.load(tmp_path / f"e{s}.npy")
         shard_ids = (tmp_path / f"e{s}.ids").read_text().splitlines()
         assert emb.shape == (len(shard_ids), 32) and emb.dtype == np.float32

@@ -50,10 +50,8 @@ def _add_encode(sub: argparse._SubParsersAction) -> None:
 def _encode(a: argparse.Namespace) -> None:
     from dr_core.encode import EncodeSettings, encode_corpus_shard
 
-    s = settings_from_args(EncodeSettings, a)
-    encode_corpus_shard(
-        a.model, a.tokens, a.shard, a.num_shards, a.emb_out, a.ids_out, s.batch_size, s.max_len, fp16=s.fp16
-    )
+    settings = settings_from_args(EncodeSettings, a)
+    encode_corpus_shard(a.model, a.tokens, a.shard, a.num_shards, a.emb_out, a.ids_out, settings)
 
 
 def _add_index(sub: argparse._SubParsersAction) -> None:
@@ -74,8 +72,7 @@ def _index(a: argparse.Namespace) -> None:
     if len(a.shards) % 2:
         raise SystemExit("--shards takes pairs: embeddings.npy ids.txt")
     pairs = list(zip(a.shards[::2], a.shards[1::2]))
-    s = settings_from_args(IndexSettings, a)
-    build_index(pairs, a.model, a.out, a.meta_out, s.factory, s.memory_gb, s.seed, s.train_size)
+    build_index(pairs, a.model, a.out, a.meta_out, settings_from_args(IndexSettings, a))
 
 
 def _add_retrieve(sub: argparse._SubParsersAction) -> None:
