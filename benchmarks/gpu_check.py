@@ -38,6 +38,7 @@ from dr_core.encode import EncodeSettings, encode_corpus_shard
 from dr_core.model import BiEncoder, EncoderSpec, load_tokenizer
 from dr_core.tokenization import tokenize_table
 from dr_core.train import Trainer, TrainSettings
+from dr_core.train_data import TrainingData
 
 MSMARCO_DOCS, MSMARCO_TRAIN_QUERIES = 8_841_823, 502_939
 GROUP, BATCH = 8, 32
@@ -215,8 +216,8 @@ def train_once(d: Path, data: dict, name: str, steps: int, init: str = "init", *
     s = TrainSettings(max_steps=steps, **(defaults | settings))
     if torch.cuda.is_available():
         torch.cuda.reset_peak_memory_stats()
-    trainer = Trainer(d / init, d / "tq.parquet", d / "tc.parquet", data["qrels"], data["negatives"], s,
-                      d / f"ckpt_{name}")  # fmt: skip
+    groups = TrainingData(d / "tq.parquet", d / "tc.parquet", data["qrels"], data["negatives"])
+    trainer = Trainer(d / init, groups, s, d / f"ckpt_{name}")
     trainer.train(d / f"model_{name}", d / f"log_{name}.csv")
     log = pd.read_csv(d / f"log_{name}.csv").set_index("step")
     t = log["elapsed_s"]

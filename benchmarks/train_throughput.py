@@ -24,6 +24,7 @@ from dr_core.data.beir import prepare_collection, prepare_qrels
 from dr_core.model import BiEncoder, EncoderSpec, load_tokenizer, resolve_model_path
 from dr_core.tokenization import format_passages, tokenize_table
 from dr_core.train import Trainer, TrainSettings
+from dr_core.train_data import TrainingData
 
 BASE = "pkg:cognition/model"
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "scifact"
@@ -62,15 +63,8 @@ def ours(
         log_every=1,
         mask_false_negatives=False,
     )
-    trainer = Trainer(
-        work / f"init{max_len}",
-        work / "tq.parquet",
-        work / f"tc{max_len}.parquet",
-        qrels,
-        negatives,
-        settings,
-        work / "ckpt",
-    )
+    data = TrainingData(work / "tq.parquet", work / f"tc{max_len}.parquet", qrels, negatives)
+    trainer = Trainer(work / f"init{max_len}", data, settings, work / "ckpt")
     trainer.train(work / f"model{max_len}", work / f"log{max_len}.csv")
     log = pd.read_csv(work / f"log{max_len}.csv")
     elapsed = log.set_index("step")["elapsed_s"]
