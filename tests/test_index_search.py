@@ -179,7 +179,7 @@ def test_streamed_retrieve_equals_one_batch(tiny_bert, tmp_path):
 
     from dr_core.encode import EncodeSettings, encode_corpus_shard
     from dr_core.model import BiEncoder, EncoderSpec, load_tokenizer
-    from dr_core.search import retrieve
+    from dr_core.search import IndexFiles, SearchSettings, retrieve
 
     d = prepare_tokenized(tiny_bert, tmp_path)
     BiEncoder.from_base(str(tiny_bert), EncoderSpec(p_max_len=48)).save(d / "m", load_tokenizer(tiny_bert))
@@ -187,9 +187,10 @@ def test_streamed_retrieve_equals_one_batch(tiny_bert, tmp_path):
     for s, (emb, ids) in enumerate(pairs):
         encode_corpus_shard(d / "m", d / "tc.parquet", s, 2, emb, ids, EncodeSettings(batch_size=8))
     build_index(pairs, d / "m", d / "index.faiss", d / "index.json", IndexSettings("Flat"))
-    args = (d / "m", d / "tq.parquet", d / "qrels.parquet", d / "index.faiss", d / "index.json", [i for _, i in pairs])
-    assert retrieve(*args, d / "streamed.trec", 7, "t", query_batch=2, encode_batch=2) > 2
-    retrieve(*args, d / "whole.trec", 7, "t", query_batch=10_000)
+    files = IndexFiles(d / "index.faiss", d / "index.json", [i for _, i in pairs])
+    args = (d / "m", d / "tq.parquet", d / "qrels.parquet", files)
+    assert retrieve(*args, d / "streamed.trec", "t", SearchSettings(k=7, query_batch=2, batch_size=2)) > 2
+    retrieve(*args, d / "whole.trec", "t", SearchSettings(k=7, query_batch=10_000))
     assert (d / "streamed.trec").read_text() == (d / "whole.trec").read_text()
 
 
