@@ -36,7 +36,7 @@ import torch
 from dr_core.data.beir import prepare_collection, prepare_qrels
 from dr_core.encode import EncodeSettings, encode_corpus_shard
 from dr_core.model import BiEncoder, EncoderSpec, load_tokenizer
-from dr_core.tokenization import tokenize_table
+from dr_core.tokenization import TokenizeSettings, tokenize_table
 from dr_core.train import Trainer, TrainSettings
 from dr_core.train_data import TrainingData
 
@@ -98,8 +98,8 @@ def prepare(d: Path, small: bool) -> dict:
     prepare_qrels(src, "train", d / "corpus.parquet", d / "queries.parquet", d / "qrels.parquet")
     base = bert_dir(d, small)
     tok = load_tokenizer(base)
-    tokenize_table(d / "corpus.parquet", d / "tc.parquet", tok, 128, "id", "{title} {text}")
-    tokenize_table(d / "queries.parquet", d / "tq.parquet", tok, 32, "qid")
+    tokenize_table(d / "corpus.parquet", d / "tc.parquet", tok, "id", TokenizeSettings(128, "{title} {text}"))
+    tokenize_table(d / "queries.parquet", d / "tq.parquet", tok, "qid", TokenizeSettings(32))
     spec = EncoderSpec(pooling="mean", similarity="cosine", q_max_len=32, p_max_len=128)
     BiEncoder.from_base(str(base), spec).save(d / "init", tok)
     qrels = pd.read_parquet(d / "qrels.parquet")

@@ -22,7 +22,7 @@ import torch
 
 from dr_core.data.beir import prepare_collection, prepare_qrels
 from dr_core.model import BiEncoder, EncoderSpec, load_tokenizer, resolve_model_path
-from dr_core.tokenization import format_passages, tokenize_table
+from dr_core.tokenization import TokenizeSettings, format_passages, tokenize_table
 from dr_core.train import Trainer, TrainSettings
 from dr_core.train_data import TrainingData
 
@@ -45,8 +45,10 @@ def prepare(work: Path) -> tuple[pd.DataFrame, dict[str, list[str]]]:
 def prepare_ours(work: Path, max_len: int) -> None:
     """Pre-tokenized corpus and queries, and the base model saved as a bi-encoder, as the workflow makes them."""
     tok = load_tokenizer(BASE)
-    tokenize_table(work / "corpus.parquet", work / f"tc{max_len}.parquet", tok, max_len, "id", TEMPLATE)
-    tokenize_table(work / "queries.parquet", work / "tq.parquet", tok, max_len, "qid")
+    tokenize_table(
+        work / "corpus.parquet", work / f"tc{max_len}.parquet", tok, "id", TokenizeSettings(max_len, TEMPLATE)
+    )
+    tokenize_table(work / "queries.parquet", work / "tq.parquet", tok, "qid", TokenizeSettings(max_len))
     spec = EncoderSpec(pooling="mean", similarity="cosine", q_max_len=max_len, p_max_len=max_len)
     BiEncoder.from_base(BASE, spec).save(work / f"init{max_len}", tok)
 

@@ -192,6 +192,10 @@ RECIPE_KEYS = {
     "dr_core.bm25:Bm25Settings": ("bm25", {}),
     "dr_core.encode:EncodeSettings": ("encode", {"max_len": "encode.p_max_len"}),
     "dr_core.index:IndexSettings": ("index", {}),
+    "dr_core.tokenization:TokenizeSettings": (
+        "model",
+        {"template": None, "untitled_template": "model.passage_template_untitled", "batch_size": None},
+    ),
     "dr_core.search:SearchSettings": ("index", {"k": "eval.depth", "batch_size": None, "max_len": "encode.q_max_len"}),
     "dr_core.commands.evaluation:FuseSettings": ("hybrid", {}),
     "dr_core.negatives:MineSettings": (
