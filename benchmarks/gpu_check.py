@@ -34,10 +34,11 @@ import pandas as pd
 import torch
 
 from dr_core.data.beir import prepare_collection, prepare_qrels
-from dr_core.encode import encode_corpus_shard
+from dr_core.encode import EncodeSettings, encode_corpus_shard
 from dr_core.model import BiEncoder, EncoderSpec, load_tokenizer
-from dr_core.tokenization import tokenize_table
+from dr_core.tokenization import TokenizeSettings, tokenize_table
 from dr_core.train import Trainer, TrainSettings
+from dr_core.train_data import TrainingData
 
 MSMARCO_DOCS, MSMARCO_TRAIN_QUERIES = 8_841_823, 502_939
 GROUP, BATCH = 8, 32
@@ -97,8 +98,8 @@ def prepare(d: Path, small: bool) -> dict:
     prepare_qrels(src, "train", d / "corpus.parquet", d / "queries.parquet", d / "qrels.parquet")
     base = bert_dir(d, small)
     tok = load_tokenizer(base)
-    tokenize_table(d / "corpus.parquet", d / "tc.parquet", tok, 128, "id", "{title} {text}")
-    tokenize_table(d / "queries.parquet", d / "tq.parquet", tok, 32, "qid")
+    tokenize_table(d / "corpus.parquet", d / "tc.parquet", tok, "id", TokenizeSettings(128, "{title} {text}"))
+    tokenize_table(d / "queries.parquet", d / "tq.parquet", tok, "qid", TokenizeSettings(32))
     spec = EncoderSpec(pooling="mean", similarity="cosine", q_max_len=32, p_max_len=128)
     BiEncoder.from_base(str(base), spec).save(d / "init", tok)
     qrels = pd.read_parquet(d / "qrels.parquet")
@@ -215,8 +216,8 @@ def train_once(d: Path, data: dict, name: str, steps: int, init: str = "init", *
     s = TrainSettings(max_steps=steps, **(defaults | settings))
     if torch.cuda.is_available():
         torch.cuda.reset_peak_memory_stats()
-    trainer = Trainer(d / init, d / "tq.parquet", d / "tc.parquet", data["qrels"], data["negatives"], s,
-                      d / f"ckpt_{name}")  # fmt: skip
+    groups = TrainingData(d / "tq.parquet", d / "tc.parquet", data["qrels"], data["negatives"])
+    trainer = Trainer(d / init, groups, s, d / f"ckpt_{name}")
     trainer.train(d / f"model_{name}", d / f"log_{name}.csv")
     log = pd.read_csv(d / f"log_{name}.csv").set_index("step")
     t = log["elapsed_s"]
@@ -251,7 +252,7 @@ def check_encode(a, d, data) -> dict:
         emb, ids = d / f"emb_{precision}.npy", d / f"ids_{precision}.txt"
         t0 = time.perf_counter()
         try:
-            encode_corpus_shard(d / "init", d / "tc.parquet", 0, 1, emb, ids, batch_size=256, precision=precision)
+            encode_corpus_shard(d / "init", d / "tc.parquet", 0, 1, emb, ids, EncodeSettings(batch_size=256), precision)
         except Exception as e:  # noqa: BLE001
             out[precision] = {"error": f"{type(e).__name__}: {e}"}
             continue

@@ -31,7 +31,7 @@ import faiss
 import numpy as np
 import pandas as pd
 
-from dr_core.index import build_index, open_index, set_search_params
+from dr_core.index import IndexSettings, build_index, open_index, set_search_params
 from dr_core.negatives import mine
 from dr_core.runs import iter_run
 from dr_core.search import load_ids, search_batch, search_to_run, tie_keys
@@ -113,7 +113,7 @@ def built_index(a: argparse.Namespace, pairs, model, factory: str) -> tuple[fais
     d = pairs[0][0].parent
     name = factory.replace(",", "_")
     t0 = time.perf_counter()
-    meta = build_index(pairs, model, d / f"{name}.faiss", d / f"{name}.json", factory, seed=a.seed)
+    meta = build_index(pairs, model, d / f"{name}.faiss", d / f"{name}.json", IndexSettings(factory, seed=a.seed))
     build_s = time.perf_counter() - t0
     index = open_index(d / f"{name}.faiss", d / f"{name}.json", [i for _, i in pairs], model)
     size = (d / f"{name}.faiss").stat().st_size / 2**30

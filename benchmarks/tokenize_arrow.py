@@ -24,9 +24,9 @@ from msmarco_data import measure  # noqa: E402
 
 MODEL = "pkg:cognition/model"
 OURS = (
-    "from dr_core.model import load_tokenizer; from dr_core.tokenization import tokenize_table; "
-    f"tokenize_table('corpus.parquet', 'tokens.parquet', load_tokenizer('{MODEL}'), 128, 'id', "
-    "'Title: {title} Text: {text}')"
+    "from dr_core.model import load_tokenizer; from dr_core.tokenization import TokenizeSettings, tokenize_table; "
+    f"tokenize_table('corpus.parquet', 'tokens.parquet', load_tokenizer('{MODEL}'), 'id', "
+    "TokenizeSettings(128, 'Title: {title} Text: {text}'))"
 )
 # The seeds' shape: tokenizer over batches of formatted passages, one JSON line {"text_id", "text": ids} each.
 SEED = f"""

@@ -22,8 +22,9 @@ import torch
 
 from dr_core.data.beir import prepare_collection, prepare_qrels
 from dr_core.model import BiEncoder, EncoderSpec, load_tokenizer, resolve_model_path
-from dr_core.tokenization import format_passages, tokenize_table
+from dr_core.tokenization import TokenizeSettings, format_passages, tokenize_table
 from dr_core.train import Trainer, TrainSettings
+from dr_core.train_data import TrainingData
 
 BASE = "pkg:cognition/model"
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "scifact"
@@ -44,8 +45,10 @@ def prepare(work: Path) -> tuple[pd.DataFrame, dict[str, list[str]]]:
 def prepare_ours(work: Path, max_len: int) -> None:
     """Pre-tokenized corpus and queries, and the base model saved as a bi-encoder, as the workflow makes them."""
     tok = load_tokenizer(BASE)
-    tokenize_table(work / "corpus.parquet", work / f"tc{max_len}.parquet", tok, max_len, "id", TEMPLATE)
-    tokenize_table(work / "queries.parquet", work / "tq.parquet", tok, max_len, "qid")
+    tokenize_table(
+        work / "corpus.parquet", work / f"tc{max_len}.parquet", tok, "id", TokenizeSettings(max_len, TEMPLATE)
+    )
+    tokenize_table(work / "queries.parquet", work / "tq.parquet", tok, "qid", TokenizeSettings(max_len))
     spec = EncoderSpec(pooling="mean", similarity="cosine", q_max_len=max_len, p_max_len=max_len)
     BiEncoder.from_base(BASE, spec).save(work / f"init{max_len}", tok)
 
@@ -62,15 +65,8 @@ def ours(
         log_every=1,
         mask_false_negatives=False,
     )
-    trainer = Trainer(
-        work / f"init{max_len}",
-        work / "tq.parquet",
-        work / f"tc{max_len}.parquet",
-        qrels,
-        negatives,
-        settings,
-        work / "ckpt",
-    )
+    data = TrainingData(work / "tq.parquet", work / f"tc{max_len}.parquet", qrels, negatives)
+    trainer = Trainer(work / f"init{max_len}", data, settings, work / "ckpt")
     trainer.train(work / f"model{max_len}", work / f"log{max_len}.csv")
     log = pd.read_csv(work / f"log{max_len}.csv")
     elapsed = log.set_index("step")["elapsed_s"]

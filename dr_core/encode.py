@@ -75,20 +75,19 @@ def encode_corpus_shard(
     num_shards: int,
     emb_out: str | Path,
     ids_out: str | Path,
-    batch_size: int = 128,
-    max_len: int | None = None,
+    settings: EncodeSettings,
     precision: str = "auto",
-    fp16: bool = False,
 ) -> None:
-    """Write one shard's embeddings (.npy; float16 with `fp16`, half the disk and memory) and ids (one per line)."""
+    """Write one shard's embeddings (.npy; float16 with `settings.fp16`, half the disk and memory) and ids (one per
+    line), computed in `precision` (dr_core.device: auto, fp32, fp16, bf16)."""
     model = BiEncoder.load(model_dir).to(pick_device())
-    padder = Padder(load_tokenizer(model_dir), max_len or model.spec.p_max_len)
+    padder = Padder(load_tokenizer(model_dir), settings.max_len or model.spec.p_max_len)
     store = TokenStore(tokens, rows=shard_bounds(pq.read_metadata(tokens).num_rows, shard, num_shards))
     rows = [store.by_row(i) for i in range(len(store))]
-    emb = embed(model, padder, rows, False, batch_size, precision, desc=f"encode shard {shard}/{num_shards}")
+    emb = embed(model, padder, rows, False, settings.batch_size, precision, desc=f"encode shard {shard}/{num_shards}")
     with atomic_path(emb_out) as tmp:
         with open(tmp, "wb") as f:
-            np.save(f, emb.astype(np.float16) if fp16 else emb)
+            np.save(f, emb.astype(np.float16) if settings.fp16 else emb)
     with atomic_path(ids_out) as tmp:
         tmp.write_text("".join(f"{i}\n" for i in store.ids), encoding="utf-8")
 

@@ -124,20 +124,18 @@ def build_index(
     model_dir: str | Path,
     out: str | Path,
     meta_out: str | Path,
-    factory: str = "auto",
-    memory_gb: float = 16.0,
-    seed: int = 42,
-    sample: int | None = None,
+    settings: IndexSettings,
 ) -> dict:
     """Build the index over every shard's rows (row i = i-th id of the shards in order), train it on a seeded
     sample when it needs training, and write it and its JSON description atomically."""
+    factory, memory_gb, seed = settings.factory, settings.memory_gb, settings.seed
     paths = [emb for emb, _ in shards]
     lengths, dim = _shard_lengths(shards)
     n = sum(lengths)
     chosen = default_factory(n, dim, memory_gb) if factory == "auto" else factory
     index = make_index(chosen, dim)
     if not index.is_trained:
-        m = train_size(index, n, sample)
+        m = train_size(index, n, settings.train_size)
         rows = np.sort(np.random.default_rng(seed).choice(n, size=m, replace=False))
         log.info("training %s on %d of %d vectors (seed %d)", chosen, m, n, seed)
         t0 = time.perf_counter()

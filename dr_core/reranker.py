@@ -25,7 +25,7 @@ from dr_core.model import resolve_model_path
 from dr_core.model_card import write_reranker_card
 from dr_core.runs import rank_order, sorted_codes
 from dr_core.settings import setting
-from dr_core.train_data import Example, GroupDataset, GroupSampler, build_examples, split_validation
+from dr_core.train_data import Example, GroupDataset, GroupSampler, TrainingData, build_examples, split_validation
 from dr_core.train_loop import LoopSettings, Runtime, TrainLoop, start_runtime
 
 log = logging.getLogger(__name__)
@@ -127,21 +127,22 @@ class CrossEncoderTask:
 
 
 class RerankerTrainer(TrainLoop):
-    """Train a cross-encoder from `base` on the groups of a round's negatives file."""
+    """Train a cross-encoder from `base` on the groups of a round's negatives file (`data`: text Parquet files,
+    passages written by `template`; no teacher scores or clusters)."""
 
     def __init__(
         self,
         base: str,
-        queries: str | Path,
-        corpus: str | Path,
-        qrels: pd.DataFrame,
-        negatives: dict[str, list[str]],
+        data: TrainingData,
         template: str,
         settings: RerankerSettings,
         checkpoint_dir: str | Path,
     ) -> None:
+        if data.teacher_scores is not None or data.clusters is not None:
+            raise ValueError("the reranker trains without teacher scores or query clusters")
         runtime = start_runtime(settings)
-        query_text, passage_text = load_texts(queries, corpus, candidates(qrels, negatives), template)
+        qrels, negatives = data.qrels, data.negatives
+        query_text, passage_text = load_texts(data.queries, data.corpus, candidates(qrels, negatives), template)
         examples = reranker_examples(qrels, negatives, query_text, passage_text)
         log.info("reranker: %d training queries", len(examples))
         task = CrossEncoderTask(base, query_text, passage_text, examples, settings, runtime, template)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TextIO
 
@@ -19,11 +20,36 @@ import torch
 from dr_core.atomic import atomic_path
 from dr_core.index import open_index, set_search_params
 from dr_core.runs import rank_order, round_scores, tie_keys, trec_line
+from dr_core.settings import setting
 from dr_core.torch_flat import TorchFlat, flat_vectors
 
 log = logging.getLogger(__name__)
 
 GPU_MAX_K = 2048  # faiss-gpu returns at most this many results a query
+
+
+@dataclass(frozen=True)
+class IndexFiles:
+    """A round's index of one dataset: the faiss file, its JSON description (dr_core.index) and the corpus shards'
+    ids files, in the index's row order."""
+
+    index: str | Path
+    meta: str | Path
+    ids: Sequence[str | Path]
+
+
+@dataclass(frozen=True)
+class SearchSettings:
+    """How a split's judged queries are searched (retrieve): the depth, the query encoding and the recipe's index.*
+    search keys."""
+
+    k: int = setting(1000, "results per query (eval.depth; negatives.mine.depth when mining)")
+    batch_size: int = setting(256, "queries encoded at a time")
+    query_batch: int = setting(8192, "queries searched (and held) at a time")
+    max_len: int | None = setting(None, "query length; null or 0: the model's")
+    nprobe: int | None = setting(None, "IVF lists probed (index.nprobe); null: nlist / 64")
+    ef_search: int | None = setting(None, "HNSW efSearch (index.ef_search); null: 2k")
+    gpu_fp16: bool = setting(False, "fp16 storage of the index on GPUs")
 
 
 def load_ids(ids_paths: Sequence[str | Path]) -> np.ndarray:
@@ -117,39 +143,28 @@ def search_to_run(
 
 
 def open_for_search(
-    index_path: str | Path,
-    meta_path: str | Path,
-    ids_paths: Sequence[str | Path],
-    model_dir: str | Path,
-    k: int,
-    nprobe: int | None = None,
-    ef_search: int | None = None,
-    gpu_fp16: bool = False,
-) -> tuple[faiss.Index, np.ndarray]:
+    files: IndexFiles, model_dir: str | Path, settings: SearchSettings
+) -> tuple[faiss.Index | TorchFlat, np.ndarray]:
     """The checked index with its search settings applied (on the GPUs when there are any) and the doc ids."""
-    index = open_index(index_path, meta_path, ids_paths, model_dir)
-    set_search_params(index, k, nprobe, ef_search)
-    return to_gpus(index, k, gpu_fp16), load_ids(ids_paths)
+    index = open_index(files.index, files.meta, files.ids, model_dir)
+    set_search_params(index, settings.k, settings.nprobe, settings.ef_search)
+    return to_gpus(index, settings.k, settings.gpu_fp16), load_ids(files.ids)
 
 
 def retrieve(
     model_dir: str | Path,
     query_tokens: str | Path,
     qrels: str | Path,
-    index_path: str | Path,
-    meta_path: str | Path,
-    ids_paths: Sequence[str | Path],
+    files: IndexFiles,
     out: str | Path,
-    k: int,
     tag: str,
-    query_batch: int = 8192,
-    encode_batch: int = 256,
-    max_len: int | None = None,
-    **search_options,
+    settings: SearchSettings,
 ) -> int:
-    """Encode a split's judged queries `query_batch` at a time, search each batch, stream the run to `out`."""
+    """Encode a split's judged queries `settings.query_batch` at a time, search each batch on the index `files`,
+    stream the run (top `settings.k`, run tag `tag`) to `out`. Returns the number of queries."""
     from dr_core.encode import judged_query_batches
 
-    index, ids = open_for_search(index_path, meta_path, ids_paths, model_dir, k, **search_options)
-    batches = judged_query_batches(model_dir, query_tokens, qrels, query_batch, encode_batch, max_len)
-    return search_to_run(index, batches, ids, k, out, tag)
+    s = settings
+    index, ids = open_for_search(files, model_dir, s)
+    batches = judged_query_batches(model_dir, query_tokens, qrels, s.query_batch, s.batch_size, s.max_len)
+    return search_to_run(index, batches, ids, s.k, out, tag)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 from string import Formatter
 from typing import TYPE_CHECKING
@@ -12,6 +13,7 @@ import pyarrow.parquet as pq
 from tqdm import tqdm
 
 from dr_core.atomic import atomic_path
+from dr_core.settings import required, setting
 
 if TYPE_CHECKING:  # transformers (and torch, via batching) load only when tokenizing: the Snakefile imports this
     from transformers import PreTrainedTokenizerBase
@@ -67,18 +69,27 @@ def _parquet_reader(path: str | Path) -> pq.ParquetFile:
     return pq.ParquetFile(path, pre_buffer=False)
 
 
+@dataclass(frozen=True)
+class TokenizeSettings:
+    """How a corpus or queries table is tokenized: its texts' length and templates (the recipe's model.* keys)."""
+
+    max_len: int = required("tokens of a text, special tokens included (model.p_max_len or model.q_max_len)")
+    template: str = setting("", "query or passage template ('' = the text as it is)")
+    untitled_template: str = setting(PLAIN, "passages without a title")
+    batch_size: int = setting(10_000, "rows tokenized (and held) at a time")
+
+
 def tokenize_table(
     src: str | Path,
     dest: str | Path,
     tokenizer: PreTrainedTokenizerBase,
-    max_len: int,
     id_column: str,
-    template: str | None = None,
-    batch_size: int = 10_000,
-    untitled: str = PLAIN,
+    settings: TokenizeSettings,
 ) -> int:
-    """Tokenize a corpus (id, title, text) or queries (qid, text) Parquet file, the texts built by `template`
-    (passages: `format_passages`; queries: `format_queries`; None: the text as it is). Returns rows."""
+    """Tokenize a corpus (id, title, text) or queries (qid, text) Parquet file, its ids read from `id_column`, the
+    texts built by `settings.template` (passages: `format_passages`; queries: `format_queries`; '': the text as it
+    is). Returns rows."""
+    template, untitled, max_len = settings.template, settings.untitled_template, settings.max_len
     reader = _parquet_reader(src)
     if template and "title" in reader.schema_arrow.names:
         check_template(template, {"title", "text"}, "model.passage_template")
@@ -88,7 +99,7 @@ def tokenize_table(
     n = 0
     with atomic_path(dest) as tmp, pq.ParquetWriter(tmp, SCHEMA) as writer:
         bar = tqdm(total=reader.metadata.num_rows, desc=f"tokenize {Path(src).name}", unit="row")
-        for batch in reader.iter_batches(batch_size=batch_size):
+        for batch in reader.iter_batches(batch_size=settings.batch_size):
             cols = batch.to_pydict()
             texts = _texts(cols, template, untitled)
             ids = pa.array(cols[id_column], type=pa.string())
@@ -99,7 +110,7 @@ def tokenize_table(
     return n
 
 
-def _texts(cols: dict[str, list], template: str | None, untitled: str) -> list[str]:
+def _texts(cols: dict[str, list], template: str, untitled: str) -> list[str]:
     if not template:
         return cols["text"]
     if "title" in cols:

@@ -24,7 +24,15 @@ from dr_core.negatives import positives_by_query
 from dr_core.objective import Dro, Objective
 from dr_core.settings import setting
 from dr_core.tokenization import TokenStore
-from dr_core.train_data import Example, GroupDataset, GroupSampler, build_examples, keep_scored, split_validation
+from dr_core.train_data import (
+    Example,
+    GroupDataset,
+    GroupSampler,
+    TrainingData,
+    build_examples,
+    keep_scored,
+    split_validation,
+)
 from dr_core.train_loop import LoopSettings, Runtime, TrainLoop, start_runtime
 
 log = logging.getLogger(__name__)
@@ -81,16 +89,12 @@ class BiEncoderTask:
     def __init__(
         self,
         init_model: str | Path,
-        queries: str | Path,
-        corpus: str | Path,
-        qrels: pd.DataFrame,
-        negatives: dict[str, list[str]],
+        data: TrainingData,
         settings: TrainSettings,
         runtime: Runtime,
-        teacher: dict[str, dict[str, float]] | None = None,
         dro: DroSettings | None = None,
-        clusters: dict[str, int] | None = None,
     ) -> None:
+        qrels, teacher, clusters = data.qrels, data.teacher_scores, data.clusters
         self.settings, self.runtime = settings, runtime
         self.card: dict | None = None  # model card facts (dr_core.model_card), written on save when set
         self.tokenizer = load_tokenizer(init_model)
@@ -100,8 +104,8 @@ class BiEncoderTask:
         if settings.lora is not None:
             self.model.add_lora(LoraSettings.from_config(settings.lora))
             log.info("LoRA: %d trainable parameters", trainable_parameters(self.model))
-        self.queries, self.corpus = TokenStore(queries), TokenStore(corpus)
-        examples = self._examples(qrels, negatives, teacher)
+        self.queries, self.corpus = TokenStore(data.queries), TokenStore(data.corpus)
+        examples = self._examples(qrels, data.negatives, teacher)
         self.digest = _digest(init_model, examples, teacher, clusters)
         examples, val = split_validation(examples, settings.validation_size(len(examples)), settings.seed)
         self.dataset = self._dataset(examples)
@@ -179,23 +183,16 @@ class Trainer(TrainLoop):
     def __init__(
         self,
         init_model: str | Path,
-        queries: str | Path,
-        corpus: str | Path,
-        qrels: pd.DataFrame,
-        negatives: dict[str, list[str]],
+        data: TrainingData,
         settings: TrainSettings,
         checkpoint_dir: str | Path,
-        teacher_scores: dict[str, dict[str, float]] | None = None,
         dro: DroSettings | None = None,
-        clusters: dict[str, int] | None = None,
         card: dict | None = None,
     ) -> None:
-        if settings.distills and teacher_scores is None:
+        if settings.distills and data.teacher_scores is None:
             raise ValueError("margin_mse_weight or kl_weight > 0 needs teacher scores (--teacher-scores)")
         runtime = start_runtime(settings)
-        task = BiEncoderTask(
-            init_model, queries, corpus, qrels, negatives, settings, runtime, teacher_scores, dro, clusters
-        )
+        task = BiEncoderTask(init_model, data, settings, runtime, dro)
         task.card = card
         super().__init__(task, settings, runtime, checkpoint_dir, task.digest)
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Container, Mapping
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -17,6 +18,20 @@ import torch
 from dr_core.tokenization import TokenStore
 
 log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class TrainingData:
+    """What a round trains on: the queries and the corpus (tokens Parquet files for the bi-encoder, text Parquet
+    files for the reranker), the qrels, each query's hard negatives and, for the bi-encoder, the teacher scores
+    of distillation and the query clusters of DRO."""
+
+    queries: str | Path
+    corpus: str | Path
+    qrels: pd.DataFrame
+    negatives: dict[str, list[str]]
+    teacher_scores: dict[str, dict[str, float]] | None = None
+    clusters: dict[str, int] | None = None
 
 
 @dataclass

@@ -142,13 +142,13 @@ def prepare_tokenized(model_dir: Path, dest: Path, template: str = "Title: {titl
     tokenizer: tc.parquet (passages, 48 tokens) and tq.parquet (queries, 16 tokens)."""
     from dr_core.data.beir import prepare_collection, prepare_qrels
     from dr_core.model import load_tokenizer
-    from dr_core.tokenization import tokenize_table
+    from dr_core.tokenization import TokenizeSettings, tokenize_table
 
     prepare_collection(TINY_BEIR, dest)
     prepare_qrels(TINY_BEIR, "train", dest / "corpus.parquet", dest / "queries.parquet", dest / "qrels.parquet")
     tok = load_tokenizer(model_dir)
-    tokenize_table(dest / "corpus.parquet", dest / "tc.parquet", tok, 48, "id", template)
-    tokenize_table(dest / "queries.parquet", dest / "tq.parquet", tok, 16, "qid")
+    tokenize_table(dest / "corpus.parquet", dest / "tc.parquet", tok, "id", TokenizeSettings(48, template))
+    tokenize_table(dest / "queries.parquet", dest / "tq.parquet", tok, "qid", TokenizeSettings(16))
     return dest
 
 

@@ -19,6 +19,7 @@ from safetensors.torch import load_file
 from dr_core.model import BiEncoder, EncoderSpec, load_tokenizer
 from dr_core.reranker import RerankerSettings, RerankerTrainer
 from dr_core.train import Trainer, TrainSettings
+from dr_core.train_data import TrainingData
 
 SETTINGS = dict(max_steps=6, batch_size=4, group_size=3, lr=1e-3, checkpoint_every=3, log_every=1)
 NEGATIVES = {"q1": ["1007", "1014"], "q3": ["1021"]}
@@ -48,7 +49,8 @@ def inputs(tiny_bert, tmp_path_factory) -> Path:
 def _trainer(d: Path, ckpt: str, negatives: dict | None = None) -> Trainer:
     qrels = pd.read_parquet(d / "qrels.parquet")
     settings = TrainSettings(**SETTINGS)
-    return Trainer(d / "init", d / "tq.parquet", d / "tc.parquet", qrels, negatives or NEGATIVES, settings, d / ckpt)
+    data = TrainingData(d / "tq.parquet", d / "tc.parquet", qrels, negatives or NEGATIVES)
+    return Trainer(d / "init", data, settings, d / ckpt)
 
 
 def _checkpoint(d: Path, ckpt: str) -> Path:
@@ -164,8 +166,8 @@ def _reranker(tiny_bert, data, ckpt: Path) -> RerankerTrainer:
     settings = RerankerSettings(
         max_steps=6, batch_size=4, group_size=3, lr=1e-3, warmup_ratio=0.0, max_len=48, checkpoint_every=3
     )
-    return RerankerTrainer(str(tiny_bert), d / "queries.parquet", d / "corpus.parquet", qrels, negatives,
-                           "{title}. {text}", settings, ckpt)  # fmt: skip
+    data = TrainingData(d / "queries.parquet", d / "corpus.parquet", qrels, negatives)
+    return RerankerTrainer(str(tiny_bert), data, "{title}. {text}", settings, ckpt)
 
 
 def test_the_rerankers_bad_checkpoint_is_moved_aside_too(tiny_bert, rerank_data, tmp_path, caplog):

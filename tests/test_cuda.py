@@ -14,7 +14,7 @@ import torch
 from conftest import prepare_tokenized
 
 from dr_core.batching import Padder
-from dr_core.encode import embed, encode_corpus_shard
+from dr_core.encode import EncodeSettings, embed, encode_corpus_shard
 from dr_core.model import BiEncoder, EncoderSpec, load_tokenizer
 from dr_core.search import rank_rows, tie_keys
 from dr_core.tokenization import TokenStore
@@ -65,6 +65,7 @@ def test_one_bf16_training_step_on_the_gpu(tiny_bert, tmp_path, monkeypatch):
     """The train loop on GPU 0 in bf16 autocast (no loss scaler): a finite loss, the weights move, stay float32 and
     finite, and the saved model loads."""
     from dr_core.train import Trainer, TrainSettings
+    from dr_core.train_data import TrainingData
 
     monkeypatch.delenv("WORLD_SIZE", raising=False)
     monkeypatch.delenv("LOCAL_RANK", raising=False)
@@ -73,10 +74,8 @@ def test_one_bf16_training_step_on_the_gpu(tiny_bert, tmp_path, monkeypatch):
     BiEncoder.from_base(str(tiny_bert), spec).save(d / "init", load_tokenizer(tiny_bert))
     settings = TrainSettings(max_steps=1, batch_size=4, group_size=3, lr=1e-3, log_every=1, precision="bf16")
     negatives = {"q1": ["1007", "1014"], "q3": ["1021"]}
-    trainer = Trainer(
-        d / "init", d / "tq.parquet", d / "tc.parquet", pd.read_parquet(d / "qrels.parquet"), negatives, settings,
-        d / "ckpt",
-    )  # fmt: skip
+    data = TrainingData(d / "tq.parquet", d / "tc.parquet", pd.read_parquet(d / "qrels.parquet"), negatives)
+    trainer = Trainer(d / "init", data, settings, d / "ckpt")
     assert trainer.runtime.device == torch.device("cuda", 0) and trainer.runtime.precision == "bf16"
     assert not trainer.scaler.is_enabled()  # bf16 needs no loss scaling
     before = {k: v.detach().cpu().clone() for k, v in trainer.task.model.state_dict().items()}
@@ -101,10 +100,10 @@ def test_gpu_encoding_equals_cpu_encoding_within_float_tolerance(tiny_bert, tmp_
     tok = load_tokenizer(tiny_bert)
     BiEncoder.from_base(str(tiny_bert), EncoderSpec(pooling="mean", p_max_len=48)).save(d / "m", tok)
 
-    encode_corpus_shard(d / "m", d / "tc.parquet", 0, 1, d / "gpu.npy", d / "gpu.ids", batch_size=8)
+    encode_corpus_shard(d / "m", d / "tc.parquet", 0, 1, d / "gpu.npy", d / "gpu.ids", EncodeSettings(batch_size=8))
     with monkeypatch.context() as m:
         m.setattr(torch.cuda, "is_available", lambda: False)  # pick_device: the CPU
-        encode_corpus_shard(d / "m", d / "tc.parquet", 0, 1, d / "cpu.npy", d / "cpu.ids", batch_size=8)
+        encode_corpus_shard(d / "m", d / "tc.parquet", 0, 1, d / "cpu.npy", d / "cpu.ids", EncodeSettings(batch_size=8))
     cpu, gpu = np.load(d / "cpu.npy"), np.load(d / "gpu.npy")
     assert (d / "gpu.ids").read_text() == (d / "cpu.ids").read_text()
     assert gpu.dtype == np.float32 and gpu.shape == cpu.shape == (48, 32)

@@ -16,6 +16,7 @@ from conftest import assert_same_training, prepare_tokenized, train_cli_args
 
 from dr_core.model import BiEncoder, EncoderSpec, load_tokenizer
 from dr_core.train import Trainer, TrainSettings
+from dr_core.train_data import TrainingData
 
 
 @pytest.fixture(scope="module")
@@ -32,15 +33,8 @@ def _gradients(d, chunk: int | None, dropout: bool) -> tuple[float, dict[str, to
     loop does for accumulation and loss scaling)."""
     settings = TrainSettings(batch_size=8, group_size=4, temperature=0.05, grad_cache_chunk=chunk)
     negatives = {"q1": ["1007", "1014", "1021"], "q3": ["1021", "1000"], "q5": ["1000"]}
-    trainer = Trainer(
-        d / "init",
-        d / "tq.parquet",
-        d / "tc.parquet",
-        pd.read_parquet(d / "qrels.parquet"),
-        negatives,
-        settings,
-        d / "c",
-    )
+    data = TrainingData(d / "tq.parquet", d / "tc.parquet", pd.read_parquet(d / "qrels.parquet"), negatives)
+    trainer = Trainer(d / "init", data, settings, d / "c")
     task = trainer.task
     task.model.train(dropout)
     task.dataset.set_epoch(0)

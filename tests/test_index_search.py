@@ -8,7 +8,7 @@ import pytest
 
 from dr_core.data.msmarco.runs import write_msmarco_run
 from dr_core.fusion import fuse
-from dr_core.index import build_index, default_factory, open_index, set_search_params
+from dr_core.index import IndexSettings, build_index, default_factory, open_index, set_search_params
 from dr_core.negatives import mine
 from dr_core.runs import iter_run, read_trec, trec_eval_order
 from dr_core.search import load_ids, search_batch, search_to_run, tie_keys
@@ -38,7 +38,7 @@ def built(tmp_path, emb, factory, ids=None, **kw):
     ids = ids or [f"d{i}" for i in range(len(emb))]
     pairs = write_shards(tmp_path, emb, ids)
     model = fake_model(tmp_path / "model")
-    build_index(pairs, model, tmp_path / "index.faiss", tmp_path / "index.json", factory, **kw)
+    build_index(pairs, model, tmp_path / "index.faiss", tmp_path / "index.json", IndexSettings(factory, **kw))
     index = open_index(tmp_path / "index.faiss", tmp_path / "index.json", [p for _, p in pairs], model)
     return index, load_ids([p for _, p in pairs]), pairs
 
@@ -84,7 +84,7 @@ def test_ivf_training_is_seeded(tmp_path):
     results = []
     for seed, sub in [(5, "a"), (5, "b"), (6, "c")]:
         (tmp_path / sub).mkdir()
-        index, ids, _ = built(tmp_path / sub, docs, "IVF32,Flat", seed=seed, sample=1000)
+        index, ids, _ = built(tmp_path / sub, docs, "IVF32,Flat", seed=seed, train_size=1000)
         set_search_params(index, 10, 2, None)
         results.append(search_batch(index, queries, 10, tie_keys(ids))[0])
     assert (results[0] == results[1]).all() and not (results[0] == results[2]).all()
@@ -106,7 +106,9 @@ def test_bad_index_settings_name_their_key_and_leave_nothing(tmp_path):
     docs = np.random.default_rng(4).normal(size=(400, 8)).astype(np.float32)
     pairs = write_shards(tmp_path, docs, [f"d{i}" for i in range(400)])
     with pytest.raises(ValueError, match="index.factory 'IVFfoo'"):
-        build_index(pairs, fake_model(tmp_path / "m"), tmp_path / "x.faiss", tmp_path / "x.json", "IVFfoo")
+        build_index(
+            pairs, fake_model(tmp_path / "m"), tmp_path / "x.faiss", tmp_path / "x.json", IndexSettings("IVFfoo")
+        )
     assert not list(tmp_path.glob("x*")) and not list(tmp_path.glob(".x*"))
     index, _, _ = built(tmp_path, docs, "IVF8,Flat")
     with pytest.raises(ValueError, match=r"index.nprobe 9 must be in \[1, nlist = 8\]"):
@@ -118,7 +120,9 @@ def test_bad_index_settings_name_their_key_and_leave_nothing(tmp_path):
         np.save(tmp_path / "bad" / "e.npy", np.zeros((3, 4), np.float32))
         (tmp_path / "bad" / "i.txt").write_text("a\nb\n")
         pair = [(tmp_path / "bad" / "e.npy", tmp_path / "bad" / "i.txt")]
-        build_index(pair, tmp_path / "m", tmp_path / "bad" / "y.faiss", tmp_path / "bad" / "y.json", "Flat")
+        build_index(
+            pair, tmp_path / "m", tmp_path / "bad" / "y.faiss", tmp_path / "bad" / "y.json", IndexSettings("Flat")
+        )
     assert sorted(p.name for p in (tmp_path / "bad").iterdir()) == ["e.npy", "i.txt"]
 
 
@@ -173,19 +177,20 @@ def test_streamed_retrieve_equals_one_batch(tiny_bert, tmp_path):
     """The retrieve step on the fixture: 2 queries at a time writes the same run as all queries at once."""
     from conftest import prepare_tokenized
 
-    from dr_core.encode import encode_corpus_shard
+    from dr_core.encode import EncodeSettings, encode_corpus_shard
     from dr_core.model import BiEncoder, EncoderSpec, load_tokenizer
-    from dr_core.search import retrieve
+    from dr_core.search import IndexFiles, SearchSettings, retrieve
 
     d = prepare_tokenized(tiny_bert, tmp_path)
     BiEncoder.from_base(str(tiny_bert), EncoderSpec(p_max_len=48)).save(d / "m", load_tokenizer(tiny_bert))
     pairs = [(d / f"e{s}.npy", d / f"e{s}.ids") for s in range(2)]
     for s, (emb, ids) in enumerate(pairs):
-        encode_corpus_shard(d / "m", d / "tc.parquet", s, 2, emb, ids, batch_size=8)
-    build_index(pairs, d / "m", d / "index.faiss", d / "index.json", "Flat")
-    args = (d / "m", d / "tq.parquet", d / "qrels.parquet", d / "index.faiss", d / "index.json", [i for _, i in pairs])
-    assert retrieve(*args, d / "streamed.trec", 7, "t", query_batch=2, encode_batch=2) > 2
-    retrieve(*args, d / "whole.trec", 7, "t", query_batch=10_000)
+        encode_corpus_shard(d / "m", d / "tc.parquet", s, 2, emb, ids, EncodeSettings(batch_size=8))
+    build_index(pairs, d / "m", d / "index.faiss", d / "index.json", IndexSettings("Flat"))
+    files = IndexFiles(d / "index.faiss", d / "index.json", [i for _, i in pairs])
+    args = (d / "m", d / "tq.parquet", d / "qrels.parquet", files)
+    assert retrieve(*args, d / "streamed.trec", "t", SearchSettings(k=7, query_batch=2, batch_size=2)) > 2
+    retrieve(*args, d / "whole.trec", "t", SearchSettings(k=7, query_batch=10_000))
     assert (d / "streamed.trec").read_text() == (d / "whole.trec").read_text()
 
 

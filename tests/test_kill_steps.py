@@ -19,8 +19,8 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 from conftest import prepare_tokenized
 
-from dr_core.encode import encode_corpus_shard
-from dr_core.index import build_index
+from dr_core.encode import EncodeSettings, encode_corpus_shard
+from dr_core.index import IndexSettings, build_index
 from dr_core.model import BiEncoder, EncoderSpec, load_tokenizer
 
 CORPUS_COPIES = 50  # 48 passages -> 2,400, encoded 4 at a time: about a second of work on one thread
@@ -110,8 +110,8 @@ def test_sigkill_mid_encode_leaves_no_shard_and_the_rerun_equals_an_uninterrupte
 def test_sigkill_mid_retrieve_leaves_no_run_and_the_rerun_equals_an_uninterrupted_run(tiny_bert, tmp_path):
     d = prepare_tokenized(tiny_bert, tmp_path)
     model = tiny_model(tiny_bert, d)
-    encode_corpus_shard(model, d / "tc.parquet", 0, 1, d / "emb.npy", d / "emb.ids", batch_size=16)
-    build_index([(d / "emb.npy", d / "emb.ids")], model, d / "index.faiss", d / "index.json", "Flat")
+    encode_corpus_shard(model, d / "tc.parquet", 0, 1, d / "emb.npy", d / "emb.ids", EncodeSettings(batch_size=16))
+    build_index([(d / "emb.npy", d / "emb.ids")], model, d / "index.faiss", d / "index.json", IndexSettings("Flat"))
     repeated(d / "tq.parquet", d / "queries.parquet", "id", QUERY_COPIES)
     repeated(d / "qrels.parquet", d / "qrels_big.parquet", "qid", QUERY_COPIES)
     ref, out = d / "ref", d / "out"

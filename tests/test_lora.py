@@ -12,6 +12,7 @@ from conftest import prepare_tokenized
 from dr_core.lora import LoraSettings, trainable_parameters
 from dr_core.model import BiEncoder, EncoderSpec, load_tokenizer
 from dr_core.train import Trainer, TrainSettings
+from dr_core.train_data import TrainingData
 
 LORA = {"r": 4, "alpha": 8.0, "dropout": 0.0, "target_modules": ["query", "key", "value", "dense"]}
 
@@ -28,15 +29,8 @@ def _trainer(d, ckpt="ckpt", **changes) -> Trainer:
     settings = dict(epochs=10, batch_size=4, group_size=3, lr=1e-2, temperature=0.1, warmup_ratio=0.0, lora=LORA)
     qrels = pd.read_parquet(d / "qrels.parquet")
     negatives = {"q1": ["1007", "1014"], "q3": ["1021"]}
-    return Trainer(
-        d / "init",
-        d / "tq.parquet",
-        d / "tc.parquet",
-        qrels,
-        negatives,
-        TrainSettings(**{**settings, **changes}),
-        d / ckpt,
-    )
+    data = TrainingData(d / "tq.parquet", d / "tc.parquet", qrels, negatives)
+    return Trainer(d / "init", data, TrainSettings(**{**settings, **changes}), d / ckpt)
 
 
 def _embed(model: BiEncoder, d) -> np.ndarray:

@@ -20,6 +20,7 @@ from dr_core import cli
 from dr_core.cross_encoder import IDENTITY, cross_encoder_scores
 from dr_core.reranker import RerankerSettings, RerankerTrainer, rerank
 from dr_core.runs import read_trec
+from dr_core.train_data import TrainingData
 
 TEMPLATE = "{title}. {text}"
 
@@ -34,10 +35,8 @@ def _trainer(tiny_bert, data, out_ckpt, **changes):
     d, qrels, negatives = data
     settings = dict(batch_size=4, group_size=4, lr=1e-3, warmup_ratio=0.0, max_len=64, log_every=1)
     settings = RerankerSettings(**{**settings, **changes})
-    base = str(tiny_bert)
-    return RerankerTrainer(
-        base, d / "queries.parquet", d / "corpus.parquet", qrels, negatives, TEMPLATE, settings, out_ckpt
-    )
+    data = TrainingData(d / "queries.parquet", d / "corpus.parquet", qrels, negatives)
+    return RerankerTrainer(str(tiny_bert), data, TEMPLATE, settings, out_ckpt)
 
 
 def _positive_first(trainer) -> float:

@@ -181,8 +181,9 @@ def schema_default(path: str):
     return node["default"]
 
 
-# Each settings class's recipe keys: the section its fields are named after, and the fields named otherwise.
-# The reranker's loop settings are not recipe keys (it trains with their defaults) except those the schema lists.
+# Each settings class's recipe keys: the section its fields are named after, and the fields named otherwise (None:
+# no recipe key, the workflow runs the default). The reranker's loop settings are not recipe keys (it trains with
+# their defaults) except those the schema lists.
 RECIPE_KEYS = {
     "dr_core.train:TrainSettings": ("train", {}),
     "dr_core.dro:DroSettings": ("dro", {}),
@@ -191,6 +192,11 @@ RECIPE_KEYS = {
     "dr_core.bm25:Bm25Settings": ("bm25", {}),
     "dr_core.encode:EncodeSettings": ("encode", {"max_len": "encode.p_max_len"}),
     "dr_core.index:IndexSettings": ("index", {}),
+    "dr_core.tokenization:TokenizeSettings": (
+        "model",
+        {"template": None, "untitled_template": "model.passage_template_untitled", "batch_size": None},
+    ),
+    "dr_core.search:SearchSettings": ("index", {"k": "eval.depth", "batch_size": None, "max_len": "encode.q_max_len"}),
     "dr_core.commands.evaluation:FuseSettings": ("hybrid", {}),
     "dr_core.negatives:MineSettings": (
         "negatives.mine",
@@ -222,7 +228,11 @@ def test_every_settings_default_is_the_config_schemas():
         cls = getattr(importlib.import_module(module), name)
         for f in dataclasses.fields(cls):
             key = renamed.get(f.name, f"{section}.{f.name}")
-            if f.default is dataclasses.MISSING or (name == "RerankerSettings" and f.name not in RERANKER_KEYS):
+            if (
+                key is None
+                or f.default is dataclasses.MISSING
+                or (name == "RerankerSettings" and f.name not in RERANKER_KEYS)
+            ):
                 continue
             assert schema_default(key) == f.default, f"{key}: schema {schema_default(key)!r}, {name} {f.default!r}"
     assert schema_default("model.passage_template") == PASSAGE_TEMPLATE

@@ -7,9 +7,9 @@ import torch
 from dr_core.batching import Padder
 from dr_core.bm25 import bm25_search
 from dr_core.data.beir import prepare_collection
-from dr_core.encode import embed, encode_corpus_shard, shard_bounds
+from dr_core.encode import EncodeSettings, embed, encode_corpus_shard, shard_bounds
 from dr_core.model import BiEncoder, EncoderSpec, load_tokenizer
-from dr_core.tokenization import TokenStore, format_passages, tokenize_table
+from dr_core.tokenization import TokenizeSettings, TokenStore, format_passages, tokenize_table
 
 
 def test_template_and_missing_titles():
@@ -20,9 +20,8 @@ def test_template_and_missing_titles():
 def test_tokenize_table_round_trip_and_truncation(tiny_bert, tiny_beir, tmp_path):
     prepare_collection(tiny_beir, tmp_path)
     tok = load_tokenizer(tiny_bert)
-    n = tokenize_table(
-        tmp_path / "corpus.parquet", tmp_path / "t.parquet", tok, 12, "id", "Title: {title} Text: {text}", batch_size=7
-    )
+    settings = TokenizeSettings(12, "Title: {title} Text: {text}", batch_size=7)
+    n = tokenize_table(tmp_path / "corpus.parquet", tmp_path / "t.parquet", tok, "id", settings)
     corpus = pd.read_parquet(tmp_path / "corpus.parquet")
     store = TokenStore(tmp_path / "t.parquet")
     assert n == len(store) == 48 and store.ids == corpus["id"].tolist()
@@ -76,13 +75,14 @@ def test_embed_keeps_input_order_and_matches_unbatched(tiny_bert):
 def test_encode_corpus_shards_cover_the_corpus(tiny_bert, tiny_beir, tmp_path):
     prepare_collection(tiny_beir, tmp_path)
     tok = load_tokenizer(tiny_bert)
-    tokenize_table(tmp_path / "corpus.parquet", tmp_path / "t.parquet", tok, 32, "id", "{title} {text}")
+    tokenize_table(
+        tmp_path / "corpus.parquet", tmp_path / "t.parquet", tok, "id", TokenizeSettings(32, "{title} {text}")
+    )
     BiEncoder.from_base(str(tiny_bert), EncoderSpec(p_max_len=32)).save(tmp_path / "m", tok)
     ids = []
     for s in range(3):
-        encode_corpus_shard(
-            tmp_path / "m", tmp_path / "t.parquet", s, 3, tmp_path / f"e{s}.npy", tmp_path / f"e{s}.ids", batch_size=8
-        )
+        shard = (tmp_path / f"e{s}.npy", tmp_path / f"e{s}.ids")
+        encode_corpus_shard(tmp_path / "m", tmp_path / "t.parquet", s, 3, *shard, EncodeSettings(batch_size=8))
         emb = np.load(tmp_path / f"e{s}.npy")
         shard_ids = (tmp_path / f"e{s}.ids").read_text().splitlines()
         assert emb.shape == (len(shard_ids), 32) and emb.dtype == np.float32

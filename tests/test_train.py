@@ -16,6 +16,7 @@ from conftest import REPO, prepare_tokenized, train_cli_args
 from dr_core.dro import DroSettings
 from dr_core.model import BiEncoder, EncoderSpec, load_tokenizer
 from dr_core.train import Trainer, TrainSettings
+from dr_core.train_data import TrainingData
 
 
 @pytest.fixture()
@@ -30,7 +31,7 @@ def train_inputs(tiny_bert, tmp_path):
 def _trainer(d, settings, ckpt="ckpt"):
     qrels = pd.read_parquet(d / "qrels.parquet")
     negatives = {"q1": ["1007", "1014"], "q3": ["1021"]}
-    return Trainer(d / "init", d / "tq.parquet", d / "tc.parquet", qrels, negatives, settings, d / ckpt)
+    return Trainer(d / "init", TrainingData(d / "tq.parquet", d / "tc.parquet", qrels, negatives), settings, d / ckpt)
 
 
 def test_training_lowers_the_loss_and_saves_a_loadable_model(train_inputs):
@@ -98,9 +99,8 @@ def test_a_checkpoint_is_resumed_only_with_the_inputs_it_was_trained_on(train_in
     trainer.save_checkpoint()
     assert _trainer(d, settings).maybe_resume()
     qrels = pd.read_parquet(d / "qrels.parquet")
-    other = Trainer(
-        d / "init", d / "tq.parquet", d / "tc.parquet", qrels, {"q1": ["1014"], "q3": ["1021"]}, settings, d / "ckpt"
-    )
+    data = TrainingData(d / "tq.parquet", d / "tc.parquet", qrels, {"q1": ["1014"], "q3": ["1021"]})
+    other = Trainer(d / "init", data, settings, d / "ckpt")
     assert not other.maybe_resume()  # the negatives changed since the checkpoint: moved aside
     assert not (d / "ckpt").exists() and len(list(d.glob("ckpt.damaged-*/state.pt"))) == 1
     trainer.save_checkpoint()
@@ -166,8 +166,9 @@ def test_distillation_with_validation_lamb_and_tensorboard(train_inputs):
         tensorboard=True,
     )
     with pytest.raises(ValueError, match="teacher scores"):
-        Trainer(d / "init", d / "tq.parquet", d / "tc.parquet", qrels, negatives, settings, d / "ck")
-    trainer = Trainer(d / "init", d / "tq.parquet", d / "tc.parquet", qrels, negatives, settings, d / "ck", teacher)
+        Trainer(d / "init", TrainingData(d / "tq.parquet", d / "tc.parquet", qrels, negatives), settings, d / "ck")
+    data = TrainingData(d / "tq.parquet", d / "tc.parquet", qrels, negatives, teacher_scores=teacher)
+    trainer = Trainer(d / "init", data, settings, d / "ck")
     assert len(trainer.task.dataset) == 12 and len(trainer.task.val_dataset) == 4  # 16 train queries, 4 held out
     val_qids = {trainer.task.val_dataset.sampler.examples[i].qid for i in range(4)}
     assert val_qids.isdisjoint(ex.qid for ex in trainer.task.dataset.sampler.examples)
@@ -187,10 +188,12 @@ def test_dro_weights_are_logged_and_every_train_query_needs_a_cluster(train_inpu
     qids = sorted(set(qrels[qrels["rel"] > 0]["qid"]))
     clusters = {q: i % 2 for i, q in enumerate(qids)}
     settings = TrainSettings(max_steps=3, batch_size=4, group_size=2, log_every=1)
-    args = (d / "init", d / "tq.parquet", d / "tc.parquet", qrels, {}, settings, d / "ck")
+    data = TrainingData(d / "tq.parquet", d / "tc.parquet", qrels, {})
     with pytest.raises(ValueError, match="1 train queries have no cluster"):
-        Trainer(*args, dro=DroSettings(type="greedy", num_clusters=2), clusters=dict(list(clusters.items())[1:]))
-    trainer = Trainer(*args, dro=DroSettings(type="idro", num_clusters=2), clusters=clusters)
+        fewer = dataclasses.replace(data, clusters=dict(list(clusters.items())[1:]))
+        Trainer(d / "init", fewer, settings, d / "ck", dro=DroSettings(type="greedy", num_clusters=2))
+    data = dataclasses.replace(data, clusters=clusters)
+    trainer = Trainer(d / "init", data, settings, d / "ck", dro=DroSettings(type="idro", num_clusters=2))
     trainer.train(d / "model", d / "log.csv")
     rows = list(csv.DictReader(open(d / "log.csv")))
     assert len(rows) == 3 and {"cluster_weight_0", "cluster_weight_1", "dro/max_weight"} <= set(rows[0])

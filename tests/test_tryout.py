@@ -16,8 +16,8 @@ from conftest import REPO, prepare_tokenized
 
 from dr_core.batching import Padder
 from dr_core.bm25 import bm25_search
-from dr_core.encode import encode_corpus_shard
-from dr_core.index import build_index
+from dr_core.encode import EncodeSettings, encode_corpus_shard
+from dr_core.index import IndexSettings, build_index
 from dr_core.model import BiEncoder, EncoderSpec, load_tokenizer
 from dr_core.runs import read_trec
 from dr_core.tryout import QueryEncoder, RoundSearcher
@@ -33,7 +33,9 @@ def run_dir(tiny_bert, tmp_path_factory) -> Path:
     BiEncoder.from_base(str(tiny_bert), spec).save(model, load_tokenizer(tiny_bert))
     emb = run / "round1" / "tiny" / "emb"
     for s in range(2):
-        encode_corpus_shard(model, data / "tc.parquet", s, 2, emb / f"shard{s}.npy", emb / f"shard{s}.ids.txt")
+        encode_corpus_shard(
+            model, data / "tc.parquet", s, 2, emb / f"shard{s}.npy", emb / f"shard{s}.ids.txt", EncodeSettings()
+        )
     return run
 
 
@@ -66,7 +68,9 @@ def test_the_query_template_is_applied(run_dir, tiny_bert):
 def test_saved_index_is_used_and_one_of_another_model_refused(run_dir, tiny_bert, tmp_path):
     folder = run_dir / "round1" / "tiny"
     pairs = [(folder / "emb" / f"shard{s}.npy", folder / "emb" / f"shard{s}.ids.txt") for s in range(2)]
-    build_index(pairs, run_dir / "round1" / "model", folder / "index.faiss", folder / "index.json", "Flat")
+    build_index(
+        pairs, run_dir / "round1" / "model", folder / "index.faiss", folder / "index.json", IndexSettings("Flat")
+    )
     try:
         hits = RoundSearcher(run_dir, 1, "tiny").search("vaccine response", k=5)
         assert [h.docid for h in hits] == _exact(run_dir, "vaccine response").head(5).index.tolist()
@@ -160,7 +164,9 @@ def test_a_bad_queries_file_line_is_named(run_dir, tmp_path):
 def test_an_ivf_index_is_searched_with_nprobe(run_dir):
     folder = run_dir / "round1" / "tiny"
     pairs = [(folder / "emb" / f"shard{s}.npy", folder / "emb" / f"shard{s}.ids.txt") for s in range(2)]
-    build_index(pairs, run_dir / "round1" / "model", folder / "index.faiss", folder / "index.json", "IVF4,Flat")
+    build_index(
+        pairs, run_dir / "round1" / "model", folder / "index.faiss", folder / "index.json", IndexSettings("IVF4,Flat")
+    )
     try:
         searcher = RoundSearcher(run_dir, 1, "tiny", nprobe=4)  # every list: exact
         assert faiss.extract_index_ivf(searcher.index).nprobe == 4

@@ -8,7 +8,8 @@ from dr_core.commands import given
 from dr_core.data import lotte, tevatron
 from dr_core.data.acquire import acquire_beir
 from dr_core.data.beir import prepare_collection, prepare_qrels
-from dr_core.tokenization import PLAIN, tokenize_table
+from dr_core.settings import settings_from_args
+from dr_core.tokenization import TokenizeSettings, tokenize_table
 
 
 def _add_acquire(sub: argparse._SubParsersAction) -> None:
@@ -105,13 +106,13 @@ def _tevatron(a: argparse.Namespace) -> None:
 
 
 def _add_tokenize(sub: argparse._SubParsersAction) -> None:
-    s = sub.add_parser("tokenize", help="tokenize a corpus or queries Parquet file")
+    s = sub.add_parser(
+        "tokenize",
+        help="tokenize a corpus or queries Parquet file",
+        settings={"": "dr_core.tokenization:TokenizeSettings"},
+    )
     for name in ("--model", "--src", "--out", "--id-column"):
         s.add_argument(name, required=True)
-    s.add_argument("--max-len", type=int, required=True)
-    s.add_argument("--template", default="", help="query or passage template ('' = the text as it is)")
-    s.add_argument("--untitled-template", default=PLAIN, help="passages without a title")
-    s.add_argument("--batch-size", type=int, default=10_000)
     s.set_defaults(func=_tokenize)
 
 
@@ -119,7 +120,7 @@ def _tokenize(a: argparse.Namespace) -> None:
     from dr_core.model import load_tokenizer  # transformers, torch: only the commands that load a model
 
     tok = load_tokenizer(a.model)
-    tokenize_table(a.src, a.out, tok, a.max_len, a.id_column, a.template or None, a.batch_size, a.untitled_template)
+    tokenize_table(a.src, a.out, tok, a.id_column, settings_from_args(TokenizeSettings, a))
 
 
 def register(sub: argparse._SubParsersAction) -> None:

@@ -27,12 +27,11 @@ def _add_train_reranker(sub: argparse._SubParsersAction) -> None:
 
 def _train_reranker(a: argparse.Namespace) -> None:
     from dr_core.reranker import RerankerSettings, RerankerTrainer
+    from dr_core.train_data import TrainingData
 
     settings = settings_from_args(RerankerSettings, a)
-    negatives = read_negatives(a.negatives)
-    trainer = RerankerTrainer(
-        a.base, a.queries, a.corpus, pd.read_parquet(a.qrels), negatives, a.template, settings, a.checkpoint_dir
-    )
+    data = TrainingData(a.queries, a.corpus, pd.read_parquet(a.qrels), read_negatives(a.negatives))
+    trainer = RerankerTrainer(a.base, data, a.template, settings, a.checkpoint_dir)
     trainer.train(a.out, a.log)
 
 

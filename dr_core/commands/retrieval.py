@@ -50,10 +50,8 @@ def _add_encode(sub: argparse._SubParsersAction) -> None:
 def _encode(a: argparse.Namespace) -> None:
     from dr_core.encode import EncodeSettings, encode_corpus_shard
 
-    s = settings_from_args(EncodeSettings, a)
-    encode_corpus_shard(
-        a.model, a.tokens, a.shard, a.num_shards, a.emb_out, a.ids_out, s.batch_size, s.max_len, fp16=s.fp16
-    )
+    settings = settings_from_args(EncodeSettings, a)
+    encode_corpus_shard(a.model, a.tokens, a.shard, a.num_shards, a.emb_out, a.ids_out, settings)
 
 
 def _add_index(sub: argparse._SubParsersAction) -> None:
@@ -74,34 +72,28 @@ def _index(a: argparse.Namespace) -> None:
     if len(a.shards) % 2:
         raise SystemExit("--shards takes pairs: embeddings.npy ids.txt")
     pairs = list(zip(a.shards[::2], a.shards[1::2]))
-    s = settings_from_args(IndexSettings, a)
-    build_index(pairs, a.model, a.out, a.meta_out, s.factory, s.memory_gb, s.seed, s.train_size)
+    build_index(pairs, a.model, a.out, a.meta_out, settings_from_args(IndexSettings, a))
 
 
 def _add_retrieve(sub: argparse._SubParsersAction) -> None:
-    s = sub.add_parser("retrieve", help="encode a split's queries in batches and search a round's index")
+    s = sub.add_parser(
+        "retrieve",
+        help="encode a split's queries in batches and search a round's index",
+        settings={"": "dr_core.search:SearchSettings"},
+    )
     for name in ("--model", "--query-tokens", "--qrels", "--index", "--index-meta", "--out", "--tag"):
         s.add_argument(name, required=True)
     s.add_argument("--ids", nargs="+", required=True, help="the shards' ids files, in the index's row order")
-    s.add_argument("--k", type=int, default=1000)
-    s.add_argument("--batch-size", type=int, default=256, help="queries encoded at a time")
-    s.add_argument("--query-batch", type=int, default=8192, help="queries searched (and held) at a time")
-    s.add_argument("--max-len", type=int, default=0)
-    s.add_argument("--nprobe", type=int, help="IVF lists probed (index.nprobe)")
-    s.add_argument("--ef-search", type=int, help="HNSW efSearch (index.ef_search)")
-    s.add_argument("--gpu-fp16", action="store_true", help="fp16 storage of the index on GPUs")
     s.set_defaults(func=_retrieve)
 
 
 def _retrieve(a: argparse.Namespace) -> None:
-    from dr_core.search import retrieve
+    from dr_core.search import IndexFiles, SearchSettings, retrieve
 
-    options = {"nprobe": a.nprobe, "ef_search": a.ef_search, "gpu_fp16": a.gpu_fp16}
-    n = retrieve(
-        a.model, a.query_tokens, a.qrels, a.index, a.index_meta, a.ids, a.out, a.k, a.tag,
-        a.query_batch, a.batch_size, a.max_len or None, **options,
-    )  # fmt: skip
-    log.info("%d queries, depth %d", n, a.k)
+    settings = settings_from_args(SearchSettings, a)
+    files = IndexFiles(a.index, a.index_meta, a.ids)
+    n = retrieve(a.model, a.query_tokens, a.qrels, files, a.out, a.tag, settings)
+    log.info("%d queries, depth %d", n, settings.k)
 
 
 def register(sub: argparse._SubParsersAction) -> None:

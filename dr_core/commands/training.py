@@ -101,6 +101,7 @@ def _train(a: argparse.Namespace) -> None:
     from dr_core.clustering import read_assignments
     from dr_core.dro import DroSettings
     from dr_core.train import Trainer, TrainSettings
+    from dr_core.train_data import TrainingData
 
     settings = settings_from_args(TrainSettings, a)
     qrels = pd.read_parquet(a.qrels)
@@ -111,19 +112,9 @@ def _train(a: argparse.Namespace) -> None:
         teacher = read_teacher_scores(a.teacher_scores, set(qrels["qid"]))
     dro = settings_from_args(DroSettings, a, "dro")
     clusters = read_assignments(a.clusters) if a.clusters else None
-    trainer = Trainer(
-        a.init,
-        a.queries,
-        a.corpus,
-        qrels,
-        read_negatives(a.negatives),
-        settings,
-        a.checkpoint_dir,
-        teacher,
-        dro,
-        clusters,
-        json.loads(a.card) if a.card else None,
-    )
+    data = TrainingData(a.queries, a.corpus, qrels, read_negatives(a.negatives), teacher, clusters)
+    card = json.loads(a.card) if a.card else None
+    trainer = Trainer(a.init, data, settings, a.checkpoint_dir, dro, card)
     trainer.train(a.out, a.log)
 
 
