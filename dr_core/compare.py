@@ -16,7 +16,7 @@ from pathlib import Path
 import pandas as pd
 
 from dr_core.data.formats import QRELS_COLUMNS, qrels_table, read_trec_qrels
-from dr_core.errors import DataError
+from dr_core.errors import DataError, MissingPathError
 from dr_core.evaluate import evaluate
 from dr_core.runs import read_trec, run_to_dict
 from dr_core.significance import check_baselines, marked_values, marks, pvalue_columns
@@ -32,6 +32,8 @@ def read_qrels(path: str | Path) -> pd.DataFrame:
     """The qrels table (qid, docid, rel) of our qrels Parquet table or a TREC qrels file (`qid 0 docid rel`, or
     two columns `qid docid`: rel 1); a Parquet file is recognised by its magic bytes, not its name."""
     path = Path(path)
+    if not path.is_file():
+        raise MissingPathError(f"{path}: no such qrels file")
     with open(path, "rb") as f:
         parquet = f.read(4) == b"PAR1"
     if not parquet:
@@ -79,6 +81,8 @@ def read_runs(arguments: Sequence[str]) -> tuple[dict[str, dict[str, dict[str, f
     names, paths, runs, tags = [], [], [], []
     for text in arguments:
         name, path = split_run_argument(text)
+        if not Path(path).is_file():
+            raise MissingPathError(f"{path}: no such run file")
         run = read_trec(path, tags=True)
         if run.empty:
             raise DataError(path, None, "an empty run")

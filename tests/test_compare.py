@@ -159,6 +159,7 @@ def test_names_baselines_and_queries_counted(tmp_path, capsys):
         ("unjudged", "run2.trec: run 'good' has no query of the qrels"),
         ("baseline", "--baseline names ['nobody'], not among the systems ['base', 'good', 'same', 'weak']"),
         ("metric", "--metric p@10 is not among the metrics ['ndcg@10', 'map']"),
+        ("missing", "nowhere.trec: no such run file"),
     ],
 )
 def test_bad_input_is_an_error_naming_the_file_and_line(tmp_path, caplog, case, message):
@@ -174,6 +175,8 @@ def test_bad_input_is_an_error_naming_the_file_and_line(tmp_path, caplog, case, 
         qrels.write_text("".join(qrels.read_text().splitlines(keepends=True)[:2]) + "q1 0 d1 x\n")
     elif case == "unjudged":
         run2.write_text("".join(line.replace("q", "other", 1) for line in lines))
+    elif case == "missing":
+        paths.append(str(tmp_path / "nowhere.trec"))
     elif case == "baseline":
         extra = ["--baseline", "nobody"]
     else:
