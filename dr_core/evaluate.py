@@ -24,6 +24,9 @@ METRICS: dict[str, tuple[str, int | None]] = {
     "success@5": ("success_5", None),
 }
 
+# The recipe's eval.metrics default (workflow/schemas/config.schema.yaml; tests/test_compare.py checks it there).
+DEFAULT_METRICS = ["ndcg@10", "mrr@10", "recall@100", "recall@1000", "map"]
+
 
 def _measure_family(measure: str) -> str:
     for prefix in ("ndcg_cut", "recall", "P", "success"):

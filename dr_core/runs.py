@@ -11,6 +11,7 @@ scores keep the first stage's order).
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 
@@ -81,24 +82,52 @@ def write_trec_frame(dest: str | Path, run: pd.DataFrame, tag: str) -> None:
         f.writelines(map(trec_line, run["qid"], run["docid"], run["rank"], run["score"], [tag] * len(run)))
 
 
-def read_trec(path: str | Path) -> pd.DataFrame:
-    """Read a TREC run into a DataFrame (qid, docid, rank, score), sorted by qid then rank."""
+def read_trec(path: str | Path, tags: bool = False) -> pd.DataFrame:
+    """Read a TREC run into a DataFrame (qid, docid, rank, score, and with `tags` the tag column), sorted by qid
+    then rank. A line without 6 fields or with a non-numeric rank or score is a DataError naming its line."""
     path = Path(path)
     try:
         df = pd.read_csv(path, sep=r"\s+", header=None, dtype=str, names=range(6), on_bad_lines="error")
     except pd.errors.ParserError as e:
-        raise DataError(path, None, f"malformed run file ({e})") from None
+        line = re.search(r"fields in line (\d+)", str(e))
+        raise DataError(path, line and int(line[1]), "more than 6 fields: qid Q0 docid rank score tag") from None
     bad = df[5].isna() | df[0].isna()
     if bad.any():
-        line = int(np.flatnonzero(bad.to_numpy())[0]) + 1
-        raise DataError(path, line, "expected 6 fields: qid Q0 docid rank score tag")
+        raise DataError(path, _line_of(path, bad), "expected 6 fields: qid Q0 docid rank score tag")
     out = pd.DataFrame({"qid": df[0], "docid": df[2]})
     try:
         out["rank"] = df[3].astype(np.int64)
         out["score"] = df[4].astype(np.float64)
     except ValueError as e:
+        for column, field, convert in (("rank", 3, int), ("score", 4, float)):
+            bad = ~df[field].map(lambda text, convert=convert: _converts(text, convert))
+            if bad.any():
+                line = _line_of(path, bad)
+                raise DataError(path, line, f"{column} {df[field][bad].iloc[0]!r} is not a number") from None
         raise DataError(path, None, f"non-numeric rank or score ({e})") from None
+    if tags:
+        out["tag"] = df[5]
     return out.sort_values(["qid", "rank"], kind="stable", ignore_index=True)
+
+
+def _converts(text: str, convert: type) -> bool:
+    try:
+        convert(text)
+    except ValueError:
+        return False
+    return True
+
+
+def _line_of(path: Path, bad: pd.Series) -> int:
+    """The 1-based line of the first True row of `bad` (rows as read_csv reads them: blank lines skipped)."""
+    row = int(np.flatnonzero(bad.to_numpy())[0])
+    with open(path, encoding="utf-8") as f:
+        for lineno, line in enumerate(f, start=1):
+            if line.strip():
+                if row == 0:
+                    return lineno
+                row -= 1
+    return row + 1
 
 
 def iter_run(path: str | Path) -> Iterator[tuple[str, list[str], list[int]]]:

@@ -56,14 +56,16 @@ def load_per_query(paths: Sequence[str | Path]) -> dict[tuple[str, str, str], di
     return scores
 
 
-def check_baselines(summary: pd.DataFrame, baselines: Sequence[str]) -> None:
-    """A baseline must be a system of at least one target."""
+def check_baselines(
+    summary: pd.DataFrame, baselines: Sequence[str], setting: str = "eval.baselines (--baselines)"
+) -> None:
+    """A baseline must be a system of at least one target; `setting` names where the baselines came from."""
     systems = list(dict.fromkeys(summary["system"]))
     missing = [b for b in baselines if b not in systems]
     if missing:
-        raise ValueError(f"eval.baselines (--baselines) names {missing}, not among the summary's systems {systems}")
+        raise ValueError(f"{setting} names {missing}, not among the systems {systems}")
     if len(baselines) > len(string.ascii_lowercase):
-        raise ValueError(f"eval.baselines: at most {len(string.ascii_lowercase)} baselines, got {len(baselines)}")
+        raise ValueError(f"{setting}: at most {len(string.ascii_lowercase)} baselines, got {len(baselines)}")
 
 
 def pvalue_columns(summary: pd.DataFrame, per_query: PerQuery, baselines: Sequence[str], metric: str) -> pd.DataFrame:

@@ -1,5 +1,5 @@
-"""Commands for hybrid runs (fusion), metrics and the summary tables. scipy (significance) loads inside
-summarize's handler."""
+"""Commands for hybrid runs (fusion), metrics, the summary tables and the comparison of any runs. scipy
+(significance) loads inside summarize's and compare's handlers."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ from pathlib import Path
 import pandas as pd
 
 from dr_core.atomic import atomic_path, write_json
-from dr_core.evaluate import beir_table, evaluate, markdown_table, summary_table
+from dr_core.evaluate import DEFAULT_METRICS, METRICS, beir_table, evaluate, markdown_table, summary_table
 from dr_core.fusion import fuse, tune_weight
 from dr_core.runs import read_trec, run_to_dict, write_trec_frame
 from dr_core.settings import setting, settings_from_args
@@ -130,7 +130,69 @@ def _summarize(a: argparse.Namespace) -> None:
         print(legend(metric, a.baselines, a.alpha, columns=False))
 
 
+COMPARE_HELP = """\
+The summary's table for any TREC run files (ours, Tevatron's, Pyserini's ...): each run's metrics over the qrels'
+queries and, per baseline, the paired two-sided t-test p-value of the tested metric (Holm-corrected over the other
+runs), marked a+/b- as the summary marks them.
+
+Runs: PATH or NAME=PATH. A run is named NAME when given; else by its tag column when the file has one tag and no
+other run has it (our runs are tagged with their system: bm25, round1 ...); else by its path as given.
+Qrels: a TREC qrels file (qid 0 docid rel) or our qrels Parquet table (qid, docid, rel). The queries counted are
+the qrels' queries, as in the workflow's summary: a judged query a run misses scores 0 (trec_eval -c); a run's
+unjudged queries are left out; a run without any judged query is an error.
+Output: the table as TSV on stdout, the tested metric's values with their marks, then the legend line; with --out
+also a TSV file in summary.tsv's form (unmarked values, p_vs_<baseline> columns), written atomically.
+"""
+
+
+def _add_compare(sub: argparse._SubParsersAction) -> None:
+    s = sub.add_parser(
+        "compare",
+        help="the summary's table (metrics, paired t-tests against baselines, Holm) for any TREC run files",
+        description=COMPARE_HELP,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    s.add_argument("runs", nargs="+", metavar="RUN", help="a TREC run file: PATH or NAME=PATH")
+    s.add_argument("--qrels", required=True, help="TREC qrels (qid 0 docid rel) or our qrels Parquet table")
+    s.add_argument(
+        "--baseline",
+        action="append",
+        metavar="RUN",
+        help="a run every other run is tested against, by name or path; repeat for several (letters a, b ... in "
+        "the marks); default: the first run",
+    )
+    s.add_argument(
+        "--metrics", nargs="+", default=DEFAULT_METRICS, choices=sorted(METRICS), metavar="METRIC",
+        help=f"metrics of the table, from {sorted(METRICS)} (default: the recipe's eval.metrics, {DEFAULT_METRICS})",
+    )  # fmt: skip
+    s.add_argument("--metric", help="the metric tested and marked (default: ndcg@10, else the first of --metrics)")
+    s.add_argument(
+        "--alpha", type=float, default=0.05, help="marks where the adjusted p < alpha (default: %(default)s)"
+    )
+    s.add_argument("--out", help="also write the table (summary.tsv's form) to this file")
+    s.set_defaults(func=_compare)
+
+
+def _compare(a: argparse.Namespace) -> None:
+    from dr_core.compare import compare, read_qrels, read_runs, tested_metric
+    from dr_core.significance import format_p, legend
+
+    metric = tested_metric(a.metrics, a.metric)
+    qrels = read_qrels(a.qrels)
+    runs, paths = read_runs(a.runs)
+    by_path = {path: name for name, path in paths.items()}
+    baselines = [by_path.get(b, b) for b in a.baseline or [next(iter(runs))]]
+    table, pvalues, marked = compare(runs, qrels, a.metrics, baselines, metric, a.alpha, paths)
+    pcolumns = {c: pvalues[c].map(format_p) for c in pvalues}
+    if a.out:
+        with atomic_path(a.out) as tmp:
+            table.assign(**pcolumns).to_csv(tmp, sep="\t", index=False, float_format="%.4f")
+    shown = table.assign(**{metric: marked}, **pcolumns)
+    print(shown.to_csv(sep="\t", index=False, float_format="%.4f"), end="")
+    print(legend(metric, baselines, a.alpha))
+
+
 def register(sub: argparse._SubParsersAction) -> None:
-    """Hybrid runs (fusion), metrics and the summary tables."""
-    for add in (_add_fusion_weight, _add_fuse, _add_evaluate, _add_summarize):
+    """Hybrid runs (fusion), metrics, the summary tables and the comparison of any runs."""
+    for add in (_add_fusion_weight, _add_fuse, _add_evaluate, _add_summarize, _add_compare):
         add(sub)
