@@ -62,7 +62,7 @@ def test_hybrid_mining_and_a_dev_tune_split_wire_the_right_runs(tmp_path):
     assert "bm25/tiny/run.dev.trec" in tune and "round1/tiny/run.dev.trec" in tune and "qrels.dev.parquet" in tune
     (mine,) = [c for c in commands if " mine " in c and "round2/train_negatives" in c]
     assert "--run results/tiny/bm25+round1/tiny/run.train.trec" in mine
-    assert "--bm25-run results/tiny/bm25/tiny/run.train.trec --bm25-fraction 0.25" in mine
+    assert "--bm25-run results/tiny/bm25/tiny/run.train.trec" in mine and "--bm25-fraction=0.25" in mine
     (fuse_train,) = [c for c in commands if "--out results/tiny/bm25+round1/tiny/run.train.trec" in c]
     assert "--weight-file results/tiny/bm25+round1/fusion.json" in fuse_train
 
