@@ -188,3 +188,18 @@ def trec_eval_order(scores: dict[str, float] | list[tuple[str, float]]) -> list[
         return []
     values = np.array([s for _, s in pairs], dtype=np.float64)
     return [pairs[i] for i in rank_order(values, sorted_codes([d for d, _ in pairs]))]
+
+
+def write_msmarco_run(run: dict[str, list[tuple[str, float]]], path: str | Path) -> None:
+    """Write the MS MARCO run format `qid<TAB>pid<TAB>rank`, atomically: rank 1 is the best score, and equal
+    scores are ranked as trec_eval ranks them (by pid, descending), so its MRR@10 is the evaluation's."""
+    with atomic_path(path) as tmp, open(tmp, "w", encoding="utf-8") as f:
+        for qid, candidates in run.items():
+            f.writelines(msmarco_line(qid, pid, rank) for rank, (pid, _) in enumerate(trec_eval_order(candidates), 1))
+
+
+def trec_to_msmarco_run(run_trec: str | Path, dest: str | Path) -> None:
+    """The same ranking in the MS MARCO format `qid<TAB>pid<TAB>rank`."""
+    run = read_trec(run_trec)
+    ranked = {qid: list(zip(group["docid"], group["score"])) for qid, group in run.groupby("qid", sort=False)}
+    write_msmarco_run(ranked, dest)

@@ -6,11 +6,10 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from dr_core.data.msmarco.runs import write_msmarco_run
 from dr_core.fusion import fuse
 from dr_core.index import IndexSettings, build_index, default_factory, open_index, set_search_params
 from dr_core.negatives import mine
-from dr_core.runs import iter_run, read_trec, trec_eval_order
+from dr_core.runs import iter_run, read_trec, trec_eval_order, write_msmarco_run
 from dr_core.search import load_ids, search_batch, search_to_run, tie_keys
 
 

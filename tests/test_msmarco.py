@@ -18,9 +18,10 @@ import pytest
 
 from dr_core.data import formats
 from dr_core.data.formats import read_negatives
-from dr_core.data.msmarco import files, runs, tables, title_join, toolkits
+from dr_core.data.msmarco import files, tables, title_join, toolkits
 from dr_core.data.msmarco import triples as triples_step
 from dr_core.errors import DataError
+from dr_core.runs import write_msmarco_run
 
 FIXTURES = Path(__file__).parent / "fixtures" / "msmarco"
 SEED_JOIN = (
@@ -315,7 +316,7 @@ def test_read_ce_scores_rejects_bad_files(tmp_path, data):
 
 def test_write_msmarco_run_ranks_by_score(tmp_path):
     out = tmp_path / "run.tsv"
-    runs.write_msmarco_run({"q1": [("a", 0.1), ("b", 0.9), ("c", 0.1)], "q2": [("d", 1.0)]}, out)
+    write_msmarco_run({"q1": [("a", 0.1), ("b", 0.9), ("c", 0.1)], "q2": [("d", 1.0)]}, out)
     assert out.read_text() == "q1\tb\t1\nq1\tc\t2\nq1\ta\t3\nq2\td\t1\n"  # a tie as trec_eval ranks it
 
 

@@ -7,7 +7,6 @@ import pandas as pd
 import pytest
 
 from dr_core import reranker, tryout
-from dr_core.data.msmarco.runs import write_msmarco_run
 from dr_core.fusion import fuse, ranked
 from dr_core.runs import (
     SCORE_DECIMALS,
@@ -20,6 +19,7 @@ from dr_core.runs import (
     tie_keys,
     trec_eval_order,
     trec_line,
+    write_msmarco_run,
     write_trec,
     write_trec_frame,
 )

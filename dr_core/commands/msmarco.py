@@ -6,8 +6,9 @@ import argparse
 
 from dr_core.commands import given
 from dr_core.data import formats
-from dr_core.data.msmarco import runs, tables, title_join, triples
+from dr_core.data.msmarco import tables, title_join, triples
 from dr_core.data.msmarco.files import fetch_raw_file
+from dr_core.runs import trec_to_msmarco_run
 
 
 def _add_fetch(sub: argparse._SubParsersAction) -> None:
@@ -50,7 +51,7 @@ def _msmarco(a: argparse.Namespace) -> None:
     elif a.step == "qrels":
         formats.qrels_to_parquet(*given(a, "qrels", "corpus", "queries"), a.out)
     elif a.step == "run":
-        runs.trec_to_msmarco_run(*given(a, "run"), a.out)
+        trec_to_msmarco_run(*given(a, "run"), a.out)
 
 
 def register(sub: argparse._SubParsersAction) -> None:
