@@ -2,7 +2,6 @@
 import dataclasses
 import shlex
 
-from dr_core.negatives import MineSettings
 from dr_core.settings import settings_argv
 
 
@@ -23,25 +22,6 @@ def cli_flags(settings, prefix=""):
         dataclasses.asdict(settings) if dataclasses.is_dataclass(settings) else settings
     )
     return shlex.join(settings_argv(dict(sorted(items.items())), prefix))
-
-
-def mine_settings(stage):
-    """The mine step's settings for negatives.<stage> (first_stage: round 1 from BM25's run; mine: round r >= 2,
-    with a share from BM25's first_stage window); dr_core.negatives decides from them what else it reads.
-    """
-    neg = config["negatives"]
-    window, first = neg[stage], neg["first_stage"]
-    return MineSettings(
-        rank_min=window["rank_min"],
-        rank_max=window["rank_max"],
-        n=window["n"],
-        seed=neg["seed"],
-        bm25_fraction=window.get("bm25_fraction", 0.0),
-        bm25_rank_min=first["rank_min"],
-        bm25_rank_max=first["rank_max"],
-        filter_relative=window["filter"]["relative"],
-        filter_margin=window["filter"]["margin"],
-    )
 
 
 def encoder_spec():
