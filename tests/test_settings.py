@@ -198,6 +198,11 @@ RECIPE_KEYS = {
     ),
     "dr_core.search:SearchSettings": ("index", {"k": "eval.depth", "batch_size": None, "max_len": "encode.q_max_len"}),
     "dr_core.commands.evaluation:FuseSettings": ("hybrid", {}),
+    "dr_core.teacher:TeacherSettings": ("distill", {"template": "model.passage_template"}),
+    "dr_core.reranker:RerankSettings": (
+        "reranker",
+        {"template": "model.passage_template", "batch_size": "reranker.score_batch_size"},
+    ),
     "dr_core.negatives:MineSettings": (
         "negatives.mine",
         {
