@@ -198,6 +198,8 @@ RECIPE_KEYS = {
     ),
     "dr_core.search:SearchSettings": ("index", {"k": "eval.depth", "batch_size": None, "max_len": "encode.q_max_len"}),
     "dr_core.commands.evaluation:FuseSettings": ("hybrid", {}),
+    "dr_core.clustering:ClusterSettings": ("dro", {"seed": "train.seed", "batch_size": None}),
+    "dr_core.denoise:DenoiseSettings": ("negatives.denoise", {}),
     "dr_core.teacher:TeacherSettings": ("distill", {"template": "model.passage_template"}),
     "dr_core.reranker:RerankSettings": (
         "reranker",

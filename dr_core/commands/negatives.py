@@ -9,7 +9,7 @@ import pandas as pd
 
 from dr_core.data.formats import read_negatives, write_negatives
 from dr_core.data.msmarco.toolkits import read_negatives_file
-from dr_core.denoise import denoise
+from dr_core.denoise import DenoiseSettings, denoise
 from dr_core.negatives import MineSettings, mine_negatives, positives_by_query
 from dr_core.positive_scores import weakest_positive, write_scores
 from dr_core.runs import iter_run, iter_run_scores
@@ -115,20 +115,23 @@ def _teacher_scores(a: argparse.Namespace) -> None:
 
 
 def _add_denoise(sub: argparse._SubParsersAction) -> None:
-    s = sub.add_parser("denoise", help="drop negatives the teacher scores within a margin of the positive")
+    s = sub.add_parser(
+        "denoise",
+        help="drop negatives the teacher scores within a margin of the positive",
+        settings={"": "dr_core.denoise:DenoiseSettings"},
+    )
     for name in ("--negatives", "--teacher-scores", "--qrels", "--out"):
         s.add_argument(name, required=True)
-    s.add_argument("--margin", type=float, default=None, help="drop if score > weakest positive's - margin")
-    s.add_argument("--max-score", type=float, default=None, help="drop if score > this")
     s.set_defaults(func=_denoise)
 
 
 def _denoise(a: argparse.Namespace) -> None:
     from dr_core.teacher import read_teacher_scores
 
+    s = settings_from_args(DenoiseSettings, a)
     positives = positives_by_query(pd.read_parquet(a.qrels))
     kept, stats = denoise(
-        read_negatives(a.negatives), positives, read_teacher_scores(a.teacher_scores), a.margin, a.max_score
+        read_negatives(a.negatives), positives, read_teacher_scores(a.teacher_scores), s.margin, s.max_score
     )
     log.info(
         "denoised %d queries: kept %d negatives, dropped %d (%.1f%%), %d had no teacher score",

@@ -127,9 +127,13 @@ rule cluster:
     resources:
         **rule_resources("cluster"),
     params:
-        num_clusters=config["dro"]["num_clusters"],
-        seed=config["train"]["seed"],
+        settings=cli_flags(
+            {
+                "num_clusters": config["dro"]["num_clusters"],
+                "seed": config["train"]["seed"],
+            }
+        ),
         code=step_fingerprint("cluster"),
     shell:
         "python -m dr_core --threads {threads} cluster --model {input.model:q} --query-tokens {input.queries:q} "
-        "--qrels {input.qrels:q} --num-clusters {params.num_clusters} --seed {params.seed} --out {output:q} > {log:q} 2>&1"
+        "--qrels {input.qrels:q} {params.settings} --out {output:q} > {log:q} 2>&1"
