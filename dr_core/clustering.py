@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -16,10 +17,21 @@ import torch
 
 from dr_core.atomic import atomic_path
 from dr_core.errors import DataError
+from dr_core.settings import required, setting
 
 log = logging.getLogger(__name__)
 
 HEADER = "qid\tcluster"
+
+
+@dataclass(frozen=True)
+class ClusterSettings:
+    """The DRO query clusters: dro.num_clusters k-means clusters of the train queries' embeddings, seeded with
+    train.seed."""
+
+    num_clusters: int = required("k-means clusters (dro.num_clusters)")
+    seed: int = setting(42, "k-means seed (the recipe's train.seed)")
+    batch_size: int = setting(256, "queries per forward pass of the encoder")
 
 
 def kmeans(

@@ -17,14 +17,13 @@ import pandas as pd
 
 from dr_core.data.formats import QRELS_COLUMNS, qrels_table, read_trec_qrels
 from dr_core.errors import DataError, MissingPathError
-from dr_core.evaluate import evaluate
+from dr_core.evaluate import TESTED_METRIC, evaluate
 from dr_core.runs import read_trec, run_to_dict
-from dr_core.significance import check_baselines, marked_values, marks, pvalue_columns
+from dr_core.significance import SignificanceSettings, check_baselines, marked_values, marks, pvalue_columns
 
 log = logging.getLogger("dr_core")
 
-DEFAULT_ALPHA = 0.05  # the recipe's eval.alpha (tests/test_compare.py checks it against the schema)
-TESTED_METRIC = "ndcg@10"  # the summary's tested metric: ndcg@10, else the first metric
+DEFAULT_ALPHA = SignificanceSettings.alpha  # the recipe's eval.alpha
 TARGET = ("", "")  # the one (dataset, split) of the significance functions: the qrels
 
 

@@ -10,6 +10,16 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from dr_core.settings import setting
+
+
+@dataclass(frozen=True)
+class DenoiseSettings:
+    """Which negatives are dropped (the recipe's negatives.denoise.margin and max_score; both null: none)."""
+
+    margin: float | None = setting(None, "drop if score > weakest positive's - margin")
+    max_score: float | None = setting(None, "drop if score > this")
+
 
 @dataclass(frozen=True)
 class DenoiseStats:

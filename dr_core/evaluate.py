@@ -26,6 +26,11 @@ METRICS: dict[str, tuple[str, int | None]] = {
 
 # The recipe's eval.metrics default (workflow/schemas/config.schema.yaml; tests/test_compare.py checks it there).
 DEFAULT_METRICS = ["ndcg@10", "mrr@10", "recall@100", "recall@1000", "map"]
+# The recipe's eval.baselines default (tests/test_settings.py checks it there): every other system is tested
+# against these in the summary.
+DEFAULT_BASELINES = ["bm25", "round0"]
+# The summary's tested metric (and its BEIR table's): ndcg@10, else the first metric of the table.
+TESTED_METRIC = "ndcg@10"
 
 
 def _measure_family(measure: str) -> str:

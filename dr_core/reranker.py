@@ -25,6 +25,7 @@ from dr_core.model import resolve_model_path
 from dr_core.model_card import write_reranker_card
 from dr_core.runs import rank_order, sorted_codes
 from dr_core.settings import setting
+from dr_core.tokenization import PASSAGE_TEMPLATE
 from dr_core.train_data import Example, GroupDataset, GroupSampler, TrainingData, build_examples, split_validation
 from dr_core.train_loop import LoopSettings, Runtime, TrainLoop, start_runtime
 
@@ -148,6 +149,16 @@ class RerankerTrainer(TrainLoop):
         task = CrossEncoderTask(base, query_text, passage_text, examples, settings, runtime, template)
         data = {"examples": [(ex.qid, ex.positives, ex.negatives) for ex in examples], "template": template}
         super().__init__(task, settings, runtime, checkpoint_dir, inputs_digest(resolve_model_path(base), data))
+
+
+@dataclass(frozen=True)
+class RerankSettings:
+    """How the cross-encoder re-scores a run (the recipe's reranker.score_batch_size and max_len, and the passage
+    template model.passage_template)."""
+
+    template: str = setting(PASSAGE_TEMPLATE, "passage text from its title and text")
+    batch_size: int = setting(64, "pairs per forward pass")
+    max_len: int = setting(RerankerSettings.max_len, "pair length")
 
 
 def rerank(

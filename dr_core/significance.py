@@ -11,14 +11,26 @@ import json
 import math
 import string
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 from scipy.stats import ttest_rel
 
+from dr_core.settings import setting
+
 # (system, dataset, split) -> {qid: {metric: value}}
 PerQuery = Mapping[tuple[str, str, str], Mapping[str, Mapping[str, float]]]
+
+
+@dataclass(frozen=True)
+class SignificanceSettings:
+    """Where a system is marked better or worse than a baseline (the recipe's eval.alpha): summarize and compare."""
+
+    alpha: float = setting(0.05, "significance level: a mark where the Holm-adjusted p < alpha")
+
+
 TEST = "paired t-test, two-sided, Holm-corrected over the systems of each target"
 
 

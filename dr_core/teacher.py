@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 import logging
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -23,10 +24,24 @@ from dr_core.atomic import atomic_path
 from dr_core.cross_encoder import cross_encoder_scores, is_cross_encoder, require_cross_encoder
 from dr_core.device import pick_device
 from dr_core.model import ENCODER_FILE, BiEncoder, load_tokenizer, resolve_model_path
+from dr_core.settings import setting
+from dr_core.tokenization import PASSAGE_TEMPLATE
 
 log = logging.getLogger(__name__)
 
 KINDS = ("auto", "cross", "bi")
+
+
+@dataclass(frozen=True)
+class TeacherSettings:
+    """How the teacher scores the candidates (the recipe's distill.kind, batch_size, q_max_len, max_len and the
+    passage template model.passage_template)."""
+
+    kind: str = setting("auto", "auto: cross for *ForSequenceClassification, else bi", list(KINDS))
+    template: str = setting(PASSAGE_TEMPLATE, "passage text from its title and text")
+    batch_size: int = setting(32, "texts (bi) or pairs (cross) per forward pass")
+    q_max_len: int = setting(32, "bi-encoder query length")
+    max_len: int = setting(256, "passage (bi) or pair (cross) length")
 
 
 def teacher_kind(model: str, kind: str = "auto", key: str = "distill.teacher") -> str:

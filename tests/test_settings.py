@@ -18,6 +18,7 @@ from conftest import REPO, snakemake_cmd
 
 from dr_core.cli import build_parser, main
 from dr_core.dro import DroSettings
+from dr_core.evaluate import DEFAULT_BASELINES, DEFAULT_METRICS
 from dr_core.model import EncoderSpec
 from dr_core.reranker import RerankerSettings
 from dr_core.settings import settings_argv, settings_from_args
@@ -198,6 +199,14 @@ RECIPE_KEYS = {
     ),
     "dr_core.search:SearchSettings": ("index", {"k": "eval.depth", "batch_size": None, "max_len": "encode.q_max_len"}),
     "dr_core.commands.evaluation:FuseSettings": ("hybrid", {}),
+    "dr_core.clustering:ClusterSettings": ("dro", {"seed": "train.seed", "batch_size": None}),
+    "dr_core.denoise:DenoiseSettings": ("negatives.denoise", {}),
+    "dr_core.significance:SignificanceSettings": ("eval", {}),
+    "dr_core.teacher:TeacherSettings": ("distill", {"template": "model.passage_template"}),
+    "dr_core.reranker:RerankSettings": (
+        "reranker",
+        {"template": "model.passage_template", "batch_size": "reranker.score_batch_size"},
+    ),
     "dr_core.negatives:MineSettings": (
         "negatives.mine",
         {
@@ -236,3 +245,6 @@ def test_every_settings_default_is_the_config_schemas():
                 continue
             assert schema_default(key) == f.default, f"{key}: schema {schema_default(key)!r}, {name} {f.default!r}"
     assert schema_default("model.passage_template") == PASSAGE_TEMPLATE
+    # summarize's and compare's list defaults (nargs flags, not settings fields)
+    assert schema_default("eval.baselines") == DEFAULT_BASELINES
+    assert schema_default("eval.metrics") == DEFAULT_METRICS

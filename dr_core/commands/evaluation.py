@@ -1,5 +1,5 @@
 """Commands for hybrid runs (fusion), metrics, the summary tables and the comparison of any runs. scipy
-(significance) loads inside summarize's and compare's handlers."""
+(significance) loads when summarize or compare parses its arguments (their SignificanceSettings)."""
 
 from __future__ import annotations
 
@@ -12,7 +12,16 @@ from pathlib import Path
 import pandas as pd
 
 from dr_core.atomic import atomic_path, write_json
-from dr_core.evaluate import DEFAULT_METRICS, METRICS, beir_table, evaluate, markdown_table, summary_table
+from dr_core.evaluate import (
+    DEFAULT_BASELINES,
+    DEFAULT_METRICS,
+    METRICS,
+    TESTED_METRIC,
+    beir_table,
+    evaluate,
+    markdown_table,
+    summary_table,
+)
 from dr_core.fusion import fuse, tune_weight
 from dr_core.runs import read_trec, run_to_dict, write_trec_frame
 from dr_core.settings import setting, settings_from_args
@@ -83,21 +92,25 @@ def _evaluate(a: argparse.Namespace) -> None:
 
 
 def _add_summarize(sub: argparse._SubParsersAction) -> None:
-    s = sub.add_parser("summarize", help="one table from metrics JSON files")
+    s = sub.add_parser(
+        "summarize",
+        help="one table from metrics JSON files",
+        settings={"": "dr_core.significance:SignificanceSettings"},
+    )
     s.add_argument("--metrics", nargs="+", required=True)
     s.add_argument("--out", required=True)
     s.add_argument("--beir-out", default="", help="also a system x dataset table of one metric, with its mean")
-    s.add_argument("--beir-metric", default="ndcg@10")
+    s.add_argument("--beir-metric", default=TESTED_METRIC)
     s.add_argument(
-        "--baselines", nargs="+", default=["bm25", "round0"], help="systems every other system is tested against"
+        "--baselines", nargs="+", default=DEFAULT_BASELINES, help="systems every other system is tested against"
     )
-    s.add_argument("--metric", default="ndcg@10", help="the metric tested (absent: the first metric column)")
-    s.add_argument("--alpha", type=float, default=0.05, help="significance level of the Holm-adjusted p-values")
+    s.add_argument("--metric", default=TESTED_METRIC, help="the metric tested (absent: the first metric column)")
     s.set_defaults(func=_summarize)
 
 
 def _summarize(a: argparse.Namespace) -> None:
     from dr_core.significance import (
+        SignificanceSettings,
         check_baselines,
         format_p,
         legend,
@@ -107,8 +120,9 @@ def _summarize(a: argparse.Namespace) -> None:
         pvalue_columns,
     )
 
-    if not 0 < a.alpha < 1:
-        raise ValueError(f"--alpha (eval.alpha) must be in (0, 1), got {a.alpha}")
+    alpha = settings_from_args(SignificanceSettings, a).alpha
+    if not 0 < alpha < 1:
+        raise ValueError(f"--alpha (eval.alpha) must be in (0, 1), got {alpha}")
     table = summary_table([Path(p) for p in a.metrics])
     check_baselines(table, a.baselines)  # before anything is written
     per_query = load_per_query(a.metrics)
@@ -117,17 +131,17 @@ def _summarize(a: argparse.Namespace) -> None:
     pcolumns = {c: pvalues[c].map(format_p) for c in pvalues}
     with atomic_path(a.out) as tmp:
         table.assign(**pcolumns).to_csv(tmp, sep="\t", index=False, float_format="%.4f")
-    shown = table.assign(**{tested: marked_values(table, tested, marks(table, pvalues, tested, a.alpha))}, **pcolumns)
+    shown = table.assign(**{tested: marked_values(table, tested, marks(table, pvalues, tested, alpha))}, **pcolumns)
     print(shown.to_string(index=False, float_format=lambda x: f"{x:.4f}", na_rep=""))
-    print(legend(tested, a.baselines, a.alpha))
+    print(legend(tested, a.baselines, alpha))
     if a.beir_out:
         metric = a.beir_metric if a.beir_metric in table.columns else table.columns[3]  # eval.metrics' first
         beir_p = pvalues if metric == tested else pvalue_columns(table, per_query, a.baselines, metric)
-        beir = beir_table(table, metric, marked_values(table, metric, marks(table, beir_p, metric, a.alpha)))
+        beir = beir_table(table, metric, marked_values(table, metric, marks(table, beir_p, metric, alpha)))
         with atomic_path(a.beir_out) as tmp:
             beir.to_csv(tmp, sep="\t", index=False, float_format="%.4f")
         print(f"\n{metric} per evaluation dataset, avg = their mean:\n\n{markdown_table(beir)}")
-        print(legend(metric, a.baselines, a.alpha, columns=False))
+        print(legend(metric, a.baselines, alpha, columns=False))
 
 
 COMPARE_HELP = """\
@@ -151,6 +165,7 @@ def _add_compare(sub: argparse._SubParsersAction) -> None:
         help="the summary's table (metrics, paired t-tests against baselines, Holm) for any TREC run files",
         description=COMPARE_HELP,
         formatter_class=argparse.RawDescriptionHelpFormatter,
+        settings={"": "dr_core.significance:SignificanceSettings"},
     )
     s.add_argument("runs", nargs="+", metavar="RUN", help="a TREC run file: PATH or NAME=PATH")
     s.add_argument("--qrels", required=True, help="TREC qrels (qid 0 docid rel) or our qrels Parquet table")
@@ -166,30 +181,29 @@ def _add_compare(sub: argparse._SubParsersAction) -> None:
         help=f"metrics of the table, from {sorted(METRICS)} (default: the recipe's eval.metrics, {DEFAULT_METRICS})",
     )  # fmt: skip
     s.add_argument("--metric", help="the metric tested and marked (default: ndcg@10, else the first of --metrics)")
-    s.add_argument(
-        "--alpha", type=float, default=0.05, help="marks where the adjusted p < alpha (default: %(default)s)"
-    )
     s.add_argument("--out", help="also write the table (summary.tsv's form) to this file")
     s.set_defaults(func=_compare)
 
 
 def _compare(a: argparse.Namespace) -> None:
     from dr_core.compare import compare, read_qrels, read_runs, tested_metric
-    from dr_core.significance import format_p, legend
+    from dr_core.significance import SignificanceSettings, format_p, legend
+
+    alpha = settings_from_args(SignificanceSettings, a).alpha
 
     metric = tested_metric(a.metrics, a.metric)
     qrels = read_qrels(a.qrels)
     runs, paths = read_runs(a.runs)
     by_path = {path: name for name, path in paths.items()}
     baselines = [by_path.get(b, b) for b in a.baseline or [next(iter(runs))]]
-    table, pvalues, marked = compare(runs, qrels, a.metrics, baselines, metric, a.alpha, paths)
+    table, pvalues, marked = compare(runs, qrels, a.metrics, baselines, metric, alpha, paths)
     pcolumns = {c: pvalues[c].map(format_p) for c in pvalues}
     if a.out:
         with atomic_path(a.out) as tmp:
             table.assign(**pcolumns).to_csv(tmp, sep="\t", index=False, float_format="%.4f")
     shown = table.assign(**{metric: marked}, **pcolumns)
     print(shown.to_csv(sep="\t", index=False, float_format="%.4f"), end="")
-    print(legend(metric, baselines, a.alpha))
+    print(legend(metric, baselines, alpha))
 
 
 def register(sub: argparse._SubParsersAction) -> None:

@@ -9,12 +9,11 @@ import pandas as pd
 
 from dr_core.data.formats import read_negatives, write_negatives
 from dr_core.data.msmarco.toolkits import read_negatives_file
-from dr_core.denoise import denoise
+from dr_core.denoise import DenoiseSettings, denoise
 from dr_core.negatives import MineSettings, mine_negatives, positives_by_query
 from dr_core.positive_scores import weakest_positive, write_scores
 from dr_core.runs import iter_run, iter_run_scores
 from dr_core.settings import settings_from_args
-from dr_core.tokenization import PASSAGE_TEMPLATE
 
 log = logging.getLogger("dr_core")
 # torch, transformers, bm25s load inside the handlers that use them: the other commands start without them.
@@ -91,47 +90,48 @@ def _negatives_file(a: argparse.Namespace) -> None:
 
 
 def _add_teacher_scores(sub: argparse._SubParsersAction) -> None:
-    s = sub.add_parser("teacher-scores", help="score each train query's positives and negatives with a teacher")
+    s = sub.add_parser(
+        "teacher-scores",
+        help="score each train query's positives and negatives with a teacher",
+        settings={"": "dr_core.teacher:TeacherSettings"},
+    )
     for name in ("--model", "--queries", "--corpus", "--qrels", "--negatives", "--out"):
         s.add_argument(name, required=True)
-    s.add_argument(
-        "--kind", choices=["auto", "cross", "bi"], default="auto", help="auto: cross for *ForSequenceClassification"
-    )
-    s.add_argument("--template", default=PASSAGE_TEMPLATE)
-    s.add_argument("--batch-size", type=int, default=32)
-    s.add_argument("--q-max-len", type=int, default=32, help="bi-encoder query length")
-    s.add_argument("--max-len", type=int, default=256, help="passage (bi) or pair (cross) length")
     s.add_argument("--model-key", default="distill.teacher", help="the config key of --model, for errors")
     s.set_defaults(func=_teacher_scores)
 
 
 def _teacher_scores(a: argparse.Namespace) -> None:
     from dr_core.cross_encoder import candidates, load_texts
-    from dr_core.teacher import score_candidates, teacher_kind, write_teacher_scores
+    from dr_core.teacher import TeacherSettings, score_candidates, teacher_kind, write_teacher_scores
 
-    kind = teacher_kind(a.model, a.kind, a.model_key)  # a clear error before any work
+    t = settings_from_args(TeacherSettings, a)
+    kind = teacher_kind(a.model, t.kind, a.model_key)  # a clear error before any work
     groups = candidates(pd.read_parquet(a.qrels), read_negatives(a.negatives))
-    query_text, passage_text = load_texts(a.queries, a.corpus, groups, a.template)
-    scores = score_candidates(a.model, groups, query_text, passage_text, kind, a.batch_size, a.q_max_len, a.max_len)
+    query_text, passage_text = load_texts(a.queries, a.corpus, groups, t.template)
+    scores = score_candidates(a.model, groups, query_text, passage_text, kind, t.batch_size, t.q_max_len, t.max_len)
     log.info("teacher %s: %d scores for %d queries", a.model, len(scores), scores["qid"].nunique())
-    write_teacher_scores(scores, a.out, {"teacher": a.model, "kind": a.kind, "template": a.template})
+    write_teacher_scores(scores, a.out, {"teacher": a.model, "kind": t.kind, "template": t.template})
 
 
 def _add_denoise(sub: argparse._SubParsersAction) -> None:
-    s = sub.add_parser("denoise", help="drop negatives the teacher scores within a margin of the positive")
+    s = sub.add_parser(
+        "denoise",
+        help="drop negatives the teacher scores within a margin of the positive",
+        settings={"": "dr_core.denoise:DenoiseSettings"},
+    )
     for name in ("--negatives", "--teacher-scores", "--qrels", "--out"):
         s.add_argument(name, required=True)
-    s.add_argument("--margin", type=float, default=None, help="drop if score > weakest positive's - margin")
-    s.add_argument("--max-score", type=float, default=None, help="drop if score > this")
     s.set_defaults(func=_denoise)
 
 
 def _denoise(a: argparse.Namespace) -> None:
     from dr_core.teacher import read_teacher_scores
 
+    s = settings_from_args(DenoiseSettings, a)
     positives = positives_by_query(pd.read_parquet(a.qrels))
     kept, stats = denoise(
-        read_negatives(a.negatives), positives, read_teacher_scores(a.teacher_scores), a.margin, a.max_score
+        read_negatives(a.negatives), positives, read_teacher_scores(a.teacher_scores), s.margin, s.max_score
     )
     log.info(
         "denoised %d queries: kept %d negatives, dropped %d (%.1f%%), %d had no teacher score",

@@ -36,26 +36,28 @@ def _train_reranker(a: argparse.Namespace) -> None:
 
 
 def _add_rerank(sub: argparse._SubParsersAction) -> None:
-    s = sub.add_parser("rerank", help="re-score the top of a run with a cross-encoder")
+    s = sub.add_parser(
+        "rerank",
+        help="re-score the top of a run with a cross-encoder",
+        settings={"": "dr_core.reranker:RerankSettings"},
+    )
     for name in ("--model", "--run", "--queries", "--corpus", "--out", "--tag"):
         s.add_argument(name, required=True)
     s.add_argument("--depth", type=int, required=True, help="documents re-scored per query")
-    s.add_argument("--template", default=PASSAGE_TEMPLATE)
-    s.add_argument("--batch-size", type=int, default=64, help="pairs per forward pass")
-    s.add_argument("--max-len", type=int, default=256, help="pair length")
     s.add_argument("--model-key", default="reranker.model", help="the config key of --model, for errors")
     s.set_defaults(func=_rerank)
 
 
 def _rerank(a: argparse.Namespace) -> None:
     from dr_core.cross_encoder import load_texts, require_cross_encoder
-    from dr_core.reranker import rerank
+    from dr_core.reranker import RerankSettings, rerank
 
+    s = settings_from_args(RerankSettings, a)
     require_cross_encoder(a.model, a.model_key)
     run = read_trec(a.run)
     groups = run[run["rank"] <= a.depth].groupby("qid")["docid"].agg(list).to_dict()
-    query_text, passage_text = load_texts(a.queries, a.corpus, groups, a.template)
-    reranked = rerank(run, a.model, query_text, passage_text, a.depth, a.batch_size, a.max_len)
+    query_text, passage_text = load_texts(a.queries, a.corpus, groups, s.template)
+    reranked = rerank(run, a.model, query_text, passage_text, a.depth, s.batch_size, s.max_len)
     write_trec_frame(a.out, reranked, a.tag)
 
 

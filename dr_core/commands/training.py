@@ -69,21 +69,23 @@ def _scale_t5(a: argparse.Namespace) -> None:
 
 
 def _add_cluster(sub: argparse._SubParsersAction) -> None:
-    s = sub.add_parser("cluster", help="k-means over the train queries' embeddings (DRO groups)")
+    s = sub.add_parser(
+        "cluster",
+        help="k-means over the train queries' embeddings (DRO groups)",
+        settings={"": "dr_core.clustering:ClusterSettings"},
+    )
     for name in ("--model", "--query-tokens", "--qrels", "--out"):
         s.add_argument(name, required=True)
-    s.add_argument("--num-clusters", type=int, required=True)
-    s.add_argument("--seed", type=int, default=42)
-    s.add_argument("--batch-size", type=int, default=256)
     s.set_defaults(func=_cluster)
 
 
 def _cluster(a: argparse.Namespace) -> None:
-    from dr_core.clustering import kmeans, write_assignments
+    from dr_core.clustering import ClusterSettings, kmeans, write_assignments
     from dr_core.encode import encode_judged_queries
 
-    qids, emb = encode_judged_queries(a.model, a.query_tokens, a.qrels, a.batch_size)
-    write_assignments(a.out, qids, kmeans(emb, a.num_clusters, seed=a.seed))
+    s = settings_from_args(ClusterSettings, a)
+    qids, emb = encode_judged_queries(a.model, a.query_tokens, a.qrels, s.batch_size)
+    write_assignments(a.out, qids, kmeans(emb, s.num_clusters, seed=s.seed))
 
 
 def _add_train(sub: argparse._SubParsersAction) -> None:

@@ -17,12 +17,8 @@ rule denoise:
     resources:
         **rule_resources("denoise"),
     params:
-        flags=lambda w: " ".join(
-            f"--{key.replace('_', '-')} {value}"
-            for key, value in config["negatives"]["denoise"].items()
-            if value is not None
-        ),
+        settings=cli_flags(config["negatives"]["denoise"]),
         code=step_fingerprint("denoise"),
     shell:
         "python -m dr_core denoise --negatives {input.negatives:q} --teacher-scores {input.teacher:q} "
-        "--qrels {input.qrels:q} --out {output:q} {params.flags} > {log:q} 2>&1"
+        "--qrels {input.qrels:q} --out {output:q} {params.settings} > {log:q} 2>&1"

@@ -35,8 +35,8 @@ rule summary:
         **rule_resources("summary"),
     params:
         baselines=config["eval"]["baselines"],
-        alpha=config["eval"]["alpha"],
+        settings=cli_flags({"alpha": config["eval"]["alpha"]}),
         code=step_fingerprint("summarize"),
     shell:
         "python -m dr_core summarize --metrics {input:q} --out {output.summary:q} "
-        "--beir-out {output.beir:q} --baselines {params.baselines:q} --alpha {params.alpha} 2> {log:q}"
+        "--beir-out {output.beir:q} --baselines {params.baselines:q} {params.settings} 2> {log:q}"

@@ -24,6 +24,20 @@ def cli_flags(settings, prefix=""):
     return shlex.join(settings_argv(dict(sorted(items.items())), prefix))
 
 
+def teacher_flags():
+    """The teacher-scores step's flags (dr_core.teacher.TeacherSettings): the teacher's kind, distill's lengths
+    and batch size, the passage template."""
+    d = config["distill"]
+    keys = ("batch_size", "q_max_len", "max_len")
+    return cli_flags(
+        {
+            "kind": teacher_model()["kind"],
+            "template": config["model"]["template"],
+            **{k: d[k] for k in keys},
+        }
+    )
+
+
 def encoder_spec():
     """The model keys that make up dr_core.model.EncoderSpec."""
     m = config["model"]

@@ -100,18 +100,13 @@ rule teacher_scores:
         **rule_resources("teacher_scores"),
     params:
         teacher=teacher_model()["model"],
-        kind=teacher_model()["kind"],
         key=teacher_model()["key"],
-        template=lambda w: config["model"]["template"],
-        batch_size=config["distill"]["batch_size"],
-        q_max_len=config["distill"]["q_max_len"],
-        max_len=config["distill"]["max_len"],
+        settings=lambda w: teacher_flags(),
         code=step_fingerprint("teacher-scores"),
     shell:
-        "python -m dr_core --threads {threads} teacher-scores --model {params.teacher:q} --kind {params.kind} "
+        "python -m dr_core --threads {threads} teacher-scores --model {params.teacher:q} "
         "--queries {input.queries:q} --corpus {input.corpus:q} --qrels {input.qrels:q} "
-        "--negatives {input.negatives:q} --out {output:q} --template {params.template:q} "
-        "--batch-size {params.batch_size} --q-max-len {params.q_max_len} --max-len {params.max_len} "
+        "--negatives {input.negatives:q} --out {output:q} {params.settings} "
         "--model-key {params.key} > {log:q} 2>&1"
 
 
@@ -132,9 +127,13 @@ rule cluster:
     resources:
         **rule_resources("cluster"),
     params:
-        num_clusters=config["dro"]["num_clusters"],
-        seed=config["train"]["seed"],
+        settings=cli_flags(
+            {
+                "num_clusters": config["dro"]["num_clusters"],
+                "seed": config["train"]["seed"],
+            }
+        ),
         code=step_fingerprint("cluster"),
     shell:
         "python -m dr_core --threads {threads} cluster --model {input.model:q} --query-tokens {input.queries:q} "
-        "--qrels {input.qrels:q} --num-clusters {params.num_clusters} --seed {params.seed} --out {output:q} > {log:q} 2>&1"
+        "--qrels {input.qrels:q} {params.settings} --out {output:q} > {log:q} 2>&1"

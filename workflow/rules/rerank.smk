@@ -67,13 +67,16 @@ rule rerank:
         **rule_resources("rerank"),
     params:
         model=RERANKER["model"] or TRAINED_RERANKER,
-        template=lambda w: config["model"]["template"],
         depth=RERANKER["depth"],
-        max_len=RERANKER["max_len"],
-        batch_size=RERANKER["score_batch_size"],
+        settings=lambda w: cli_flags(
+            {
+                "template": config["model"]["template"],
+                "batch_size": RERANKER["score_batch_size"],
+                "max_len": RERANKER["max_len"],
+            }
+        ),
         code=step_fingerprint("rerank"),
     shell:
         "python -m dr_core --threads {threads} rerank --model {params.model:q} --run {input.run:q} "
-        "--queries {input.queries:q} --corpus {input.corpus:q} --template {params.template:q} "
-        "--depth {params.depth} --max-len {params.max_len} --batch-size {params.batch_size} "
+        "--queries {input.queries:q} --corpus {input.corpus:q} --depth {params.depth} {params.settings} "
         "--tag {wildcards.system}+rerank --out {output:q} > {log:q} 2>&1"
