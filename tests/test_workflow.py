@@ -81,6 +81,19 @@ def test_one_target_runs_only_what_it_needs(tmp_path):
     assert "evaluate" not in jobs and "summary" not in jobs and "bm25" in jobs
 
 
+@pytest.mark.slow
+def test_zero_rounds_evaluates_the_base_model_alone(fixture_run, tmp_path):
+    """ance.rounds 0 scores model.base beside BM25: no training input is planned, and the summary has the two."""
+    config = write_config(tmp_path, **{"ance.rounds": 0})
+    plan = planned_jobs(snakemake("-n", "--configfile", str(config), "--directory", str(tmp_path / "fresh")).stdout)
+    assert not {"train", "mine", "first_negatives", "report_training"} & set(plan)
+    assert plan["bm25"] == 1 and plan["retrieve"] == 1  # the test split only: no train-query runs
+    work = copy_run(fixture_run, tmp_path / "run")  # round 0 and BM25 are done there: only the tables are redone
+    snakemake_in(work, "--cores", "2", config=config)
+    summary = pd.read_csv(work / "results" / "tiny" / "summary.tsv", sep="\t")
+    assert summary["system"].tolist() == ["bm25", "round0"] and summary["p_vs_bm25"].notna().iloc[1]
+
+
 def test_config_outside_the_schema_is_refused(tmp_path):
     proc = snakemake(
         "-n",

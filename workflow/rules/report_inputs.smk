@@ -14,7 +14,7 @@ def train_logs() -> list[str]:
 def benchmark_files() -> list[str]:
     """Benchmark TSVs of the jobs the DAG runs: train for every round; encode and retrieve for every round
     on each evaluation target, and for rounds 1..R-1 on the train split (their runs mine the next round);
-    BM25 on each evaluation target and, when it gives round 1's negatives, on the train split.
+    BM25 on each evaluation target and, when it gives round 1's negatives (a round is trained), on the train split.
     """
     train_target = (TRAIN_DS, TRAIN_SPLIT)
     eval_targets = {(t["dataset"], t["split"]) for t in config["data"]["eval"]}
@@ -22,7 +22,9 @@ def benchmark_files() -> list[str]:
     runs = {(r, ds, split) for ds, split in eval_targets for r in rounds}
     runs |= {(r, *train_target) for r in rounds[1:-1]}
     bm25 = eval_targets | (
-        {train_target} if config["negatives"]["source"] == "bm25" else set()
+        {train_target}
+        if config["negatives"]["source"] == "bm25" and ROUNDS >= 1
+        else set()
     )
     return [
         *expand(rules.train.benchmark, round=rounds[1:]),
@@ -48,7 +50,7 @@ def report_targets() -> list[str]:
     targets = [
         out(layout.report("summary.html")),
         out(layout.report("metrics.png")),
-        out(layout.report("training_loss.png")),
+        *([out(layout.report("training_loss.png"))] if ROUNDS >= 1 else []),
         out(layout.report("runtimes.png")),
     ]
     return targets + ([out(layout.report("dro_weights.png"))] if uses_dro() else [])
