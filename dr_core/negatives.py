@@ -73,7 +73,7 @@ def mine(
     drop: dict[str, set[str]] | None = None,
 ) -> dict[str, list[str]]:
     """For each judged query: up to `n` docs sampled from ranks [rank_min, rank_max] with positives removed, and
-    the query's `drop` set (likely false negatives, see `false_negatives`).
+    the query's `drop` set (likely false negatives, see `near_positive`).
 
     `run` is a DataFrame or (qid, docids, ranks) groups, such as `runs.iter_run` streams from a file. Ranks count
     the run's own order (1 = best). The sample keeps rank order. `n` <= 0 keeps the whole window.
@@ -93,29 +93,15 @@ def mine(
     return out
 
 
-def false_negatives(
-    run: Iterable[tuple[str, list[str], list[int], list[float]]],
-    weakest: dict[str, float],
-    relative: float | None = None,
-    margin: float | None = None,
-) -> dict[str, set[str]]:
-    """Per query, the ranked docs the mining model scores too close to the query's weakest judged positive to be
-    trusted as negatives: above `relative` times its score (NV-Retriever's TopK-PercPos, relative 0.95), or within
-    `margin` of it (score > positive - margin). Both thresholds are meant for scores that are positive for related
-    text (cosine, BM25). `run` gives (qid, docids, ranks, scores), as `runs.iter_run_scores` reads them."""
-    return {
-        qid: near_positive(docids, scores, weakest[qid], relative, margin)
-        for qid, docids, _, scores in run
-        if qid in weakest
-    }
-
-
 def near_positive(
     docids: list[str], scores: list[float], weakest: float, relative: float | None, margin: float | None
 ) -> set[str]:
-    """One query's part of `false_negatives`: the docs scored above the lower of its thresholds."""
+    """A query's likely false negatives: the ranked docs the mining model scores too close to the query's weakest
+    judged positive to be trusted as negatives, above `relative` times its score (NV-Retriever's TopK-PercPos,
+    relative 0.95) or within `margin` of it (score > positive - margin), whichever threshold is lower. Both are
+    meant for scores that are positive for related text (cosine, BM25)."""
     if relative is None and margin is None:
-        raise ValueError("false_negatives needs relative or margin")
+        raise ValueError("near_positive needs relative or margin")
     if relative is not None and not 0 < relative <= 1:
         raise ValueError(f"negatives.*.filter.relative must be in (0, 1], not {relative}")
     limits = [relative * weakest] if relative is not None else []

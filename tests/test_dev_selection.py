@@ -14,7 +14,7 @@ from test_workflow import snakemake, write_config
 
 from dr_core.bm25 import bm25_pair_scores, bm25_search
 from dr_core.data.dev_split import carve, dev_queries
-from dr_core.negatives import false_negatives, mine
+from dr_core.negatives import mine, near_positive
 from dr_core.positive_scores import weakest_positive, write_scores
 from dr_core.selection import keep_training, select_round
 
@@ -82,18 +82,22 @@ def test_the_filter_drops_candidates_near_the_weakest_positive_including_one_out
         ("q1", ["d1", "d2", "d3", "d4", "d5"], [1, 2, 3, 4, 5], [0.9, 0.6, 0.48, 0.46, 0.2]),
         ("q2", ["e1", "e2", "e3"], [1, 2, 3], [0.8, 0.79, 0.5]),
     ]
+
+    def drops(relative=None, margin=None):
+        return {q: near_positive(d, sc, weakest[q], relative, margin) for q, d, _, sc in run}
+
     # relative 0.95: q1 drops > 0.475 (d1 the positive, d2, d3), q2 drops > 0.76 (e1, e2)
-    assert false_negatives(run, weakest, relative=0.95) == {"q1": {"d1", "d2", "d3"}, "q2": {"e1", "e2"}}
+    assert drops(relative=0.95) == {"q1": {"d1", "d2", "d3"}, "q2": {"e1", "e2"}}
     # margin 0.05: q1 drops > 0.45 (d1..d4); both: the stricter threshold (the lower one) wins
-    assert false_negatives(run, weakest, margin=0.05)["q1"] == {"d1", "d2", "d3", "d4"}
-    assert false_negatives(run, weakest, relative=0.95, margin=0.01)["q1"] == {"d1", "d2", "d3"}
-    drop = false_negatives(run, weakest, relative=0.95)
+    assert drops(margin=0.05)["q1"] == {"d1", "d2", "d3", "d4"}
+    assert drops(relative=0.95, margin=0.01)["q1"] == {"d1", "d2", "d3"}
+    drop = drops(relative=0.95)
     qrels = pd.DataFrame({"qid": ["q1", "q1", "q2"], "docid": ["d1", "d9", "e1"], "rel": 1})
     frame = pd.DataFrame([(q, d, r) for q, ds, rs, _ in run for d, r in zip(ds, rs)], columns=["qid", "docid", "rank"])
     assert mine(frame, qrels, 1, 5, 0, 0, drop) == {"q1": ["d4", "d5"], "q2": ["e3"]}
     assert mine(frame, qrels, 1, 5, 0, 0) == {"q1": ["d2", "d3", "d4", "d5"], "q2": ["e2", "e3"]}
     with pytest.raises(ValueError, match="relative"):
-        false_negatives(run, weakest, relative=1.5)
+        drops(relative=1.5)
 
 
 def test_bm25_scores_of_given_pairs_are_the_scores_bm25_ranks_with():
