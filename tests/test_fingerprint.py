@@ -7,6 +7,7 @@ import re
 import shutil
 import subprocess
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -32,8 +33,9 @@ def test_dr_core_imports_itself_by_absolute_names():
     assert relative == []
 
 
-def fingerprints_after_editing(tmp_path: Path, module: str, steps: list[str]) -> dict[str, tuple[str, str]]:
-    """step -> (fingerprint before, after) appending a comment to `module`, in a copy of the package."""
+def steps_changed_by(tmp_path: Path, module: str, edit: Callable[[str], str], steps: list[str]) -> set[str]:
+    """The steps among `steps` whose fingerprint changes when `edit` rewrites dr_core/`module`.py (a path such as
+    `data/beir` or `commands/retrieval`), in a copy of the package."""
     shutil.copytree(REPO / "dr_core", tmp_path / "dr_core", ignore=shutil.ignore_patterns("__pycache__"))
     code = "import json, sys; from dr_core.fingerprint import step_fingerprint as f; print(json.dumps({s: f(s) for s in sys.argv[1:]}))"  # noqa: E501
 
@@ -44,15 +46,20 @@ def fingerprints_after_editing(tmp_path: Path, module: str, steps: list[str]) ->
         return json.loads(proc.stdout)
 
     before = run()
-    with open(tmp_path / "dr_core" / f"{module}.py", "a") as f:
-        f.write("\n# edited\n")
+    path = tmp_path / "dr_core" / f"{module}.py"
+    path.write_text(edit(path.read_text()))
     after = run()
-    return {s: (before[s], after[s]) for s in steps}
+    return {s for s in steps if before[s] != after[s]}
+
+
+def fingerprints_after_editing(tmp_path: Path, module: str, steps: list[str]) -> set[str]:
+    """The steps whose fingerprint changes when a comment is appended to `module`."""
+    return steps_changed_by(tmp_path, module, lambda text: text + "\n# edited\n", steps)
 
 
 def test_editing_a_module_changes_the_fingerprint_of_the_steps_that_run_it(tmp_path):
     steps = ["train", "evaluate", "summarize", "bm25", "mine", "dr_core.plots"]
-    changed = {s for s, (a, b) in fingerprints_after_editing(tmp_path, "loss", steps).items() if a != b}
+    changed = fingerprints_after_editing(tmp_path, "loss", steps)
     assert changed == {"train"}
 
 
@@ -61,32 +68,20 @@ def test_modules_in_the_data_package_and_its_subpackage_are_covered(tmp_path):
     assert {"dr_core.data.beir", "dr_core.data.formats"} <= set(fingerprint.step_modules("prepare")[1])
     assert "dr_core.data.msmarco.tables" in fingerprint.step_modules("msmarco")[1]
     steps = ["prepare", "qrels", "train", "msmarco", "lotte"]
-    changed = {s for s, (a, b) in fingerprints_after_editing(tmp_path, "data/beir", steps).items() if a != b}
+    changed = fingerprints_after_editing(tmp_path, "data/beir", steps)
     assert changed == {"prepare", "qrels"}
-    changed = {
-        s for s, (a, b) in fingerprints_after_editing(tmp_path / "b", "data/msmarco/tables", steps).items() if a != b
-    }
+    changed = fingerprints_after_editing(tmp_path / "b", "data/msmarco/tables", steps)
     assert changed == {"msmarco"}
 
 
 def fingerprints_after_inserting(tmp_path: Path, module: str, after: str, steps: list[str]) -> set[str]:
-    """The steps among `steps` whose fingerprint changes when a line is inserted after `after` in `module`."""
-    shutil.copytree(REPO / "dr_core", tmp_path / "dr_core", ignore=shutil.ignore_patterns("__pycache__"))
-    code = "import json, sys; from dr_core.fingerprint import step_fingerprint as f; print(json.dumps({s: f(s) for s in sys.argv[1:]}))"  # noqa: E501
+    """The steps whose fingerprint changes when a line is inserted after `after` in `module`."""
 
-    def run() -> dict[str, str]:
-        proc = subprocess.run(
-            [sys.executable, "-c", code, *steps], cwd=tmp_path, capture_output=True, text=True, check=True
-        )
-        return json.loads(proc.stdout)
+    def insert(text: str) -> str:
+        assert after in text
+        return text.replace(after, after + "\n    pass  # edited", 1)
 
-    before = run()
-    path = tmp_path / "dr_core" / f"{module.replace('.', '/')}.py"
-    text = path.read_text()
-    assert after in text
-    path.write_text(text.replace(after, after + "\n    pass  # edited", 1))
-    changed = run()
-    return {s for s in steps if before[s] != changed[s]}
+    return steps_changed_by(tmp_path, module.replace(".", "/"), insert, steps)
 
 
 def test_editing_a_handler_changes_only_its_step_and_a_shared_helper_the_steps_that_use_it(tmp_path):
