@@ -34,9 +34,10 @@ def mine_inputs(wildcards):
         "run": out(layout.run(system, TRAIN_DS, TRAIN_SPLIT)),
         "qrels": TRAIN_QRELS,
     }
-    if mine_settings("mine").filters:
+    settings = mine_settings("mine")
+    if settings.filters:
         inputs["positives"] = out(layout.positive_scores(wildcards.round))
-    if mine_settings("mine").mixes_bm25:
+    if settings.mixes_bm25:
         inputs["bm25"] = out(layout.run("bm25", TRAIN_DS, TRAIN_SPLIT))
     return inputs
 
