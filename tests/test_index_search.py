@@ -9,8 +9,8 @@ import pytest
 from dr_core.fusion import fuse
 from dr_core.index import IndexSettings, build_index, default_factory, open_index, set_search_params
 from dr_core.negatives import mine
-from dr_core.runs import iter_run, read_trec, trec_eval_order, write_msmarco_run
-from dr_core.search import load_ids, search_batch, search_to_run, tie_keys
+from dr_core.runs import iter_run, read_trec, tie_keys, trec_eval_order, write_msmarco_run
+from dr_core.search import load_ids, search_batch, search_to_run
 
 
 def fake_model(path, weights: bytes = b"w0"):
@@ -255,7 +255,7 @@ def test_torch_flat_returns_faiss_exact_top_k_over_shards_and_slices(monkeypatch
     import torch
 
     from dr_core import torch_flat
-    from dr_core.search import rank_rows, tie_keys
+    from dr_core.search import rank_rows
 
     rng = np.random.default_rng(0)
     x = rng.normal(size=(5000, 24)).astype(np.float32)
