@@ -13,6 +13,7 @@ report: "workflow/report/workflow.rst"
 # Helpers first, each after what it uses (config, then paths, then the input functions), then the rules.
 include: "workflow/rules/config.smk"
 include: "workflow/rules/paths.smk"
+include: "workflow/rules/sweep_inputs.smk"
 include: "workflow/rules/systems.smk"
 include: "workflow/rules/datasets.smk"
 include: "workflow/rules/resources.smk"

@@ -1,12 +1,22 @@
 # What `snakemake` builds by default (rule all), and the summary printed after a run.
 
 
-def eval_metric_files():
-    """Metrics of every system on every evaluation target, in table order (an input function's body: the
-    rounds may wait on dev decisions)."""
-    every = systems(trained_rounds())
+def system_keys(system):
+    """The sweepable keys a system's runs on an evaluation target depend on: none for BM25, a round's
+    (dense_keys), every one for `selected` (and the systems a sweep refuses)."""
+    if system == "bm25":
+        return ()
+    return dense_keys(system) if layout.round_of(system) is not None else sweeps.EVERY
+
+
+def eval_metric_files(name=BASE_VARIANT):
+    """Metrics of every system of variant `name` on every evaluation target, in table order (an input function's
+    body: the rounds may wait on dev decisions)."""
+    every = systems(trained_rounds(name))
     return [
-        out(layout.metrics(system, t["dataset"], t["split"]))
+        vout(
+            name, system_keys(system), layout.metrics(system, t["dataset"], t["split"])
+        )
         for t in config["data"]["eval"]
         for system in every
     ]
@@ -26,6 +36,7 @@ def all_targets():
         *msmarco_runs,
         *report_targets(),
         *card_targets(),
+        *sweep_targets(),
     ]
 
 

@@ -1,0 +1,80 @@
+# A sweep's variants in the rules (dr_core.sweep): a rule whose files depend on a sweepable key has the wildcard
+# `vdir` first in its paths, '' (the shared tree) or `variants/<variant>/`; its params read that variant's config
+# (vconfig), and its input functions place each input by the keys that input depends on (vout). Without a sweep,
+# vdir is '' everywhere and the paths are the recipe's own.
+
+
+def variant(wildcards):
+    """The variant a job in folder `wildcards.vdir` runs for (the first variant owning that folder)."""
+    return sweeps.variant_of(wildcards.vdir, BASE_VARIANT)
+
+
+def vconfig(wildcards):
+    """The config of the job's variant: what its params read instead of `config` for sweepable keys."""
+    return VARIANTS[variant(wildcards)]
+
+
+def vfolder(name, keys):
+    """The folder ('' or `variants/<owner>/`) of variant `name`'s file that depends on config `keys`."""
+    return sweeps.folder(VARIANTS, BASE_VARIANT, name, keys)
+
+
+def vout(name, keys, path):
+    """A results file (`path`, a dr_core.layout path) of variant `name` that depends on `keys`."""
+    return out(vfolder(name, keys) + path)
+
+
+def dense_keys(dense, train_target=False):
+    """The keys a dense system's files depend on: round r's (dr_core.sweep.run_keys); wise-* only without a
+    sweep (check_sweep)."""
+    r = layout.round_of(dense)
+    return sweeps.run_keys(r, train_target) if r is not None else sweeps.EVERY
+
+
+def check_sweep():
+    """What a sweep cannot do yet: each variant's systems are bm25, its rounds and `selected` (chosen on dev);
+    the systems built on them (merged, hybrid, reranked) and the teacher-driven steps stay per recipe.
+    """
+    if not SWEEP:
+        return
+    if not DEV:
+        raise ValueError(
+            "config: a sweep compares the variants' `selected` rounds, chosen on dev; set data.dev"
+        )
+    for key, on in (
+        ("merge.rounds", config["merge"]["rounds"]),
+        ("hybrid.rounds", config["hybrid"]["rounds"]),
+        ("reranker.systems", config["reranker"]["systems"]),
+        ("distill.teacher", config["distill"]["teacher"]),
+        ("hub.repo_id", config["hub"]["repo_id"]),
+    ):
+        if on:
+            raise ValueError(
+                f"config: a sweep does not yet run {key} per variant; leave it unset in a sweep"
+            )
+    for name, recipe in VARIANTS.items():
+        neg, train = recipe["negatives"], recipe["train"]
+        if neg["mine"]["from"] == "hybrid":
+            raise ValueError(
+                f"sweep: variant '{name}' sets negatives.mine.from: hybrid, not yet run per variant"
+            )
+        denoise = (
+            neg["denoise"]["margin"] is not None
+            or neg["denoise"]["max_score"] is not None
+        )
+        if train.get("margin_mse_weight", 0) or train.get("kl_weight", 0) or denoise:
+            raise ValueError(
+                f"sweep: variant '{name}' distils or denoises with a teacher (train.margin_mse_weight, "
+                "train.kl_weight, negatives.denoise), not yet run per variant"
+            )
+
+
+def sweep_targets():
+    """With a sweep: every variant's summary and the comparison of the variants (sweep.smk)."""
+    if not SWEEP:
+        return []
+    summaries = [vout(name, sweeps.EVERY, layout.summary()) for name in VARIANTS]
+    return summaries
+
+
+check_sweep()
