@@ -42,6 +42,7 @@ include: "workflow/rules/evaluate.smk"
 include: "workflow/rules/select.smk"
 include: "workflow/rules/hub.smk"
 include: "workflow/rules/report.smk"
+include: "workflow/rules/sweep.smk"
 
 
 rule all:

@@ -74,7 +74,21 @@ def sweep_targets():
     if not SWEEP:
         return []
     summaries = [vout(name, sweeps.EVERY, layout.summary()) for name in VARIANTS]
-    return summaries
+    return [*summaries, out(layout.sweep_table())]
+
+
+def sweep_choices(wildcards):
+    """Each variant's round choice (select_round), in variant order."""
+    return [vout(name, sweeps.EVERY, layout.choice()) for name in VARIANTS]
+
+
+def sweep_tests(wildcards):
+    """Each variant's `selected` system's metrics on every evaluation target, variant by variant."""
+    return [
+        vout(name, sweeps.EVERY, layout.metrics("selected", t["dataset"], t["split"]))
+        for name in VARIANTS
+        for t in config["data"]["eval"]
+    ]
 
 
 check_sweep()
