@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import copy
 
+import pandas as pd
 import pytest
 import yaml
 from conftest import REPO
@@ -119,3 +120,39 @@ def test_adding_a_variant_moves_no_earlier_folder(recipe):
     for name in before:
         for r in (0, 1, 2):
             assert sw.folder(before, base, name, sw.model_keys(r)) == sw.folder(after, base, name, sw.model_keys(r))
+
+
+def write_variant(tmp_path, name: str, dev: list[float], chosen: int, test: list[float]) -> tuple[str, list[str]]:
+    """A variant's choice file and its `selected` metrics on one test target (per-query ndcg@10 `test`)."""
+    from dr_core.atomic import write_json
+
+    choice = tmp_path / name / "choice.json"
+    metrics = tmp_path / name / "metrics.test.json"
+    choice.parent.mkdir(parents=True)
+    write_json({"round": chosen, "metric": "ndcg@10", "dev": dev}, choice)
+    per_query = {f"q{i}": {"ndcg@10": v, "map": v / 2} for i, v in enumerate(test)}
+    mean = {m: sum(q[m] for q in per_query.values()) / len(test) for m in ("ndcg@10", "map")}
+    write_json(
+        {"system": "selected", "dataset": "tiny", "split": "test", "metrics": mean, "per_query": per_query}, metrics
+    )
+    return str(choice), [str(metrics)]
+
+
+def test_sweep_table_picks_the_best_variant_on_dev_and_tests_against_the_base(tmp_path):
+    from dr_core.sweep_table import sweep_table
+
+    base = [0.1, 0.2, 0.3, 0.4, 0.5, 0.6]
+    variants = {
+        "base": write_variant(tmp_path, "base", [0.1, 0.3, 0.2], 1, base),
+        "a": write_variant(tmp_path, "a", [0.1, 0.2, 0.5], 2, [v + 0.01 * (i % 2) for i, v in enumerate(base)]),
+        # b: best on test, not on dev
+        "b": write_variant(tmp_path, "b", [0.1, 0.4, 0.3], 1, [v + 0.3 + 0.02 * i for i, v in enumerate(base)]),
+        "c": write_variant(tmp_path, "c", [0.1, 0.2, 0.2], 1, base),
+    }
+    table, pvalues, marked, metric = sweep_table(variants, "base", 0.05)
+    assert list(table["variant"]) == ["base", "a", "b", "c"] and metric == "ndcg@10"
+    assert list(table["selected"]) == [1, 2, 1, 1] and list(table["dev_ndcg@10"]) == [0.3, 0.5, 0.4, 0.2]
+    assert list(table["best"]) == ["", "*", "", ""]  # the dev argmax, although b is better on test
+    p = pvalues["p_vs_base"]
+    assert pd.isna(p[0]) and p[2] < 0.05 and p[3] == 1.0  # c equals the base: p = 1
+    assert marked[2].endswith("a+") and marked[1].startswith(f"{table['ndcg@10'][1]:.4f}")
