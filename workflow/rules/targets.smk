@@ -44,6 +44,13 @@ def print_summary():
     summary = Path(out(layout.summary()))
     if summary.exists():
         print(f"\n{summary}:\n{summary.read_text()}")
+    table = Path(out(layout.sweep_table()))
+    if SWEEP and table.exists():
+        print(
+            f"\n{table} (each variant's selected round, chosen on dev; best = the best dev figure; "
+            f"p_vs_{BASE_VARIANT}: paired t-test against the base variant, Holm over the variants):\n"
+            f"{table.read_text()}"
+        )
     beir = Path(out(layout.summary_beir()))
     if beir.exists():
         print(
