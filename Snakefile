@@ -49,6 +49,8 @@ rule all:
     default_target: True
     input:
         lambda w: all_targets(),
+        # apart: each variant's checkpoints (ance.rounds' decisions) are then found by its own jobs, in parallel
+        lambda w: sweep_targets(),
 
 
 onsuccess:

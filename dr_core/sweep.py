@@ -124,17 +124,16 @@ def schema_keys(schema: Mapping[str, Any], key: str) -> bool:
     return True
 
 
-def check_key(variant: str, key: str, schema: Mapping[str, Any]) -> None:
-    """A key a variant sets must be a recipe key that a sweep may vary."""
+def check_key(where: str, key: str, schema: Mapping[str, Any]) -> None:
+    """A key a variant (`where`: "variant 'v1'", or "the grid") sets must be a recipe key a sweep may vary."""
     if not schema_keys(schema, key):
-        raise SweepError(f"sweep: variant '{variant}' sets '{key}', which is not a recipe key")
+        raise SweepError(f"sweep: {where} sets '{key}', which is not a recipe key")
     for refused, why in REFUSED.items():
         if key == refused or key.startswith(f"{refused}."):
-            raise SweepError(f"sweep: variant '{variant}' sets '{key}', which a sweep cannot vary: {why}")
+            raise SweepError(f"sweep: {where} sets '{key}', which a sweep cannot vary: {why}")
     if not any(key == k or key.startswith(f"{k}.") for k in SWEEPABLE):
         raise SweepError(
-            f"sweep: variant '{variant}' sets '{key}'; a sweep varies only the training-side keys "
-            f"{', '.join(SWEEPABLE)} for now"
+            f"sweep: {where} sets '{key}'; a sweep varies only the training-side keys {', '.join(SWEEPABLE)} for now"
         )
 
 
@@ -190,7 +189,7 @@ def expand(
     patches: dict[str, dict[str, Any]] = {}
     grid = sweep.get("grid") or {}
     for key in grid:
-        check_key(f"grid {key}", key, schema)
+        check_key("the grid", key, schema)
     grid_points = grid_variants(grid) if grid else {}
     named = sweep.get("variants") or {}
     for name in named:
@@ -208,7 +207,7 @@ def expand(
         if not NAME.match(name):
             raise SweepError(f"sweep: variant name '{name}' is not a folder name ([A-Za-z0-9._=,+-])")
         for key in dotted(patch):
-            check_key(name, key, schema)
+            check_key(f"variant '{name}'", key, schema)
         variant = merge(base, patch)
         try:
             validate(variant)

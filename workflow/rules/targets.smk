@@ -36,7 +36,6 @@ def all_targets():
         *msmarco_runs,
         *report_targets(),
         *card_targets(),
-        *sweep_targets(),
     ]
 
 
