@@ -6,9 +6,10 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import pandas as pd
 import pytest
 import yaml
-from conftest import REPO
+from conftest import REPO, copy_run, snakemake_in
 from test_workflow import FIXTURE_CONFIG, planned_jobs, snakemake
 
 GRID = {"train.lr": [1.0e-4, 2.0e-4], "train.group_size": [3, 2]}  # the fixture's lr 1e-4, group 3: the base
@@ -41,6 +42,26 @@ def test_a_mining_only_sweep_shares_round_one(tmp_path):
     jobs = planned_jobs(dry_run(config, tmp_path / "run").stdout)
     assert jobs["train"] == 1 + 2  # round 1 once, round 2 per variant (base, n4)
     assert jobs["first_negatives"] == 1 and jobs["mine"] == 2
+
+
+def test_merged_and_hybrid_systems_are_per_variant_where_they_differ(tmp_path):
+    config = yaml.safe_load(sweep_config(tmp_path).read_text())
+    config["merge"] = {"rounds": ["selected", 1]}
+    config["hybrid"] = {"rounds": [0, 1, "selected", "wise-selected"], "depth": 20}
+    config["sweep"] = {"variants": {"lr2": {"train": {"lr": 2.0e-4}}, "n4": {"negatives": {"mine": {"n": 4}}}}}
+    path = tmp_path / "hybrid.yaml"
+    path.write_text(yaml.safe_dump(config, sort_keys=False))
+    proc = dry_run(path, tmp_path / "run")
+    jobs = planned_jobs(proc.stdout)
+    # base: wise-selected, wise-round1; lr2: both; n4: wise-selected only (its round 1 is the base's)
+    assert jobs["merge_model"] == 2 + 2 + 1
+    # base: bm25+ round0, round1, selected, wise-selected; lr2: all but round0's; n4: selected's two only
+    assert jobs["fuse"] == 4 + 3 + 2 and jobs["fusion_weight"] == 4 + 3 + 2
+    files = planned_files(proc.stdout)
+    assert "results/tiny/bm25+round0/tiny/run.test.trec" in files
+    assert not any(
+        f.startswith(("results/tiny/variants/n4/wise-round1", "results/tiny/variants/n4/bm25+round1")) for f in files
+    )
 
 
 def planned_files(output: str) -> set[str]:
@@ -120,3 +141,29 @@ def test_a_sweep_needs_a_dev_split(tmp_path):
 def test_the_schema_documents_the_sweep_section():
     schema = yaml.safe_load((REPO / "workflow" / "schemas" / "config.schema.yaml").read_text())
     assert {"grid", "variants"} <= set(schema["properties"]["sweep"]["properties"])
+
+
+@pytest.mark.slow
+def test_a_two_by_two_sweep_runs_and_compares_its_variants(fixture_run, tmp_path):
+    """The fixture's 2 x 2 grid run for real (with a dev split carved from train): sweep.tsv has a row per variant,
+    the best is the dev argmax, a second run does nothing, and an added variant plans only its own steps."""
+    repo = copy_run(fixture_run, tmp_path / "run")
+    config = sweep_config(tmp_path, grid=GRID)
+    proc = snakemake_in(repo, "--cores", "2", config=config)
+    out = repo / "results" / "tiny"
+    table = pd.read_csv(out / "sweep.tsv", sep="\t", keep_default_na=False)
+    assert list(table["variant"]) == VARIANTS and "sweep.tsv" in proc.stdout
+    dev = {}
+    for name in VARIANTS:
+        folder = out if name == VARIANTS[0] else out / "variants" / name
+        choice = json.loads((folder / "selected" / "choice.json").read_text())
+        dev[name] = choice["dev"][choice["round"]]
+        assert (folder / "summary.tsv").exists()
+    best = max(VARIANTS, key=lambda n: (dev[n], -VARIANTS.index(n)))
+    assert list(table.loc[table["best"] == "*", "variant"]) == [best]
+    assert table.loc[0, "p_vs_lr=0.0001,group_size=3"] == ""  # the base against itself
+    assert (out / "report" / "sweep_dev.png").stat().st_size > 0
+    assert "Nothing to be done" in snakemake_in(repo, "-n", config=config).stdout
+    added = sweep_config(tmp_path, grid=GRID, variants={"lr3": {"train": {"lr": 3.0e-4}}})
+    jobs = planned_jobs(snakemake_in(repo, "-n", config=added).stdout)
+    assert jobs["train"] == 2 and jobs["summary"] == 1 and not set(SHARED) & set(jobs)

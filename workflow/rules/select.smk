@@ -70,9 +70,9 @@ rule merge_model:
         base=out(layout.round_model(0)),
         tuned=merged_round,
     output:
-        directory(out(layout.model("wise-{which}"))),
+        directory(out("{vdir}" + layout.model("wise-{which}"))),
     log:
-        log_path("merge", "wise-{which}"),
+        log_path("merge", "{vdir}wise-{which}"),
     wildcard_constraints:
         which=r"round\d+|selected",
     conda:

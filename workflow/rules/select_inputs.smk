@@ -28,13 +28,15 @@ def selected_round(name=BASE_VARIANT):
 
 
 def merged_round(wildcards):
-    """The trained model a merged model mixes with the base: round<r>'s, or the selected round's."""
-    which = wildcards.which
-    return out(
-        layout.round_model(
-            selected_round() if which == "selected" else which.removeprefix("round")
-        )
+    """The trained model a merged model mixes with the base: round<r>'s, or the selected round's (of the job's
+    variant)."""
+    name, which = variant(wildcards), wildcards.which
+    r = (
+        selected_round(name)
+        if which == "selected"
+        else int(which.removeprefix("round"))
     )
+    return vout(name, sweeps.model_keys(r), layout.round_model(r))
 
 
 def selected_round_run(wildcards):

@@ -25,10 +25,28 @@ def vout(name, keys, path):
 
 
 def dense_keys(dense, train_target=False):
-    """The keys a dense system's files depend on: round r's (dr_core.sweep.run_keys); wise-* only without a
-    sweep (check_sweep)."""
-    r = layout.round_of(dense)
+    """The keys a dense system's files depend on (its model, embeddings, index; a run also on the depth of the
+    train queries' runs): round r's (dr_core.sweep.run_keys), a merged model's (wise-round<r>: round r's), every
+    sweepable key for `selected` and wise-selected."""
+    r = layout.round_of(dense.removeprefix("wise-"))
     return sweeps.run_keys(r, train_target) if r is not None else sweeps.EVERY
+
+
+def weight_keys(ranker):
+    """The keys the tuned weight of `bm25+<ranker>` depends on: the ranker's run of the tune split."""
+    return dense_keys(ranker, TUNE_SPLIT == TRAIN_SPLIT)
+
+
+def system_keys(system, train_target=False):
+    """The keys a system's runs (and metrics) depend on: none for BM25, the dense system's, and for a hybrid also
+    its tuned weight's."""
+    if system == "bm25":
+        return ()
+    ranker = system.removeprefix("bm25+")
+    keys = dense_keys(ranker, train_target)
+    if ranker != system and TUNED:
+        keys = (*keys, *weight_keys(ranker))
+    return keys
 
 
 def check_sweep():
@@ -42,8 +60,6 @@ def check_sweep():
             "config: a sweep compares the variants' `selected` rounds, chosen on dev; set data.dev"
         )
     for key, on in (
-        ("merge.rounds", config["merge"]["rounds"]),
-        ("hybrid.rounds", config["hybrid"]["rounds"]),
         ("reranker.systems", config["reranker"]["systems"]),
         ("distill.teacher", config["distill"]["teacher"]),
         ("hub.repo_id", config["hub"]["repo_id"]),

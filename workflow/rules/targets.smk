@@ -1,14 +1,6 @@
 # What `snakemake` builds by default (rule all), and the summary printed after a run.
 
 
-def system_keys(system):
-    """The sweepable keys a system's runs on an evaluation target depend on: none for BM25, a round's
-    (dense_keys), every one for `selected` (and the systems a sweep refuses)."""
-    if system == "bm25":
-        return ()
-    return dense_keys(system) if layout.round_of(system) is not None else sweeps.EVERY
-
-
 def eval_metric_files(name=BASE_VARIANT):
     """Metrics of every system of variant `name` on every evaluation target, in table order (an input function's
     body: the rounds may wait on dev decisions)."""
