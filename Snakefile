@@ -21,6 +21,7 @@ include: "workflow/rules/training_inputs.smk"
 include: "workflow/rules/cards.smk"
 include: "workflow/rules/mine_inputs.smk"
 include: "workflow/rules/fusion_inputs.smk"
+include: "workflow/rules/sweep_inputs.smk"
 include: "workflow/rules/tevatron_inputs.smk"
 include: "workflow/rules/select_inputs.smk"
 include: "workflow/rules/hub_inputs.smk"
@@ -41,12 +42,15 @@ include: "workflow/rules/evaluate.smk"
 include: "workflow/rules/select.smk"
 include: "workflow/rules/hub.smk"
 include: "workflow/rules/report.smk"
+include: "workflow/rules/sweep.smk"
 
 
 rule all:
     default_target: True
     input:
         lambda w: all_targets(),
+        # apart: each variant's checkpoints (ance.rounds' decisions) are then found by its own jobs, in parallel
+        lambda w: sweep_targets(),
 
 
 onsuccess:

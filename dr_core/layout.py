@@ -193,6 +193,12 @@ def summary_beir() -> str:
     return "summary.beir.tsv"
 
 
+def sweep_table() -> str:
+    """A sweep's comparison of its variants (their `selected` rounds); each variant's own files are under
+    `variants/<variant>/` where they differ from the base recipe's (dr_core.sweep)."""
+    return "sweep.tsv"
+
+
 def report(name: str) -> str:
     """A figure or table of `snakemake --report`."""
     return f"report/{name}"

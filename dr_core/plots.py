@@ -9,7 +9,7 @@ from __future__ import annotations
 import argparse
 import html
 import re
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 import matplotlib
@@ -229,6 +229,32 @@ def summary_html(
         "td:nth-child(-n+3){text-align:left}table.beir td{text-align:right}table.beir td:first-child{text-align:left}"
         "</style></head>"
         f"<body>{body}</body></html>\n"
+    )
+    with atomic_path(out) as tmp:
+        tmp.write_text(page)
+
+
+def plot_sweep_dev(dev: Mapping[str, Sequence[float]], metric: str, out: str | Path) -> None:
+    """A sweep's dev figure per round, a line per variant (the rounds each variant trained)."""
+    fig, ax = plt.subplots(figsize=(6, 4))
+    for name, values in dev.items():
+        ax.plot(range(len(values)), values, marker="o", label=name)
+    ax.set_xlabel("round")
+    ax.set_ylabel(f"dev {metric}")
+    ax.set_xticks(range(max(len(v) for v in dev.values())))
+    ax.set_title("Dev figure by round, per variant")
+    ax.legend(fontsize="small")
+    _save(fig, out)
+
+
+def sweep_html(table: pd.DataFrame, note: str, out: str | Path) -> None:
+    """A sweep's comparison (sweep.tsv's rows, the tested metric marked) as a standalone HTML page."""
+    page = (
+        "<!doctype html><html><head><meta charset='utf-8'><title>Sweep</title><style>"
+        "body{font-family:sans-serif;margin:1em}table{border-collapse:collapse}"
+        "th,td{border:1px solid #bbb;padding:4px 10px;text-align:right}th{background:#eee}"
+        "td:first-child{text-align:left}</style></head>"
+        f"<body>{table.to_html(index=False, na_rep='')}<p class='legend'>{html.escape(note)}</p></body></html>\n"
     )
     with atomic_path(out) as tmp:
         tmp.write_text(page)

@@ -206,7 +206,54 @@ def _compare(a: argparse.Namespace) -> None:
     print(legend(metric, baselines, alpha))
 
 
+def _add_sweep_table(sub: argparse._SubParsersAction) -> None:
+    s = sub.add_parser(
+        "sweep-table",
+        help="a sweep's comparison: each variant's selected round (dev), test figures, t-test against the base",
+        settings={"": "dr_core.significance:SignificanceSettings"},
+    )
+    s.add_argument("--variants", nargs="+", required=True, help="the variants' names, the base among them")
+    s.add_argument("--base", required=True, help="the variant every other is tested against")
+    s.add_argument("--choices", nargs="+", required=True, help="each variant's choice.json, in --variants order")
+    s.add_argument(
+        "--tests", nargs="+", required=True,
+        help="the metrics JSON of each variant's `selected` system on every evaluation target, variant by variant",
+    )  # fmt: skip
+    s.add_argument("--out", required=True, help="the table (TSV)")
+    s.add_argument("--html", help="also the table as an HTML page")
+    s.add_argument("--plot", help="also the dev figure by round per variant (PNG)")
+    s.set_defaults(func=_sweep_table)
+
+
+def _sweep_table(a: argparse.Namespace) -> None:
+    from dr_core.plots import plot_sweep_dev, sweep_html
+    from dr_core.significance import SignificanceSettings, format_p
+    from dr_core.sweep_table import dev_by_round, legend, sweep_table
+
+    alpha = settings_from_args(SignificanceSettings, a).alpha
+    n = len(a.variants)
+    if len(a.choices) != n or len(a.tests) % n:
+        raise ValueError(f"sweep-table: {n} variants need {n} --choices and the same number of --tests for each")
+    per = len(a.tests) // n
+    variants = {
+        name: (choice, a.tests[i * per : (i + 1) * per]) for i, (name, choice) in enumerate(zip(a.variants, a.choices))
+    }
+    table, pvalues, marked, metric = sweep_table(variants, a.base, alpha)
+    pcolumns = {c: pvalues[c].map(format_p) for c in pvalues}
+    select_metric = next(c for c in table.columns if c.startswith("dev_")).removeprefix("dev_")
+    note = legend(metric, a.base, alpha, select_metric)
+    with atomic_path(a.out) as tmp:
+        table.assign(**pcolumns).to_csv(tmp, sep="\t", index=False, float_format="%.4f")
+    shown = table.assign(**{metric: marked}, **pcolumns)
+    print(shown.to_csv(sep="\t", index=False, float_format="%.4f"), end="")
+    print(note)
+    if a.html:
+        sweep_html(shown.round(4), note, a.html)
+    if a.plot:
+        plot_sweep_dev(dev_by_round(dict(zip(a.variants, a.choices))), select_metric, a.plot)
+
+
 def register(sub: argparse._SubParsersAction) -> None:
     """Hybrid runs (fusion), metrics, the summary tables and the comparison of any runs."""
-    for add in (_add_fusion_weight, _add_fuse, _add_evaluate, _add_summarize, _add_compare):
+    for add in (_add_fusion_weight, _add_fuse, _add_evaluate, _add_summarize, _add_compare, _add_sweep_table):
         add(sub)

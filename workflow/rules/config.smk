@@ -3,27 +3,35 @@
 import json
 from pathlib import Path
 
+import dr_core.sweep as sweeps
 from dr_core.tokenization import PASSAGE_TEMPLATE, check_template
 from snakemake.utils import validate
 
 
-def validate_config():
-    """Validate (and fill defaults into) the config against the schema, read with libyaml and handed to
-    Snakemake's validate as JSON: Snakemake reads a YAML schema in pure Python, 0.25-0.5 s of every
+def load_schema():
+    """The config schema, read with libyaml: Snakemake reads a YAML schema in pure Python, 0.25-0.5 s of every
     invocation (even `-n` with nothing to do), and JSON in C."""
-    import tempfile
     import yaml
 
     schema = Path(workflow.basedir, "workflow", "schemas", "config.schema.yaml")
     with open(schema, encoding="utf-8") as f:
-        loaded = yaml.load(f, Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader))
+        return yaml.load(f, Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader))
+
+
+SCHEMA = load_schema()
+
+
+def validate_recipe(recipe):
+    """Validate (and fill defaults into) a recipe against the schema, handed to Snakemake's validate as JSON."""
+    import tempfile
+
     with tempfile.NamedTemporaryFile("w", suffix=".schema.json") as tmp:
-        json.dump(loaded, tmp)
+        json.dump(SCHEMA, tmp)
         tmp.flush()
-        validate(config, schema=tmp.name)
+        validate(recipe, schema=tmp.name)
 
 
-validate_config()
+validate_recipe(config)
 
 
 def resolve_templates():
@@ -48,23 +56,27 @@ def resolve_templates():
 resolve_templates()
 
 
-def check_rank_windows():
+def check_rank_windows(recipe, where="config"):
     """A negatives window must fit in the ranking it samples from: rank_min <= rank_max <= depth."""
     for stage in ("first_stage", "mine"):
-        w = config["negatives"][stage]
+        w = recipe["negatives"][stage]
         if w["rank_max"] > w["depth"]:
             raise ValueError(
-                f"config: negatives.{stage}.rank_max ({w['rank_max']}) exceeds negatives.{stage}.depth "
+                f"{where}: negatives.{stage}.rank_max ({w['rank_max']}) exceeds negatives.{stage}.depth "
                 f"({w['depth']}), the length of the ranking it samples from"
             )
         if w["rank_min"] > w["rank_max"]:
             raise ValueError(
-                f"config: negatives.{stage}.rank_min ({w['rank_min']}) exceeds negatives.{stage}.rank_max "
+                f"{where}: negatives.{stage}.rank_min ({w['rank_min']}) exceeds negatives.{stage}.rank_max "
                 f"({w['rank_max']})"
             )
 
 
-check_rank_windows()
+# The sweep's variants (dr_core.sweep): {name: validated config}, the base recipe one of them (BASE_VARIANT).
+VARIANTS, BASE_VARIANT = sweeps.expand(config, SCHEMA, validate_recipe)
+SWEEP = len(VARIANTS) > 1
+for _name, _recipe in VARIANTS.items():
+    check_rank_windows(_recipe, f"sweep: variant '{_name}'" if SWEEP else "config")
 
 
 TRAIN_DS = config["data"]["train"]["dataset"]

@@ -21,6 +21,7 @@ TEVATRON_DATASETS = names_pattern("tevatron")
 
 
 wildcard_constraints:
+    vdir=r"(variants/[^/]+/)?",
     dataset=r"[A-Za-z0-9_-]+",
     split=r"[A-Za-z0-9_-]+",
     round=r"\d+",

@@ -1,11 +1,11 @@
 rule evaluate:
     input:
-        run=out(layout.run()),
+        run=out("{vdir}" + layout.run()),
         qrels=out(layout.qrels()),
     output:
-        out(layout.metrics()),
+        out("{vdir}" + layout.metrics()),
     log:
-        log_path("evaluate", "{system}.{dataset}.{split}"),
+        log_path("evaluate", "{vdir}{system}.{dataset}.{split}"),
     conda:
         CPU_ENV
     threads: res("evaluate", "threads")
@@ -22,12 +22,12 @@ rule evaluate:
 
 rule summary:
     input:
-        lambda w: eval_metric_files(),
+        lambda w: eval_metric_files(variant(w)),
     output:
-        summary=out(layout.summary()),
-        beir=out(layout.summary_beir()),
+        summary=out("{vdir}" + layout.summary()),
+        beir=out("{vdir}" + layout.summary_beir()),
     log:
-        log_path("summary"),
+        log_path("{vdir}summary"),
     conda:
         CPU_ENV
     threads: res("summary", "threads")

@@ -6,9 +6,9 @@ rule fuse:
     input:
         unpack(fuse_inputs),
     output:
-        out(layout.run("bm25+{ranker}")),
+        out("{vdir}" + layout.run("bm25+{ranker}")),
     log:
-        log_path("fuse", "bm25+{ranker}.{dataset}.{split}"),
+        log_path("fuse", "{vdir}bm25+{ranker}.{dataset}.{split}"),
     conda:
         CPU_ENV
     threads: res("fuse", "threads")
@@ -28,12 +28,12 @@ rule fuse:
 rule fusion_weight:
     input:
         bm25=out(layout.run("bm25", TRAIN_DS, TUNE_SPLIT)),
-        dense=out(layout.run("{ranker}", TRAIN_DS, TUNE_SPLIT)),
+        dense=tune_run,
         qrels=out(layout.qrels(TRAIN_DS, TUNE_SPLIT)),
     output:
-        out(layout.fusion_weight()),
+        out("{vdir}" + layout.fusion_weight()),
     log:
-        log_path("fuse", "bm25+{ranker}.weight"),
+        log_path("fuse", "{vdir}bm25+{ranker}.weight"),
     conda:
         CPU_ENV
     threads: res("fusion_weight", "threads")

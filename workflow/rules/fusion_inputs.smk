@@ -52,11 +52,19 @@ check_hybrid()
 
 
 def fuse_inputs(wildcards):
-    """The BM25 and round r runs of a target, and the tuned weight when there is one."""
+    """The BM25 and ranker runs of a target, and the tuned weight when there is one (of the job's variant)."""
+    name, ranker = variant(wildcards), wildcards.ranker
+    dataset, split = wildcards.dataset, wildcards.split
+    dense_run = layout.run(ranker, dataset, split)
     runs = {
-        name: out(layout.run(system, wildcards.dataset, wildcards.split))
-        for name, system in (("bm25", "bm25"), ("dense", wildcards.ranker))
+        "bm25": out(layout.run("bm25", dataset, split)),
+        "dense": vout(name, dense_keys(ranker, is_train_target(wildcards)), dense_run),
     }
-    return runs | (
-        {"weight": out(layout.fusion_weight(wildcards.ranker))} if TUNED else {}
-    )
+    weight = vout(name, weight_keys(ranker), layout.fusion_weight(ranker))
+    return runs | ({"weight": weight} if TUNED else {})
+
+
+def tune_run(wildcards):
+    """The ranker's run of the tune split, which its fusion weight is tuned on (of the job's variant)."""
+    run = layout.run(wildcards.ranker, TRAIN_DS, TUNE_SPLIT)
+    return vout(variant(wildcards), weight_keys(wildcards.ranker), run)

@@ -53,12 +53,12 @@ rule train:
         teacher=teacher_scores,
         clusters=query_clusters,
     output:
-        model=directory(out(layout.round_model())),
-        log_csv=out(layout.train_log()),
+        model=directory(out("{vdir}" + layout.round_model())),
+        log_csv=out("{vdir}" + layout.train_log()),
     log:
-        log_path("train", "round{round}"),
+        log_path("train", "{vdir}round{round}"),
     benchmark:
-        benchmark_path("train", "round{round}")
+        benchmark_path("train", "{vdir}round{round}")
     wildcard_constraints:
         round=r"[1-9]\d*",
     conda:
@@ -67,9 +67,15 @@ rule train:
     resources:
         **rule_resources("train"),
     params:
-        settings=cli_flags(config["train"]),
-        dro=cli_flags(config["dro"], "dro") if config["dro"]["type"] != "none" else "",
-        checkpoints=lambda w: out(layout.checkpoints(layout.round_name(w.round))),
+        settings=lambda w: cli_flags(vconfig(w)["train"]),
+        dro=lambda w: (
+            cli_flags(vconfig(w)["dro"], "dro")
+            if vconfig(w)["dro"]["type"] != "none"
+            else ""
+        ),
+        checkpoints=lambda w: out(
+            w.vdir + layout.checkpoints(layout.round_name(w.round))
+        ),
         launcher=launcher,
         card=lambda w: model_card(w.round),
         code=step_fingerprint("train"),
@@ -112,13 +118,17 @@ rule teacher_scores:
 
 rule cluster:
     input:
-        model=lambda w: out(layout.round_model(int(w.round) - 1)),
+        model=lambda w: vout(
+            variant(w),
+            sweeps.model_keys(int(w.round) - 1),
+            layout.round_model(int(w.round) - 1),
+        ),
         queries=TRAIN_QUERY_TOKENS,
         qrels=TRAIN_QRELS,
     output:
-        out(layout.query_clusters()),
+        out("{vdir}" + layout.query_clusters()),
     log:
-        log_path("cluster", "round{round}"),
+        log_path("cluster", "{vdir}round{round}"),
     wildcard_constraints:
         round=r"[1-9]\d*",
     conda:
@@ -127,10 +137,10 @@ rule cluster:
     resources:
         **rule_resources("cluster"),
     params:
-        settings=cli_flags(
+        settings=lambda w: cli_flags(
             {
-                "num_clusters": config["dro"]["num_clusters"],
-                "seed": config["train"]["seed"],
+                "num_clusters": vconfig(w)["dro"]["num_clusters"],
+                "seed": vconfig(w)["train"]["seed"],
             }
         ),
         code=step_fingerprint("cluster"),

@@ -1,6 +1,9 @@
 # Round 1 trains on BM25 negatives (or a given file, or MS MARCO's triples); round r >= 2 on negatives mined
 # with round r-1's model (or its hybrid with BM25, or with a share from BM25: fusion_inputs.smk).
-MINE_ARGS = "python -m dr_core mine --run {input.run:q} --qrels {input.qrels:q} --out {output:q} {params.settings}"
+MINE_ARGS = (
+    "python -m dr_core mine --run {input.run:q} --qrels {input.qrels:q} --out {output:q} {params.settings} "
+    "{params.inputs} > {log:q} 2>&1"
+)
 
 
 if config["negatives"]["source"] != "bm25":
@@ -9,9 +12,9 @@ if config["negatives"]["source"] != "bm25":
         input:
             first_negatives_file(),
         output:
-            out(layout.train_negatives(1)),
+            out("{vdir}" + layout.train_negatives(1)),
         log:
-            log_path("negatives", "round1"),
+            log_path("negatives", "{vdir}round1"),
         conda:
             CPU_ENV
         threads: res("first_negatives", "threads")
@@ -28,34 +31,31 @@ else:
         input:
             run=out(layout.run("bm25", TRAIN_DS, TRAIN_SPLIT)),
             qrels=TRAIN_QRELS,
-            positives=(
-                out(layout.positive_scores(1))
-                if mine_settings("first_stage").filters
-                else []
-            ),
+            positives=first_stage_positives,
         output:
-            out(layout.train_negatives(1)),
+            out("{vdir}" + layout.train_negatives(1)),
         log:
-            log_path("negatives", "round1"),
+            log_path("negatives", "{vdir}round1"),
         conda:
             CPU_ENV
         threads: res("first_negatives", "threads")
         resources:
             **rule_resources("first_negatives"),
         params:
-            settings=cli_flags(mine_settings("first_stage")),
+            settings=lambda w: cli_flags(mine_settings("first_stage", vconfig(w))),
+            inputs=mine_input_options("first_stage"),
             code=step_fingerprint("mine"),
         shell:
-            f"{MINE_ARGS}{mine_inputs_shell('first_stage')} > {{log:q}} 2>&1"
+            MINE_ARGS
 
 
 rule mine:
     input:
         unpack(mine_inputs),
     output:
-        out(layout.train_negatives()),
+        out("{vdir}" + layout.train_negatives()),
     log:
-        log_path("negatives", "round{round}"),
+        log_path("negatives", "{vdir}round{round}"),
     wildcard_constraints:
         round=r"[2-9]|[1-9]\d+",
     conda:
@@ -64,10 +64,11 @@ rule mine:
     resources:
         **rule_resources("mine"),
     params:
-        settings=cli_flags(mine_settings("mine")),
+        settings=lambda w: cli_flags(mine_settings("mine", vconfig(w))),
+        inputs=mine_input_options("mine"),
         code=step_fingerprint("mine"),
     shell:
-        f"{MINE_ARGS}{mine_inputs_shell('mine')} > {{log:q}} 2>&1"
+        MINE_ARGS
 
 
 # The false-negative filter's scores of the judged positives under the mining model (negatives.<stage>.filter):
@@ -96,14 +97,20 @@ rule positive_scores_bm25:
 
 rule positive_scores:
     input:
-        model=lambda w: out(layout.round_model(int(w.round) - 1)),
+        model=lambda w: vout(
+            variant(w),
+            sweeps.model_keys(int(w.round) - 1),
+            layout.round_model(int(w.round) - 1),
+        ),
         queries=TRAIN_QUERY_TOKENS,
         qrels=TRAIN_QRELS,
-        shards=lambda w: emb_shards(layout.round_name(int(w.round) - 1), TRAIN_DS),
+        shards=lambda w: emb_shards(
+            layout.round_name(int(w.round) - 1), TRAIN_DS, variant(w)
+        ),
     output:
-        out(layout.positive_scores()),
+        out("{vdir}" + layout.positive_scores()),
     log:
-        log_path("negatives", "positive_scores.round{round}"),
+        log_path("negatives", "{vdir}positive_scores.round{round}"),
     wildcard_constraints:
         round=r"[2-9]|[1-9]\d+",
     conda:

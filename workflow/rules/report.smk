@@ -3,8 +3,8 @@
 
 rule report_table:
     input:
-        summary=rules.summary.output.summary,
-        beir=rules.summary.output.beir,
+        summary=out(layout.summary()),
+        beir=out(layout.summary_beir()),
     output:
         report(
             out(layout.report("summary.html")),
@@ -25,7 +25,7 @@ rule report_table:
 
 rule report_metrics:
     input:
-        rules.summary.output.summary,
+        out(layout.summary()),
     output:
         report(
             out(layout.report("metrics.png")),

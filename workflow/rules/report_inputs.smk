@@ -8,7 +8,7 @@ def uses_dro() -> bool:
 
 def train_logs() -> list[str]:
     """Every trained round's log (an input function's body: the rounds may wait on dev decisions)."""
-    return expand(rules.train.output.log_csv, round=trained_rounds()[1:])
+    return expand(rules.train.output.log_csv, vdir="", round=trained_rounds()[1:])
 
 
 def benchmark_files() -> list[str]:
@@ -27,19 +27,22 @@ def benchmark_files() -> list[str]:
         else set()
     )
     return [
-        *expand(rules.train.benchmark, round=rounds[1:]),
+        *expand(rules.train.benchmark, vdir="", round=rounds[1:]),
         *[
             path
             for r, ds in sorted({(r, ds) for r, ds, _ in runs})
             for path in expand(
                 rules.encode.benchmark,
+                vdir="",
                 dense=f"round{r}",
                 dataset=ds,
                 shard=range(SHARDS),
             )
         ],
         *[
-            rules.retrieve.benchmark.format(dense=f"round{r}", dataset=ds, split=sp)
+            rules.retrieve.benchmark.format(
+                vdir="", dense=f"round{r}", dataset=ds, split=sp
+            )
             for r, ds, sp in sorted(runs)
         ],
         *[rules.bm25.benchmark.format(dataset=ds, split=sp) for ds, sp in sorted(bm25)],

@@ -1,14 +1,14 @@
 rule encode:
     input:
-        model=out(layout.model()),
+        model=out("{vdir}" + layout.model()),
         tokens=out(layout.tokens(name="corpus")),
     output:
-        emb=out(layout.emb_shard()),
-        ids=out(layout.emb_ids()),
+        emb=out("{vdir}" + layout.emb_shard()),
+        ids=out("{vdir}" + layout.emb_ids()),
     log:
-        log_path("encode", "{dense}.{dataset}.shard{shard}"),
+        log_path("encode", "{vdir}{dense}.{dataset}.shard{shard}"),
     benchmark:
-        benchmark_path("encode", "{dense}.{dataset}.shard{shard}")
+        benchmark_path("encode", "{vdir}{dense}.{dataset}.shard{shard}")
     conda:
         GPU_ENV
     threads: res("encode", "threads")
@@ -36,15 +36,15 @@ rule encode:
 # is then written by the faiss release (faiss-gpu) that reads it.
 rule index:
     input:
-        model=out(layout.model()),
-        shards=lambda w: emb_shards(w.dense, w.dataset),
+        model=out("{vdir}" + layout.model()),
+        shards=lambda w: emb_shards(w.dense, w.dataset, variant(w)),
     output:
-        index=out(layout.index()),
-        meta=out(layout.index_meta()),
+        index=out("{vdir}" + layout.index()),
+        meta=out("{vdir}" + layout.index_meta()),
     log:
-        log_path("index", "{dense}.{dataset}"),
+        log_path("index", "{vdir}{dense}.{dataset}"),
     benchmark:
-        benchmark_path("index", "{dense}.{dataset}")
+        benchmark_path("index", "{vdir}{dense}.{dataset}")
     conda:
         GPU_ENV
     threads: res("index", "threads")
@@ -65,20 +65,15 @@ rule index:
 
 rule retrieve:
     input:
-        model=out(layout.model()),
+        unpack(retrieve_inputs),
         queries=out(layout.tokens(name="queries")),
         qrels=out(layout.qrels()),
-        index=out(layout.index()),
-        meta=out(layout.index_meta()),
-        ids=lambda w: [
-            out(layout.emb_ids(w.dense, w.dataset, s)) for s in range(SHARDS)
-        ],
     output:
-        out(layout.run("{dense}")),
+        out("{vdir}" + layout.run("{dense}")),
     log:
-        log_path("retrieve", "{dense}.{dataset}.{split}"),
+        log_path("retrieve", "{vdir}{dense}.{dataset}.{split}"),
     benchmark:
-        benchmark_path("retrieve", "{dense}.{dataset}.{split}")
+        benchmark_path("retrieve", "{vdir}{dense}.{dataset}.{split}")
     conda:
         GPU_ENV
     threads: res("retrieve", "threads")
@@ -86,7 +81,7 @@ rule retrieve:
         **rule_resources("retrieve"),
     params:
         depth=lambda w: (
-            config["negatives"]["mine"]["depth"]
+            vconfig(w)["negatives"]["mine"]["depth"]
             if is_train_target(w)
             else config["eval"]["depth"]
         ),

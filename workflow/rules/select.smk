@@ -5,11 +5,11 @@
 
 checkpoint round_decision:
     input:
-        lambda w: [dev_metrics(r) for r in range(int(w.round) + 1)],
+        lambda w: [dev_metrics(r, variant(w)) for r in range(int(w.round) + 1)],
     output:
-        out(layout.decision()),
+        out("{vdir}" + layout.decision()),
     log:
-        log_path("select", "decision{round}"),
+        log_path("select", "{vdir}decision{round}"),
     conda:
         CPU_ENV
     threads: res("round_decision", "threads")
@@ -29,11 +29,11 @@ checkpoint round_decision:
 
 checkpoint select_round:
     input:
-        lambda w: [dev_metrics(r) for r in trained_rounds()],
+        lambda w: [dev_metrics(r, variant(w)) for r in trained_rounds(variant(w))],
     output:
-        out(layout.choice()),
+        out("{vdir}" + layout.choice()),
     log:
-        log_path("select", "choice"),
+        log_path("select", "{vdir}choice"),
     conda:
         CPU_ENV
     threads: res("select_round", "threads")
@@ -48,14 +48,12 @@ checkpoint select_round:
 
 rule selected_run:
     input:
-        choice=out(layout.choice()),
-        run=lambda w: out(
-            layout.run(layout.round_name(selected_round()), w.dataset, w.split)
-        ),
+        choice=out("{vdir}" + layout.choice()),
+        run=lambda w: selected_round_run(w),
     output:
-        out(layout.run("selected")),
+        out("{vdir}" + layout.run("selected")),
     log:
-        log_path("select", "{dataset}.{split}"),
+        log_path("select", "{vdir}{dataset}.{split}"),
     conda:
         CPU_ENV
     threads: res("selected_run", "threads")
@@ -72,9 +70,9 @@ rule merge_model:
         base=out(layout.round_model(0)),
         tuned=merged_round,
     output:
-        directory(out(layout.model("wise-{which}"))),
+        directory(out("{vdir}" + layout.model("wise-{which}"))),
     log:
-        log_path("merge", "wise-{which}"),
+        log_path("merge", "{vdir}wise-{which}"),
     wildcard_constraints:
         which=r"round\d+|selected",
     conda:

@@ -1,12 +1,14 @@
 # What `snakemake` builds by default (rule all), and the summary printed after a run.
 
 
-def eval_metric_files():
-    """Metrics of every system on every evaluation target, in table order (an input function's body: the
-    rounds may wait on dev decisions)."""
-    every = systems(trained_rounds())
+def eval_metric_files(name=BASE_VARIANT):
+    """Metrics of every system of variant `name` on every evaluation target, in table order (an input function's
+    body: the rounds may wait on dev decisions)."""
+    every = systems(trained_rounds(name))
     return [
-        out(layout.metrics(system, t["dataset"], t["split"]))
+        vout(
+            name, system_keys(system), layout.metrics(system, t["dataset"], t["split"])
+        )
         for t in config["data"]["eval"]
         for system in every
     ]
@@ -33,6 +35,13 @@ def print_summary():
     summary = Path(out(layout.summary()))
     if summary.exists():
         print(f"\n{summary}:\n{summary.read_text()}")
+    table = Path(out(layout.sweep_table()))
+    if SWEEP and table.exists():
+        print(
+            f"\n{table} (each variant's selected round, chosen on dev; best = the best dev figure; "
+            f"p_vs_{BASE_VARIANT}: paired t-test against the base variant, Holm over the variants):\n"
+            f"{table.read_text()}"
+        )
     beir = Path(out(layout.summary_beir()))
     if beir.exists():
         print(

@@ -80,27 +80,44 @@ def denoises():
 
 
 def train_negatives(wildcards):
-    """The negatives round r trains on: denoised when the recipe says so."""
-    return out(layout.train_negatives(wildcards.round, denoised=denoises()))
+    """The negatives round r trains on (denoised when the recipe says so), in the folder of the job's variant."""
+    r = int(wildcards.round)
+    path = layout.train_negatives(r, denoised=denoises())
+    return vout(variant(wildcards), sweeps.negatives_keys(r), path)
 
 
 def query_clusters(wildcards):
-    """Round r's query clusters when the recipe trains with DRO; an empty list otherwise."""
-    if config["dro"]["type"] == "none":
+    """Round r's query clusters when the job's variant trains with DRO; an empty list otherwise."""
+    if vconfig(wildcards)["dro"]["type"] == "none":
         return []
-    return out(layout.query_clusters(wildcards.round))
+    r = int(wildcards.round)
+    return vout(variant(wildcards), sweeps.clusters_keys(r), layout.query_clusters(r))
 
 
 def train_init(wildcards):
     r = int(wildcards.round)
     start = r - 1 if config["ance"]["init"] == "previous" else 0
-    return out(layout.round_model(start))
+    return vout(variant(wildcards), sweeps.model_keys(start), layout.round_model(start))
 
 
-def emb_shards(dense, dataset):
-    """The corpus embedding shards of a dense model on a dataset: emb.npy, ids.txt, ... in shard order."""
+def emb_shards(dense, dataset, name=BASE_VARIANT):
+    """The corpus embedding shards of a dense model (of variant `name`) on a dataset: emb.npy, ids.txt, ... in
+    shard order."""
     return [
-        out(path(dense, dataset, s))
+        vout(name, dense_keys(dense), path(dense, dataset, s))
         for s in range(SHARDS)
         for path in (layout.emb_shard, layout.emb_ids)
     ]
+
+
+def retrieve_inputs(wildcards):
+    """The dense model, its index and shard ids: in the model's folder, which a run of the train queries (its
+    depth is negatives.mine.depth) may share with other variants."""
+    name, dense, ds = variant(wildcards), wildcards.dense, wildcards.dataset
+    folder = vfolder(name, dense_keys(dense))
+    return {
+        "model": out(folder + layout.model(dense)),
+        "index": out(folder + layout.index(dense, ds)),
+        "meta": out(folder + layout.index_meta(dense, ds)),
+        "ids": [out(folder + layout.emb_ids(dense, ds, s)) for s in range(SHARDS)],
+    }
