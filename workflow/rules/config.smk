@@ -1,34 +1,70 @@
 # The recipe's config: validated against the schema (defaults filled), templates and rank windows checked, and the
 # values every other file reads (train target, dev split, rounds).
 import json
+from importlib.metadata import version
 from pathlib import Path
 
 import dr_core.sweep as sweeps
+from dr_core.memo import Memo, add_missing, digest
 from dr_core.tokenization import PASSAGE_TEMPLATE, check_template
+from snakemake import __version__ as snakemake_version
 from snakemake.utils import validate
+
+# What every invocation would compute again (schema, validated recipes, code fingerprints), kept by dr_core.memo.
+MEMO = Memo(Path(".snakemake", "dr_core-memo.json"))
 
 
 def load_schema():
-    """The config schema, read with libyaml: Snakemake reads a YAML schema in pure Python, 0.25-0.5 s of every
-    invocation (even `-n` with nothing to do), and JSON in C."""
-    import yaml
+    """The config schema and a digest of its text, kept in MEMO. Read with libyaml: Snakemake reads a YAML
+    schema in pure Python, 0.25-0.5 s of every invocation (even `-n`), and JSON in C."""
+    path = Path(workflow.basedir, "workflow", "schemas", "config.schema.yaml")
+    text = path.read_bytes()
+    key = digest(text)
+    schema = MEMO.get(f"schema {key}")
+    if schema is None:
+        import yaml
 
-    schema = Path(workflow.basedir, "workflow", "schemas", "config.schema.yaml")
-    with open(schema, encoding="utf-8") as f:
-        return yaml.load(f, Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader))
+        schema = yaml.load(text, Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader))
+        MEMO.put(f"schema {key}", schema)
+    return schema, key
 
 
-SCHEMA = load_schema()
+SCHEMA, SCHEMA_KEY = load_schema()
+
+
+# What a validation depends on besides the recipe: the schema and the validators' versions.
+VALIDATOR = digest(SCHEMA_KEY, snakemake_version, version("jsonschema"))
+
+
+def recipe_key(recipe):
+    """MEMO's key of a validated recipe; None (validated every time) where JSON would not give it back (a YAML
+    date, a tuple, mixed keys) or where validation is skipped (skip_validation)."""
+    if workflow.modifier.skip_validation:
+        return None
+    try:
+        text = json.dumps(recipe, sort_keys=True)
+    except (TypeError, ValueError):
+        return None
+    return "recipe " + digest(VALIDATOR, text) if json.loads(text) == recipe else None
 
 
 def validate_recipe(recipe):
-    """Validate (and fill defaults into) a recipe against the schema, handed to Snakemake's validate as JSON."""
+    """Validate (and fill defaults into) a recipe against the schema, handed to Snakemake's validate as JSON.
+    A recipe validated before gets its defaults back from MEMO (jsonschema's import is most of the time).
+    """
     import tempfile
 
+    key = recipe_key(recipe)
+    filled = MEMO.get(key) if key else None
+    if filled is not None:
+        add_missing(recipe, filled)
+        return
     with tempfile.NamedTemporaryFile("w", suffix=".schema.json") as tmp:
         json.dump(SCHEMA, tmp)
         tmp.flush()
         validate(recipe, schema=tmp.name)
+    if key:
+        MEMO.put(key, recipe)
 
 
 validate_recipe(config)

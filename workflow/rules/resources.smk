@@ -1,6 +1,8 @@
 # Resources, threads and conda environments of the rules: config `resources.<rule>`, else the CPU or GPU default.
 # Each rule's `code` param is step_fingerprint(<its dr_core command>): editing that code reruns the rule.
-from dr_core.fingerprint import step_fingerprint
+from dr_core.memo import step_fingerprints
+
+step_fingerprint = step_fingerprints(MEMO)  # dr_core.fingerprint's, kept in MEMO
 
 GPU_RULES = {
     "train",
