@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
+import yaml
 
 REPO = Path(__file__).resolve().parents[1]
 FIXTURES = REPO / "tests" / "fixtures"
@@ -165,6 +166,23 @@ def shared_or_skip(name: str) -> Path:
 
 
 FIXTURE_RECIPE = "tests/fixtures/workflow_config.yaml"  # the fixture recipe, relative to a repository copy
+FIXTURE_CONFIG = REPO / FIXTURE_RECIPE
+
+
+def write_config(tmp_path: Path, **changes) -> Path:
+    """The fixture recipe with `changes` (dotted key -> value) applied, written to tmp_path/config.yaml."""
+    config = yaml.safe_load(FIXTURE_CONFIG.read_text())
+    for dotted, value in changes.items():
+        node = config
+        *parents, leaf = dotted.split(".")
+        for key in parents:
+            node = node.setdefault(key, {})
+        node[leaf] = value
+    path = tmp_path / "config.yaml"
+    path.write_text(yaml.safe_dump(config))
+    return path
+
+
 REPO_PARTS = ("workflow", "config", "profiles", "envs", "tests/fixtures", "dr_core")
 
 
@@ -205,3 +223,27 @@ def fixture_run(tmp_path_factory) -> Path:
     shutil.copy2(REPO / "Snakefile", repo / "Snakefile")
     snakemake_in(repo, "--cores", "2")
     return repo
+
+
+DEV_RECIPE = {
+    "data.dev": {"count": 4, "seed": 0},
+    # min_delta 1 (nDCG can never gain 1): no round improves, so patience 2 trains rounds 1 and 2, then stops
+    "ance.rounds": {"max": 3, "patience": 2, "min_delta": 1.0},
+    "negatives.first_stage": {"depth": 20, "rank_min": 1, "rank_max": 20, "n": 8, "filter": {"relative": 0.95}},
+    "negatives.mine": {"depth": 20, "rank_min": 2, "rank_max": 20, "n": 8, "filter": {"relative": 0.95}},
+    "merge": {"rounds": ["selected"], "alpha": 0.5},
+    "hybrid": {"rounds": ["selected", "wise-selected"], "depth": 20},
+}
+SWEEP_GRID = {"train.group_size": [3, 2], "train.lr": [1.0e-4, 3.0e-3]}  # the fixture's group 3, lr 1e-4: the base
+
+
+@pytest.fixture(scope="session")
+def dev_sweep_run(fixture_run, tmp_path_factory) -> tuple[Path, Path, str]:
+    """(repository copy, recipe, printed output) of the dev-choice recipe (DEV_RECIPE: a carved dev split, rounds
+    until dev stops improving, the filter on both stages, a merged model, hybrids) run as a 2 x 2 sweep
+    (SWEEP_GRID) from a copy of the fixture run. Its base variant is the recipe itself, in the base paths: the
+    dev-choice test reads those, the sweep test the comparison. One run for both saves a run of the base."""
+    tmp = tmp_path_factory.mktemp("dev_sweep")
+    config = write_config(tmp, **DEV_RECIPE, sweep={"grid": SWEEP_GRID})
+    repo = copy_run(fixture_run, tmp / "run")
+    return repo, config, snakemake_in(repo, "--cores", "2", config=config).stdout

@@ -9,7 +9,7 @@ import json
 import numpy as np
 import pandas as pd
 import pytest
-from conftest import copy_run, snakemake_in
+from conftest import snakemake_in
 from test_workflow import snakemake, write_config
 
 from dr_core.bm25 import bm25_pair_scores, bm25_search
@@ -112,22 +112,10 @@ def test_bm25_scores_of_given_pairs_are_the_scores_bm25_ranks_with():
     assert bm25_pair_scores(corpus, queries, pd.DataFrame({"qid": ["q"], "docid": ["c"]}))[0] == 0  # no shared word
 
 
-DEV_RECIPE = {
-    "data.dev": {"count": 4, "seed": 0},
-    # min_delta 1 (nDCG can never gain 1): no round improves, so patience 2 trains rounds 1 and 2, then stops
-    "ance.rounds": {"max": 3, "patience": 2, "min_delta": 1.0},
-    "negatives.first_stage": {"depth": 20, "rank_min": 1, "rank_max": 20, "n": 8, "filter": {"relative": 0.95}},
-    "negatives.mine": {"depth": 20, "rank_min": 2, "rank_max": 20, "n": 8, "filter": {"relative": 0.95}},
-    "merge": {"rounds": ["selected"], "alpha": 0.5},
-    "hybrid": {"rounds": ["selected", "wise-selected"], "depth": 20},
-}
-
-
 @pytest.mark.slow
-def test_dev_choices_on_the_fixture(fixture_run, tmp_path):
-    config = write_config(tmp_path, **DEV_RECIPE)
-    work = copy_run(fixture_run, tmp_path / "run")  # the corpus, its tokens and round 0 reused
-    snakemake_in(work, "--cores", "2", config=config)
+def test_dev_choices_on_the_fixture(dev_sweep_run):
+    """The base variant of dev_sweep_run: the dev-choice recipe's own files, in the recipe's own paths."""
+    work, config, _ = dev_sweep_run
     out = work / "results" / "tiny"
 
     # The 4 dev queries are in no training input: train qrels, BM25's train run, any round's negatives.

@@ -12,9 +12,16 @@ from pathlib import Path
 import pandas as pd
 import pytest
 import yaml
-from conftest import REPO, copy_run, in_copy, snakemake_cmd, snakemake_in, snakemake_in_cmd
-
-FIXTURE_CONFIG = REPO / "tests" / "fixtures" / "workflow_config.yaml"
+from conftest import (
+    FIXTURE_CONFIG,
+    REPO,
+    copy_run,
+    in_copy,
+    snakemake_cmd,
+    snakemake_in,
+    snakemake_in_cmd,
+    write_config,
+)
 
 
 def snakemake(*args: str, cwd: Path | None = None, check: bool = True) -> subprocess.CompletedProcess:
@@ -29,19 +36,6 @@ def planned_jobs(output: str) -> dict[str, int]:
     """Rule -> count from the 'Job stats' table of a dry run."""
     table = output.split("Job stats:")[1].split("total")[0]
     return {m.group(1): int(m.group(2)) for m in re.finditer(r"^(\w+)\s+(\d+)$", table, re.M)}
-
-
-def write_config(tmp_path: Path, **changes) -> Path:
-    config = yaml.safe_load(FIXTURE_CONFIG.read_text())
-    for dotted, value in changes.items():
-        node = config
-        *parents, leaf = dotted.split(".")
-        for key in parents:
-            node = node.setdefault(key, {})
-        node[leaf] = value
-    path = tmp_path / "config.yaml"
-    path.write_text(yaml.safe_dump(config))
-    return path
 
 
 def test_lint_is_clean():
