@@ -126,6 +126,32 @@ def test_the_table_is_the_summarys_for_the_same_runs(tmp_path, capsys):
     pd.testing.assert_frame_equal(table, want)
 
 
+def test_the_sweep_table_is_compares_for_the_variants_selected_runs(tmp_path, capsys):
+    """A sweep's comparison (each variant's selected run against the base variant's) gives compare's figures and
+    Holm-adjusted p-values for the same run files."""
+    import json
+
+    from dr_core.sweep_table import sweep_table
+
+    paths, qrels_files = _write(tmp_path)
+    variants = {}
+    for system, path in zip(SIGNAL, paths):
+        metrics = str(tmp_path / f"{system}.json")
+        args = ["--run", path, "--qrels", qrels_files["parquet"], "--out", metrics, "--system", "selected"]
+        assert cli.main(["evaluate", *args, "--dataset", "toy", "--split", "test", "--metrics", *DEFAULT_METRICS]) == 0
+        choice = tmp_path / f"{system}.choice.json"
+        choice.write_text(json.dumps({"round": 1, "metric": "ndcg@10", "dev": [0.1, 0.2]}))
+        variants[system] = (choice, [metrics])
+    table, pvalues, _, _ = sweep_table(variants, "base", 0.05)
+    capsys.readouterr()
+    rc, compared = _compare(tmp_path, "--qrels", qrels_files["parquet"], *paths, "--baseline", "base")
+    assert rc == 0 and list(compared["system"]) == list(table["variant"])
+    for metric in DEFAULT_METRICS:
+        assert [f"{v:.4f}" for v in table[metric]] == [v.split()[0] for v in compared[metric]], metric
+    ours = [f"{p:.4g}" if p == p else "" for p in pvalues["p_vs_base"]]
+    assert ours == list(compared["p_vs_base"]) and ours[0] == ""
+
+
 def test_names_baselines_and_queries_counted(tmp_path, capsys):
     paths, qrels_files = _write(tmp_path)
     # NAME=PATH names a run; a baseline may be given by path; the same tag twice falls back to the paths
