@@ -7,4 +7,8 @@ cd "$(dirname "$0")/.."
 bash scripts/setup.sh
 source scripts/env.sh
 export HF_HUB_OFFLINE=1 TOKENIZERS_PARALLELISM=false
-exec python -m pytest -q -rs tests "$@"
+# Two workers (DR_TEST_WORKERS): the slow tests spend much of their time starting processes and waiting on them,
+# so two fill 2 cores. --dist loadfile keeps each module on one worker (SLURM's cluster, the dev-choice sweep's
+# run); the fixture run is built once for both (conftest.fixture_run). (loadgroup's xdist_group marks do nothing
+# under pytest 9.2 with pytest-xdist 3.8.0: it renames items through an attribute pytest no longer reads.)
+exec python -m pytest -q -rs -n "${DR_TEST_WORKERS:-2}" --dist loadfile tests "$@"

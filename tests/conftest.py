@@ -213,37 +213,23 @@ def copy_run(repo: Path, dest: Path) -> Path:
 
 
 @pytest.fixture(scope="session")
-def fixture_run(tmp_path_factory) -> Path:
+def fixture_run(tmp_path_factory, worker_id) -> Path:
     """A copy of the repository (workflow, recipes, fixtures, dr_core) where the whole fixture recipe (2 rounds) has
     run once, its results inside the copy and the fixture data given by a path relative to it. Built once per
-    session; the slow tests read it, dry-run against it, or start from a `copy_run` of it."""
-    repo = tmp_path_factory.mktemp("fixture_run") / "repo"
-    for name in REPO_PARTS:
-        shutil.copytree(REPO / name, repo / name, ignore=shutil.ignore_patterns("__pycache__"))
-    shutil.copy2(REPO / "Snakefile", repo / "Snakefile")
-    snakemake_in(repo, "--cores", "2")
+    test run: under pytest-xdist the first worker to ask builds it in the run's common temporary folder while the
+    others wait on a lock, then all read it. The slow tests read it, dry-run against it, or start from a
+    `copy_run` of it."""
+    from filelock import FileLock
+
+    base = tmp_path_factory.getbasetemp()
+    shared = base if worker_id == "master" else base.parent  # xdist: gw0, gw1 ... share their parent
+    repo, done = shared / "fixture_run" / "repo", shared / "fixture_run.done"
+    with FileLock(shared / "fixture_run.lock"):
+        if not done.exists():
+            shutil.rmtree(repo.parent, ignore_errors=True)
+            for name in REPO_PARTS:
+                shutil.copytree(REPO / name, repo / name, ignore=shutil.ignore_patterns("__pycache__"))
+            shutil.copy2(REPO / "Snakefile", repo / "Snakefile")
+            snakemake_in(repo, "--cores", "2")
+            done.touch()
     return repo
-
-
-DEV_RECIPE = {
-    "data.dev": {"count": 4, "seed": 0},
-    # min_delta 1 (nDCG can never gain 1): no round improves, so patience 2 trains rounds 1 and 2, then stops
-    "ance.rounds": {"max": 3, "patience": 2, "min_delta": 1.0},
-    "negatives.first_stage": {"depth": 20, "rank_min": 1, "rank_max": 20, "n": 8, "filter": {"relative": 0.95}},
-    "negatives.mine": {"depth": 20, "rank_min": 2, "rank_max": 20, "n": 8, "filter": {"relative": 0.95}},
-    "merge": {"rounds": ["selected"], "alpha": 0.5},
-    "hybrid": {"rounds": ["selected", "wise-selected"], "depth": 20},
-}
-SWEEP_GRID = {"train.group_size": [3, 2], "train.lr": [1.0e-4, 3.0e-3]}  # the fixture's group 3, lr 1e-4: the base
-
-
-@pytest.fixture(scope="session")
-def dev_sweep_run(fixture_run, tmp_path_factory) -> tuple[Path, Path, str]:
-    """(repository copy, recipe, printed output) of the dev-choice recipe (DEV_RECIPE: a carved dev split, rounds
-    until dev stops improving, the filter on both stages, a merged model, hybrids) run as a 2 x 2 sweep
-    (SWEEP_GRID) from a copy of the fixture run. Its base variant is the recipe itself, in the base paths: the
-    dev-choice test reads those, the sweep test the comparison. One run for both saves a run of the base."""
-    tmp = tmp_path_factory.mktemp("dev_sweep")
-    config = write_config(tmp, **DEV_RECIPE, sweep={"grid": SWEEP_GRID})
-    repo = copy_run(fixture_run, tmp / "run")
-    return repo, config, snakemake_in(repo, "--cores", "2", config=config).stdout

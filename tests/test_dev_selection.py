@@ -1,15 +1,11 @@
 """Choices on dev: the carved dev split, the selected round, the stopping rule, the false-negative filter, and
-the workflow that wires them (the fixture recipe with a carved dev split, rounds until dev stops improving, the
-filter on both stages, a merged model and hybrids of the selected and merged models)."""
+bad dev settings refused (the workflow that wires them runs in tests/test_dev_sweep_workflow.py)."""
 
 from __future__ import annotations
-
-import json
 
 import numpy as np
 import pandas as pd
 import pytest
-from conftest import snakemake_in
 from test_workflow import snakemake, write_config
 
 from dr_core.bm25 import bm25_pair_scores, bm25_search
@@ -110,61 +106,6 @@ def test_bm25_scores_of_given_pairs_are_the_scores_bm25_ranks_with():
     pairs = pd.DataFrame({"qid": ["q"] * 4, "docid": list(ids[0])})
     np.testing.assert_allclose(bm25_pair_scores(corpus, queries, pairs), scores[0], rtol=1e-6)
     assert bm25_pair_scores(corpus, queries, pd.DataFrame({"qid": ["q"], "docid": ["c"]}))[0] == 0  # no shared word
-
-
-@pytest.mark.slow
-def test_dev_choices_on_the_fixture(dev_sweep_run):
-    """The base variant of dev_sweep_run: the dev-choice recipe's own files, in the recipe's own paths."""
-    work, config, _ = dev_sweep_run
-    out = work / "results" / "tiny"
-
-    # The 4 dev queries are in no training input: train qrels, BM25's train run, any round's negatives.
-    dev = set(pd.read_parquet(out / "data" / "tiny" / "qrels.dev.parquet")["qid"])
-    train = set(pd.read_parquet(out / "data" / "tiny" / "qrels.train.parquet")["qid"])
-    assert len(dev) == 4 and len(train) == 12 and not dev & train
-    bm25_train = pd.read_csv(out / "bm25" / "tiny" / "run.train.trec", sep=" ", header=None, dtype=str)
-    assert not dev & set(bm25_train[0])
-    for r in (1, 2):
-        negatives = (out / f"round{r}" / "train_negatives.tsv").read_text().split("\n")
-        assert not dev & {line.split("\t")[0] for line in negatives if line}
-        positives = pd.read_csv(out / f"round{r}" / "positive_scores.tsv", sep="\t", header=None, dtype=str)
-        assert set(positives[0]) <= train
-
-    # The stopping rule trained exactly rounds 1 and 2; each decision is the rule applied to the dev figures.
-    assert sorted(p.name for p in out.glob("round[0-9]*")) == ["round0", "round1", "round2"]
-    decisions = [json.loads((out / "rounds" / f"decision{r}.json").read_text()) for r in range(3)]
-    assert [d["continue"] for d in decisions] == [True, True, False]
-    devs = [
-        json.loads((out / f"round{r}" / "tiny" / "metrics.dev.json").read_text())["metrics"]["ndcg@10"]
-        for r in range(3)
-    ]
-    assert decisions[2]["dev"] == pytest.approx(devs)
-    choice = json.loads((out / "selected" / "choice.json").read_text())
-    assert choice["round"] == select_round(devs)
-
-    # The positives' scores are the scores the mining model's run gives them (round 2's: round 1's run).
-    run1 = pd.read_csv(
-        out / "round1" / "tiny" / "run.train.trec", sep=" ", header=None, names=list("qzdrst"), dtype=str
-    )
-    pos = pd.read_csv(out / "round2" / "positive_scores.tsv", sep="\t", header=None, names=["q", "d", "p"], dtype=str)
-    both = pos.merge(run1, on=["q", "d"])
-    assert len(both) > 0 and np.allclose(both["p"].astype(float), both["s"].astype(float), atol=1e-4)
-    log = (out / "logs" / "negatives" / "round1.log").read_text()
-    assert "filter (relative 0.95" in log
-
-    # selected is the chosen round's run, retagged; the summary has every system, with p-values.
-    chosen = pd.read_csv(out / f"round{choice['round']}" / "tiny" / "run.test.trec", sep=" ", header=None)
-    selected = pd.read_csv(out / "selected" / "tiny" / "run.test.trec", sep=" ", header=None)
-    assert selected[[0, 2, 3]].equals(chosen[[0, 2, 3]]) and set(selected[5]) == {"selected"}
-    summary = pd.read_csv(out / "summary.tsv", sep="\t")
-    assert summary["system"].tolist() == [
-        "bm25", "round0", "round1", "round2", "selected", "wise-selected", "bm25+selected", "bm25+wise-selected"
-    ]  # fmt: skip
-    assert (out / "wise-selected" / "model" / "dr_meta.json").exists()
-    assert json.loads((out / "bm25+selected" / "fusion.json").read_text())["queries"] == 4  # tuned on dev
-
-    # A rerun has nothing to do.
-    assert "Nothing to be done" in snakemake_in(work, "-n", config=config).stdout
 
 
 @pytest.mark.parametrize(

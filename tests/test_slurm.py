@@ -17,12 +17,11 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from conftest import NO_SLURM_PATH
+from conftest import FIXTURE_RECIPE, NO_SLURM_PATH, copy_run
 
 REPO = Path(__file__).resolve().parents[1]
 CLUSTER = REPO / "tests" / "cluster"
 STATE = Path(os.environ.get("DR_SLURM_DIR", "/tmp/dr-slurm"))
-FIXTURE_CONFIG = REPO / "tests" / "fixtures" / "workflow_config.yaml"
 
 pytestmark = [
     pytest.mark.slurm,
@@ -236,23 +235,27 @@ def test_tiny_workflow_on_slurm(slurm: None, tmp_path: Path) -> None:
 
 
 def test_fixture_pipeline_on_slurm(slurm: None, fixture_run: Path, tmp_path: Path) -> None:
-    # Round 1 end to end (data, BM25, negatives, training, sharded encoding, retrieval, evaluation): every kind
-    # of job, at a third of the whole DAG's cost. The local side is the session's fixture run (same recipe).
+    # Round 1 again, as SLURM jobs, in a copy of the session's fixture run without round 1's model and files:
+    # training, sharded encoding, indexing, retrieval and evaluation (GPU-sized and CPU-sized jobs) from the
+    # copy's data, BM25 run and negatives. Seeded and deterministic on CPU: its files must equal the fixture run's.
+    work = copy_run(fixture_run, tmp_path / "slurm")
+    round1 = work / "results" / "tiny" / "round1"
+    shutil.rmtree(round1 / "model")
+    shutil.rmtree(round1 / "tiny")
+    (round1 / "train_log.csv").unlink()
     target = "results/tiny/round1/tiny/metrics.test.json"
-    base = ["snakemake", "-s", str(REPO / "Snakefile"), target, "--configfile", str(FIXTURE_CONFIG)]
+    base = ["snakemake", "-s", str(work / "Snakefile"), target, "--configfile", FIXTURE_RECIPE]  # the copy's own
     prefix = f"drfixture{os.getpid()}"
 
-    on_slurm = _snakemake_slurm(base, tmp_path / "slurm", prefix, timeout_s=1800)
+    on_slurm = _snakemake_slurm(base, work, prefix, timeout_s=1800)
     print(f"fixture pipeline: slurm {on_slurm:.1f}s")
 
     jobs = _accounted_jobs(prefix)
-    assert jobs, f"sacct lists no job named {prefix}_*"
     assert all(row["State"] == "COMPLETED" for row in jobs), jobs
-    # Seeded and deterministic on CPU: metrics and rankings must not depend on the executor.
+    ran = {row["Comment"].split("_wildcards_")[0] for row in jobs}  # rule_<name>[_wildcards_<values>]
+    assert ran == {f"rule_{r}" for r in ("train", "encode", "index", "retrieve", "evaluate")}, ran
+    round1_files = ("model/model.safetensors", "tiny/*.trec", "tiny/metrics.test.json")
     compared = _assert_same_files(
-        fixture_run,
-        tmp_path / "slurm",
-        ("results/**/metrics.test.json", "results/**/*.trec", "results/**/train_negatives.tsv"),
-        whole_reference=False,
+        fixture_run, work, tuple(f"results/tiny/round1/{f}" for f in round1_files), whole_reference=False
     )
     assert any(name.endswith("round1/tiny/metrics.test.json") for name in compared), compared

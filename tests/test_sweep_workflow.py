@@ -6,10 +6,9 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-import pandas as pd
 import pytest
 import yaml
-from conftest import REPO, SWEEP_GRID, snakemake_in
+from conftest import REPO
 from test_workflow import FIXTURE_CONFIG, planned_jobs, snakemake
 
 GRID = {"train.lr": [1.0e-4, 2.0e-4], "train.group_size": [3, 2]}  # the fixture's lr 1e-4, group 3: the base
@@ -141,34 +140,3 @@ def test_a_sweep_needs_a_dev_split(tmp_path):
 def test_the_schema_documents_the_sweep_section():
     schema = yaml.safe_load((REPO / "workflow" / "schemas" / "config.schema.yaml").read_text())
     assert {"grid", "variants"} <= set(schema["properties"]["sweep"]["properties"])
-
-
-@pytest.mark.slow
-def test_a_two_by_two_sweep_runs_and_compares_its_variants(dev_sweep_run, tmp_path):
-    """dev_sweep_run (the dev-choice recipe swept over a 2 x 2 grid) for real: sweep.tsv has a row per variant (in
-    the grid's order), each row's selected round and dev figure are its variant's choice, the best is the dev
-    argmax, a second run does nothing, and an added variant plans only its own steps. On the fixture's 4 dev
-    queries every variant selects round 0 (training lowers dev here), so `best` is the tie going to the base;
-    tests/test_sweep.py checks the argmax on figures that differ."""
-    repo, config, printed = dev_sweep_run
-    names = [f"group_size={g},lr={lr}" for g in SWEEP_GRID["train.group_size"] for lr in SWEEP_GRID["train.lr"]]
-    out = repo / "results" / "tiny"
-    table = pd.read_csv(out / "sweep.tsv", sep="\t", keep_default_na=False)
-    assert list(table["variant"]) == names and "sweep.tsv" in printed
-    dev = {}
-    for name, row in zip(names, table.to_dict("records")):
-        folder = out if name == names[0] else out / "variants" / name
-        choice = json.loads((folder / "selected" / "choice.json").read_text())
-        dev[name] = choice["dev"][choice["round"]]
-        assert row["selected"] == choice["round"] and row["dev_ndcg@10"] == pytest.approx(dev[name], abs=1e-4)
-        assert (folder / "summary.tsv").exists()
-    best = max(names, key=lambda n: (dev[n], -names.index(n)))
-    assert list(table.loc[table["best"] == "*", "variant"]) == [best]
-    assert table.loc[0, f"p_vs_{names[0]}"] == ""  # the base against itself
-    assert (out / "report" / "sweep_dev.png").stat().st_size > 0
-    assert "Nothing to be done" in snakemake_in(repo, "-n", config=config).stdout
-    added = yaml.safe_load(config.read_text())
-    added["sweep"]["variants"] = {"lr3": {"train": {"lr": 3.0e-4}}}
-    (tmp_path / "added.yaml").write_text(yaml.safe_dump(added))
-    jobs = planned_jobs(snakemake_in(repo, "-n", config=tmp_path / "added.yaml").stdout)
-    assert jobs["train"] == 2 and jobs["summary"] == 1 and not set(SHARED) & set(jobs)
