@@ -273,7 +273,8 @@ def test_read_trec_qrels_formats(tmp_path):
 
 
 def _gz(data: bytes) -> bytes:
-    return gzip.compress(data)
+    """Gzip with a fixed header time: the bytes are test ids, which every pytest-xdist worker must collect alike."""
+    return gzip.compress(data, mtime=0)
 
 
 MALFORMED = [
@@ -303,7 +304,7 @@ def test_readers_name_file_and_line(tmp_path, reader, name, data, line):
     assert e.value.line == line and e.value.path == path
 
 
-@pytest.mark.parametrize("data", [b"not a pickle", gzip.compress(pickle.dumps([1, 2])), gzip.compress(b"junk")])
+@pytest.mark.parametrize("data", [b"not a pickle", _gz(pickle.dumps([1, 2])), _gz(b"junk")])
 def test_read_ce_scores_rejects_bad_files(tmp_path, data):
     path = tmp_path / "scores.pkl.gz"
     path.write_bytes(data)
