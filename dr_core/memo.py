@@ -3,12 +3,13 @@ schema, the validated recipes and the code fingerprints, read back instead of co
 
 Every entry is stored under a key made of everything it is computed from, so it is found only while it is exact:
 `digest` of the inputs' contents, or `sources_key` for what depends on dr_core's code (the stat data of every
-source file). Values go in and come out as copies; the file is written atomically, and best-effort (where it
-cannot be written, the work is only done again). No Snakemake here.
+source file). Values go in and come out as copies; the file is written once, when the process exits
+(`dr_core.atomic`), and best-effort (where it cannot be written, the work is only done again). No Snakemake here.
 """
 
 from __future__ import annotations
 
+import atexit
 import copy
 import hashlib
 import json
@@ -33,10 +34,11 @@ def digest(*parts: str | bytes) -> str:
 
 
 class Memo:
-    """Entries of a JSON file: `get` a copy, `put` one (rewriting the file, the `keep` newest entries kept)."""
+    """Entries of a JSON file: `get` a copy, `put` one (the `keep` newest entries kept); `save` writes the file,
+    once at exit after any `put`, not on each of a cold start's 30-odd puts (one fingerprint per step)."""
 
     def __init__(self, path: str | Path, keep: int = 64) -> None:
-        self.path, self.keep = Path(path), keep
+        self.path, self.keep, self.dirty = Path(path), keep, False
         try:
             entries = json.loads(self.path.read_text())
         except (OSError, ValueError):
@@ -58,13 +60,22 @@ class Memo:
         self.entries[key] = copy.deepcopy(value)
         while len(self.entries) > self.keep:
             del self.entries[next(iter(self.entries))]
-        tmp = self.path.with_name(f"{self.path.name}.{os.getpid()}.tmp")
+        if not self.dirty:
+            self.dirty = True
+            atexit.register(self.save)
+
+    def save(self) -> None:
+        """Write the entries (atomically) if a `put` changed them; a file that cannot be written is left as it was."""
+        if not self.dirty:
+            return
+        from dr_core.atomic import atomic_path
+
         try:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            tmp.write_text(json.dumps(self.entries))
-            os.replace(tmp, self.path)
+            with atomic_path(self.path) as tmp:
+                tmp.write_text(json.dumps(self.entries))
+            self.dirty = False
         except OSError:
-            tmp.unlink(missing_ok=True)
+            pass
 
 
 def sources_key(package_dir: Path = PACKAGE_DIR, settle_s: float = SETTLE_S) -> str | None:

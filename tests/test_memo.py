@@ -13,12 +13,14 @@ def test_entries_come_back_as_copies_and_only_exact_json_is_stored(tmp_path):
     value = {"a": [1, {"b": 2.5}]}
     m.put("k", value)
     value["a"].append(3)  # later changes to the value stay out of the memo
+    m.save()
     assert memo.Memo(tmp_path / "m.json").get("k") == {"a": [1, {"b": 2.5}]}
     m.put("ints", {1: 2})  # JSON would give {"1": 2} back
     m.put("nan", float("nan"))
     assert m.get("ints") is None and m.get("nan") is None
     m.put("k2", 2)
     m.put("k3", 3)
+    m.save()
     assert memo.Memo(tmp_path / "m.json").entries == {"k2": 2, "k3": 3}  # the `keep` newest
 
 
@@ -41,6 +43,7 @@ def test_step_fingerprints_are_dr_core_fingerprints(tmp_path):
     m = memo.Memo(tmp_path / "m.json")
     first = memo.step_fingerprints(m)
     assert first("evaluate") == step_fingerprint("evaluate")
+    m.save()
     again = memo.step_fingerprints(memo.Memo(tmp_path / "m.json"))
     assert again("evaluate") == step_fingerprint("evaluate")
 
