@@ -1,7 +1,7 @@
 """The dev-choice recipe (a carved dev split, rounds until dev stops improving, the false-negative filter on both
-stages, a merged model, hybrids) run once as a 2 x 2 sweep from a copy of the fixture run; the dev-choice test
-reads its base variant's files, the sweep test its comparison. One module, so that pytest-xdist (--dist
-loadfile) gives both tests, and the run, to one worker."""
+stages, a merged model, hybrids) run once as a sweep over how many negatives round 2 on mines (its variants share
+round 1) from a copy of the fixture run; the dev-choice test reads its base variant's files, the sweep test its
+comparison. One module, so that pytest-xdist (--dist loadfile) gives both tests, and the run, to one worker."""
 
 from __future__ import annotations
 
@@ -27,14 +27,17 @@ DEV_RECIPE = {
     "merge": {"rounds": ["selected"], "alpha": 0.5},
     "hybrid": {"rounds": ["selected", "wise-selected"], "depth": 20},
 }
-SWEEP_GRID = {"train.group_size": [3, 2], "train.lr": [1.0e-4, 3.0e-3]}  # the fixture's group 3, lr 1e-4: the base
+# DEV_RECIPE's 8 mined negatives a query: the base. A mining-only grid shares round 1 between its variants, so the
+# real run checks that sharing and costs two rounds less than a grid over training keys; the 2 x 2 grid's plan is
+# checked by a dry run (tests/test_sweep_workflow.py).
+SWEEP_GRID = {"negatives.mine.n": [8, 6]}
 
 
 @pytest.fixture(scope="module")
 def dev_sweep_run(fixture_run, tmp_path_factory) -> tuple[Path, Path, str]:
     """(repository copy, recipe, printed output) of the dev-choice recipe (DEV_RECIPE: a carved dev split, rounds
-    until dev stops improving, the filter on both stages, a merged model, hybrids) run as a 2 x 2 sweep
-    (SWEEP_GRID) from a copy of the fixture run. Its base variant is the recipe itself, in the base paths: the
+    until dev stops improving, the filter on both stages, a merged model, hybrids) run as a sweep (SWEEP_GRID)
+    from a copy of the fixture run. Its base variant is the recipe itself, in the base paths: the
     dev-choice test reads those, the sweep test the comparison. One run for both saves a run of the base."""
     tmp = tmp_path_factory.mktemp("dev_sweep")
     config = write_config(tmp, **DEV_RECIPE, sweep={"grid": SWEEP_GRID})
@@ -98,15 +101,20 @@ def test_dev_choices_on_the_fixture(dev_sweep_run):
 
 
 @pytest.mark.slow
-def test_a_two_by_two_sweep_runs_and_compares_its_variants(dev_sweep_run, tmp_path):
-    """dev_sweep_run (the dev-choice recipe swept over a 2 x 2 grid) for real: sweep.tsv has a row per variant (in
-    the grid's order), each row's selected round and dev figure are its variant's choice, the best is the dev
-    argmax, a second run does nothing, and an added variant plans only its own steps. On the fixture's 4 dev
-    queries every variant selects round 0 (training lowers dev here), so `best` is the tie going to the base;
-    tests/test_sweep.py checks the argmax on figures that differ."""
+def test_a_sweep_runs_and_compares_its_variants(dev_sweep_run, tmp_path):
+    """dev_sweep_run (the dev-choice recipe swept over round 2's mining) for real: the variants share round 1's
+    files, sweep.tsv has a row per variant (in the grid's order), each row's selected round and dev figure are its
+    variant's choice, the best is the dev argmax, a second run does nothing, and an added variant plans only its
+    own steps. On the fixture's 4 dev queries every variant selects round 0 (training lowers dev here), so `best`
+    is the tie going to the base; tests/test_sweep.py checks the argmax on figures that differ."""
     repo, config, printed = dev_sweep_run
-    names = [f"group_size={g},lr={lr}" for g in SWEEP_GRID["train.group_size"] for lr in SWEEP_GRID["train.lr"]]
+    names = [f"n={n}" for n in SWEEP_GRID["negatives.mine.n"]]
     out = repo / "results" / "tiny"
+    variant = out / "variants" / names[1]
+    assert not (variant / "round1").exists() and (variant / "round2" / "model").is_dir()  # round 1 is shared
+    for folder, n in zip((out, variant), SWEEP_GRID["negatives.mine.n"]):  # each mined round 2 with its own n
+        lines = (folder / "round2" / "train_negatives.tsv").read_text().split("\n")
+        assert max(len(line.split("\t")[1].split(",")) for line in lines if line) == n
     table = pd.read_csv(out / "sweep.tsv", sep="\t", keep_default_na=False)
     assert list(table["variant"]) == names and "sweep.tsv" in printed
     dev = {}
