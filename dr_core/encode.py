@@ -14,6 +14,7 @@ from transformers import PreTrainedTokenizerBase
 
 from dr_core.atomic import atomic_path
 from dr_core.batching import Padder
+from dr_core.compiled import compile_in_place
 from dr_core.device import autocast, pick_device, resolve_precision
 from dr_core.model import BiEncoder, load_tokenizer
 from dr_core.settings import setting
@@ -66,6 +67,7 @@ class EncodeSettings:
     batch_size: int = setting(128, "passages embedded at a time")
     max_len: int | None = setting(None, "passage length; null: the model's")
     fp16: bool = setting(False, "store the embeddings in float16")
+    compile: bool = setting(False, "torch.compile the model (the same embeddings within float tolerance)")
 
 
 def encode_corpus_shard(
@@ -81,6 +83,8 @@ def encode_corpus_shard(
     """Write one shard's embeddings (.npy; float16 with `settings.fp16`, half the disk and memory) and ids (one per
     line), computed in `precision` (dr_core.device: auto, fp32, fp16, bf16)."""
     model = BiEncoder.load(model_dir).to(pick_device())
+    if settings.compile:
+        compile_in_place(model)
     padder = Padder(load_tokenizer(model_dir), settings.max_len or model.spec.p_max_len)
     store = TokenStore(tokens, rows=shard_bounds(pq.read_metadata(tokens).num_rows, shard, num_shards))
     rows = [store.by_row(i) for i in range(len(store))]

@@ -24,6 +24,7 @@ from tqdm import tqdm
 from dr_core import __version__
 from dr_core.atomic import atomic_path
 from dr_core.checkpoint import Checkpointer, describe, rng_state, seed_all, set_rng_state
+from dr_core.compiled import compile_in_place
 from dr_core.device import PRECISIONS, pick_device, resolve_precision
 from dr_core.distributed import World, finish_world, init_world
 from dr_core.optim import OPTIMIZERS, make_optimizer
@@ -58,6 +59,7 @@ class LoopSettings:
     seed: int = setting(42, "seed of sampling, shuffling and initialisation")
     precision: str = setting("auto", "auto: fp32 on CPU, bf16/fp16 on CUDA (fp16 and bf16 on CUDA only)", PRECISIONS)
     gradient_checkpointing: bool = setting(False, "recompute activations in backward (memory saver)")
+    compile: bool = setting(False, "torch.compile the model (the same dropout masks and losses as uncompiled)")
     num_workers: int = setting(0, "DataLoader worker processes")
     checkpoint_every: int = setting(200, "optimizer steps between checkpoints; 0 disables")
     log_every: int = setting(10, "optimizer steps between log rows")
@@ -154,6 +156,8 @@ class TrainLoop:
         self.micro_per_epoch = steps_per_epoch(num_examples, settings.batch_size, self.world.size)
         self.steps = total_steps(settings, num_examples, self.world.size)
         self.optimizer = make_optimizer(settings.optimizer, task.model, settings.lr, settings.weight_decay)
+        if settings.compile:
+            compile_in_place(task.model)
         self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, lr_lambda(settings, self.steps))
         self.scaler = torch.amp.GradScaler("cuda", enabled=runtime.precision == "fp16")
         device = runtime.device

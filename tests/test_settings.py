@@ -32,7 +32,8 @@ LOOP = {
     "epochs": 2.5, "max_steps": 7, "batch_size": 5, "grad_accum": 2, "lr": 3.0e-4, "weight_decay": 0.02,
     "warmup_ratio": 0.2, "warmup_steps": 3, "schedule": "constant", "optimizer": "lamb", "max_grad_norm": 0.5,
     "val_fraction": 0.25, "val_queries": 4, "eval_every": 5, "seed": 7, "precision": "fp32",
-    "gradient_checkpointing": True, "num_workers": 1, "checkpoint_every": 9, "log_every": 3, "tensorboard": True,
+    "gradient_checkpointing": True, "compile": True, "num_workers": 1, "checkpoint_every": 9, "log_every": 3,
+    "tensorboard": True,
 }  # fmt: skip
 # Every field of each settings class away from its default (checked below), with the command that takes it.
 NON_DEFAULT = {

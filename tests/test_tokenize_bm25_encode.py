@@ -88,3 +88,25 @@ def test_encode_corpus_shards_cover_the_corpus(tiny_bert, tiny_beir, tmp_path):
         assert emb.shape == (len(shard_ids), 32) and emb.dtype == np.float32
         ids += shard_ids
     assert ids == TokenStore(tmp_path / "t.parquet").ids
+
+
+@pytest.mark.slow
+def test_a_compiled_encode_gives_the_uncompiled_embeddings(tiny_bert, tiny_beir, tmp_path):
+    """encode.compile: the shard is embedded through compiled graphs (dynamo compiled some), and the embeddings
+    equal the uncompiled ones within float tolerance."""
+    from torch._dynamo.utils import counters
+
+    prepare_collection(tiny_beir, tmp_path)
+    tok = load_tokenizer(tiny_bert)
+    tokenize_table(
+        tmp_path / "corpus.parquet", tmp_path / "t.parquet", tok, "id", TokenizeSettings(32, "{title} {text}")
+    )
+    BiEncoder.from_base(str(tiny_bert), EncoderSpec(p_max_len=32)).save(tmp_path / "m", tok)
+    embeddings, graphs = {}, {}
+    for flag in (False, True):
+        before = counters["stats"]["unique_graphs"]
+        out = (tmp_path / f"e{flag}.npy", tmp_path / f"e{flag}.ids")
+        encode_corpus_shard(tmp_path / "m", tmp_path / "t.parquet", 0, 1, *out, EncodeSettings(8, compile=flag))
+        embeddings[flag], graphs[flag] = np.load(out[0]), counters["stats"]["unique_graphs"] - before
+    assert graphs == {False: 0, True: graphs[True]} and graphs[True] > 0
+    assert np.allclose(embeddings[True], embeddings[False], atol=1e-5)

@@ -70,6 +70,31 @@ def test_a_log_row_holds_the_mean_loss_of_the_steps_since_the_last_row(train_inp
     assert list(losses[2].values()) == pytest.approx(want, rel=1e-6)
 
 
+@pytest.mark.slow
+def test_compiled_training_has_the_uncompiled_losses_dropout_included(train_inputs):
+    """train.compile: the steps run through compiled graphs (dynamo compiled some) and, dropout on, each step's
+    loss is the uncompiled run's within float tolerance: the random operators fall back to torch's generator, so
+    the masks are the same."""
+    from torch._dynamo.utils import counters
+
+    d = train_inputs
+    base = dict(max_steps=3, batch_size=4, group_size=3, lr=1e-3, warmup_ratio=0.0, log_every=1, checkpoint_every=0)
+    losses, graphs = {}, {}
+    for compiled in (False, True):
+        before = counters["stats"]["unique_graphs"]
+        trainer = _trainer(d, TrainSettings(**base, compile=compiled), ckpt=f"ckpt{compiled}")
+        trainer.train(d / f"model{compiled}", d / f"log{compiled}.csv")
+        graphs[compiled] = counters["stats"]["unique_graphs"] - before
+        losses[compiled] = [float(r["loss"]) for r in csv.DictReader(open(d / f"log{compiled}.csv"))]
+    assert graphs[False] == 0 and graphs[True] > 0
+    assert len(losses[True]) == 3 and losses[True] == pytest.approx(losses[False], rel=1e-4)
+    assert torch.allclose(
+        BiEncoder.load(d / "modelTrue").query_model.embeddings.word_embeddings.weight,
+        BiEncoder.load(d / "modelFalse").query_model.embeddings.word_embeddings.weight,
+        atol=1e-5,
+    )
+
+
 def test_a_step_the_fp16_scaler_skips_does_not_advance_the_schedule(train_inputs):
     """An overflowing fp16 step (inf gradients) leaves the weights and the learning-rate schedule where they
     were, as the scaler's skip intends; a finite one moves both. (The scaler runs on the CPU here.)"""

@@ -21,6 +21,7 @@ rule encode:
                 "batch_size": config["encode"]["batch_size"],
                 "max_len": config["encode"]["p_max_len"],
                 "fp16": config["encode"]["fp16"],
+                "compile": config["encode"]["compile"],
             }
         ),
         code=step_fingerprint("encode"),
