@@ -12,6 +12,11 @@ One JSON line per check on stdout and in --out (a failing check records its erro
   encode   `encode_corpus_shard` at fp32 / fp16 / bf16: passages/s and the largest cosine gap to fp32's embeddings
   t5       the T5 `first_decoder` bi-encoder (OpenMatch's pooling) from OpenMatch-scaled weights: fp16 and bf16 steps
   nccl     a one-process NCCL group, DDP around the bi-encoder, one bf16 step, an all_reduce
+  st       side by side with sentence-transformers on the train and encode shapes, in bf16 (fp32 on a CPU): our
+           Trainer against its MultipleNegativesRankingLoss on the same groups and model, our `embed` (tokenized
+           ahead, as the workflow does; also with the tokenizing counted) against its `encode` of the same texts;
+           each as groups or passages/s, our ratio, and training as a share of the card's dense bf16 peak
+           (PEAK_BF16 by device name; none if unknown)
 
 The models are random (no hub here): right for speed and numerics, not for quality. `--small` shrinks every
 shape so the script runs on a CPU in a minute (half precision is then refused, which is recorded).
@@ -42,6 +47,7 @@ from dr_core.train_data import TrainingData
 
 MSMARCO_DOCS, MSMARCO_TRAIN_QUERIES = 8_841_823, 502_939
 GROUP, BATCH = 8, 32
+PEAK_BF16 = {"H100": 989e12, "H200": 989e12, "A100": 312e12}  # dense bf16 FLOP/s from NVIDIA's data sheets
 
 
 def words(rng: np.random.Generator, n: int) -> list[str]:
@@ -324,8 +330,110 @@ def check_nccl(a, d, data) -> dict:
         dist.destroy_process_group()
 
 
+def st_train(d: Path, data: dict, steps: int, precision: str) -> float:
+    """sentence-transformers' MNRL on our training groups (query, positive, GROUP-1 negatives), groups/s."""
+    from sentence_transformers import SentenceTransformer, losses, models
+
+    corpus = pd.read_parquet(d / "corpus.parquet").set_index("id")
+    text = {i: f"{t} {x}" for i, t, x in zip(corpus.index, corpus["title"], corpus["text"])}
+    queries = pd.read_parquet(d / "queries.parquet").set_index("qid")["text"].to_dict()
+    device = "cuda" if torch.cuda.is_available() else "cpu"
+    transformer = models.Transformer(str(d / "bert"), max_seq_length=128)
+    model = SentenceTransformer(modules=[transformer, models.Pooling(transformer.get_embedding_dimension(), "mean")],
+                                device=device)  # fmt: skip
+    loss = losses.MultipleNegativesRankingLoss(model, scale=20.0)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=5e-5)
+    rows = data["qrels"].drop_duplicates("qid").to_dict("records")
+    model.train()
+    start, warm = 0.0, min(5, steps - 1)
+    for step in range(steps):
+        if step == warm:
+            torch.cuda.synchronize() if device == "cuda" else None
+            start = time.perf_counter()
+        batch = [rows[(step * BATCH + i) % len(rows)] for i in range(BATCH)]
+        columns = [[queries[r["qid"]] for r in batch], [text[r["docid"]] for r in batch]]
+        columns += [[text[data["negatives"][r["qid"]][j]] for r in batch] for j in range(GROUP - 1)]
+        features = []
+        for i, col in enumerate(columns):  # queries at 32 tokens, passages at 128, as ours
+            transformer.max_seq_length = 32 if i == 0 else 128
+            features.append({k: v.to(device) for k, v in model.preprocess(col).items() if torch.is_tensor(v)})
+        with torch.autocast(device, dtype=torch.bfloat16, enabled=precision == "bf16"):
+            value = loss(features, None)
+        value.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        optimizer.step()
+        optimizer.zero_grad(set_to_none=True)
+    torch.cuda.synchronize() if device == "cuda" else None
+    return (steps - warm) * BATCH / (time.perf_counter() - start)
+
+
+def step_flops(d: Path, data: dict) -> float:
+    """FLOPs of one of our training steps (forward and backward) at the check's shapes, on the CPU."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    from dr_core.batching import Padder
+    from dr_core.tokenization import TokenStore
+
+    model, tok = BiEncoder.load(d / "init"), load_tokenizer(d / "init")
+    qs, ps = TokenStore(d / "tq.parquet"), TokenStore(d / "tc.parquet")
+    rows = data["qrels"].drop_duplicates("qid").head(BATCH)
+    q = Padder(tok, 32)([qs[x] for x in rows["qid"]])
+    p = Padder(tok, 128)([ps[x] for r in rows.itertuples() for x in [r.docid, *data["negatives"][r.qid]]])
+    with FlopCounterMode(display=False) as counter:
+        qe, pe = model(q, p)
+        (qe @ pe.T).logsumexp(1).sum().backward()
+    return counter.get_total_flops()
+
+
+def check_st(a, d, data) -> dict:
+    from sentence_transformers import SentenceTransformer
+
+    from dr_core.batching import Padder
+    from dr_core.encode import embed
+    from dr_core.tokenization import TokenStore
+
+    cuda = torch.cuda.is_available()
+    precision, steps = ("bf16" if cuda else "fp32"), (12 if a.small else 40)
+    peak = next((v for k, v in PEAK_BF16.items() if cuda and k in torch.cuda.get_device_name()), None)
+    flops = step_flops(d, data)
+    ours = train_once(d, data, f"st_side_{precision}", steps, precision=precision)["groups_per_s"]
+    theirs = st_train(d, data, steps, precision)
+    rates = {"dr_core": ours, "st": round(theirs, 1)}
+    out = {"precision": precision, "peak_flops": peak, "step_gflop": round(flops / 1e9, 1),
+           "train_groups_per_s": {**rates, "ratio": round(ours / theirs, 2)}}  # fmt: skip
+    if peak:
+        out["train_share_of_peak"] = {k: round(v * flops / BATCH / peak, 3) for k, v in rates.items()}
+    corpus = pd.read_parquet(d / "corpus.parquet")
+    texts = [f"{t} {x}" for t, x in zip(corpus["title"], corpus["text"])]
+    device = "cuda" if cuda else "cpu"
+    model = BiEncoder.load(d / "init").to(device)
+    t0 = time.perf_counter()
+    settings = TokenizeSettings(128, "{title} {text}")
+    tokenize_table(d / "corpus.parquet", d / "tc_again.parquet", load_tokenizer(d / "init"), "id", settings)
+    tokenize_s = time.perf_counter() - t0
+    store = TokenStore(d / "tc_again.parquet")
+    rows = [store.by_row(i) for i in range(len(store))]
+    t0 = time.perf_counter()
+    mine = embed(model, Padder(load_tokenizer(d / "init"), 128), rows, False, 256, precision)
+    embed_s = time.perf_counter() - t0
+    ours_rate, with_tokenize = len(rows) / embed_s, len(rows) / (embed_s + tokenize_s)
+    st = SentenceTransformer(str(d / "init"), device=device)  # the same weights, through its own files
+    st.max_seq_length = 128
+    if cuda:
+        st = st.to(torch.bfloat16)
+    t0 = time.perf_counter()
+    other = st.encode(texts, batch_size=256, convert_to_numpy=True, normalize_embeddings=True)
+    st_rate = len(texts) / (time.perf_counter() - t0)
+    out["encode_passages_per_s"] = {"dr_core": round(ours_rate, 1), "st": round(st_rate, 1),
+                                    "ratio": round(ours_rate / st_rate, 2),
+                                    "dr_core_tokenize_counted": round(with_tokenize, 1),
+                                    "ratio_tokenize_counted": round(with_tokenize / st_rate, 2), "rows": len(rows),
+                                    "dims": [mine.shape[1], other.shape[1]]}  # fmt: skip
+    return out
+
+
 CHECKS = {"env": check_env, "search": check_search, "search_msmarco": check_search_msmarco, "train": check_train,
-          "encode": check_encode, "t5": check_t5, "nccl": check_nccl}  # fmt: skip
+          "encode": check_encode, "t5": check_t5, "nccl": check_nccl, "st": check_st}  # fmt: skip
 
 
 def main() -> None:
@@ -340,7 +448,7 @@ def main() -> None:
         for name in a.only.split(","):
             t0 = time.perf_counter()
             try:
-                if data is None and name in ("train", "encode", "t5", "nccl"):
+                if data is None and name in ("train", "encode", "t5", "nccl", "st"):
                     data = prepare(d, a.small)
                 result = {"check": name, **CHECKS[name](a, d, data)}
             except Exception as e:  # noqa: BLE001 (recorded; the next check still runs)
