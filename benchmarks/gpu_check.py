@@ -331,40 +331,16 @@ def check_nccl(a, d, data) -> dict:
 
 
 def st_train(d: Path, data: dict, steps: int, precision: str) -> float:
-    """sentence-transformers' MNRL on our training groups (query, positive, GROUP-1 negatives), groups/s."""
-    from sentence_transformers import SentenceTransformer, losses, models
+    """sentence-transformers' MNRL on our training groups (query, positive, GROUP-1 negatives), groups/s: the loop
+    of benchmarks/train_throughput.py at this check's shapes, queries at 32 tokens and passages at 128 as ours."""
+    from train_throughput import sentence_transformers  # beside this script
 
-    corpus = pd.read_parquet(d / "corpus.parquet").set_index("id")
-    text = {i: f"{t} {x}" for i, t, x in zip(corpus.index, corpus["title"], corpus["text"])}
-    queries = pd.read_parquet(d / "queries.parquet").set_index("qid")["text"].to_dict()
+    warm = min(5, steps - 1)
     device = "cuda" if torch.cuda.is_available() else "cpu"
-    transformer = models.Transformer(str(d / "bert"), max_seq_length=128)
-    model = SentenceTransformer(modules=[transformer, models.Pooling(transformer.get_embedding_dimension(), "mean")],
-                                device=device)  # fmt: skip
-    loss = losses.MultipleNegativesRankingLoss(model, scale=20.0)
-    optimizer = torch.optim.AdamW(model.parameters(), lr=5e-5)
-    rows = data["qrels"].drop_duplicates("qid").to_dict("records")
-    model.train()
-    start, warm = 0.0, min(5, steps - 1)
-    for step in range(steps):
-        if step == warm:
-            torch.cuda.synchronize() if device == "cuda" else None
-            start = time.perf_counter()
-        batch = [rows[(step * BATCH + i) % len(rows)] for i in range(BATCH)]
-        columns = [[queries[r["qid"]] for r in batch], [text[r["docid"]] for r in batch]]
-        columns += [[text[data["negatives"][r["qid"]][j]] for r in batch] for j in range(GROUP - 1)]
-        features = []
-        for i, col in enumerate(columns):  # queries at 32 tokens, passages at 128, as ours
-            transformer.max_seq_length = 32 if i == 0 else 128
-            features.append({k: v.to(device) for k, v in model.preprocess(col).items() if torch.is_tensor(v)})
-        with torch.autocast(device, dtype=torch.bfloat16, enabled=precision == "bf16"):
-            value = loss(features, None)
-        value.backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-        optimizer.step()
-        optimizer.zero_grad(set_to_none=True)
-    torch.cuda.synchronize() if device == "cuda" else None
-    return (steps - warm) * BATCH / (time.perf_counter() - start)
+    qrels, negatives = data["qrels"].drop_duplicates("qid"), data["negatives"]
+    return sentence_transformers(
+        d, qrels, negatives, str(d / "bert"), (32, 128), warm, steps - warm, (BATCH, GROUP), device, precision == "bf16"
+    )
 
 
 def step_flops(d: Path, data: dict) -> float:

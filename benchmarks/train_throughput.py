@@ -90,16 +90,23 @@ def sentence_transformers(
     lengths: tuple[int, int],
     warmup: int,
     steps: int,
+    shape: tuple[int, int] = (BATCH, GROUP),
+    device: str = "cpu",
+    bf16: bool = False,
 ) -> float:
+    """Groups/s of sentence-transformers' MNRL loop on (query, positive, negatives) groups of `work`'s Parquet
+    collection: `shape` (batch, group), queries and passages cut at `lengths`, bf16 autocast on CUDA with `bf16`
+    (benchmarks/gpu_check.py's `st` check runs it there). Batches wrap around the queries."""
     from sentence_transformers import SentenceTransformer, losses, models
 
+    batch_size, group = shape
     corpus = pd.read_parquet(work / "corpus.parquet").set_index("id")
     text = dict(zip(corpus.index, format_passages(corpus["title"].tolist(), corpus["text"].tolist(), TEMPLATE)))
     queries = pd.read_parquet(work / "queries.parquet").set_index("qid")["text"].to_dict()
     q_len, max_len = lengths
     transformer = models.Transformer(resolve_model_path(base), max_seq_length=max_len)
     pooling = models.Pooling(transformer.get_word_embedding_dimension(), "mean")
-    model = SentenceTransformer(modules=[transformer, pooling], device="cpu")
+    model = SentenceTransformer(modules=[transformer, pooling], device=device)
     loss = losses.MultipleNegativesRankingLoss(model, scale=20.0)
     optimizer = torch.optim.AdamW(model.parameters(), lr=2e-5)
     rows = qrels.sample(frac=1.0, random_state=0).to_dict("records")
@@ -107,20 +114,28 @@ def sentence_transformers(
     t_start = 0.0
     for step in range(warmup + steps):
         if step == warmup:
+            _sync(device)
             t_start = time.perf_counter()
-        batch = rows[step * BATCH : (step + 1) * BATCH]
+        batch = [rows[(step * batch_size + i) % len(rows)] for i in range(batch_size)]
         columns = [[queries[r["qid"]] for r in batch], [text[r["docid"]] for r in batch]]
-        columns += [[text[negatives[r["qid"]][j]] for r in batch] for j in range(GROUP - 1)]
+        columns += [[text[negatives[r["qid"]][j]] for r in batch] for j in range(group - 1)]
         features = []
         for i, col in enumerate(columns):  # each column at its own length, as ST's collator passes them
             transformer.max_seq_length = q_len if i == 0 else max_len
             features.append(_to_device(model.preprocess(col), model.device))
-        value = loss(features, None)
+        with torch.autocast(device, dtype=torch.bfloat16, enabled=bf16):
+            value = loss(features, None)
         value.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
         optimizer.step()
         optimizer.zero_grad(set_to_none=True)
-    return steps * BATCH / (time.perf_counter() - t_start)
+    _sync(device)
+    return steps * batch_size / (time.perf_counter() - t_start)
+
+
+def _sync(device: str) -> None:
+    if device == "cuda":
+        torch.cuda.synchronize()
 
 
 def _to_device(features: dict, device: torch.device) -> dict:
