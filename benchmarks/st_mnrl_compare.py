@@ -53,7 +53,8 @@ from dr_core.evaluate import evaluate
 from dr_core.loss import info_nce
 from dr_core.model import BiEncoder, load_tokenizer
 from dr_core.settings import settings_argv
-from dr_core.tokenization import TokenStore, format_passages
+from dr_core.templates import format_passages
+from dr_core.tokenization import TokenStore
 from dr_core.train_data import GroupDataset, GroupSampler, build_examples, rank_batches
 
 REPO = Path(__file__).resolve().parents[1]

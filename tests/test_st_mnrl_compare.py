@@ -13,7 +13,8 @@ from conftest import REPO, prepare_tokenized, train_cli_args
 
 from dr_core.data.formats import write_negatives
 from dr_core.model import BiEncoder, EncoderSpec, load_tokenizer
-from dr_core.tokenization import TokenStore, format_passages
+from dr_core.templates import format_passages
+from dr_core.tokenization import TokenStore
 
 sys.path.insert(0, str(REPO / "benchmarks"))
 import st_mnrl_compare as cmp  # noqa: E402

@@ -16,7 +16,7 @@ from conftest import REPO, snakemake_cmd
 from dr_core.batching import Padder
 from dr_core.model import BiEncoder, EncoderSpec, load_tokenizer
 from dr_core.model_card import write_card
-from dr_core.tokenization import check_template, format_passages, format_queries
+from dr_core.templates import check_template, format_passages, format_queries
 
 E5 = {"query_template": "query: {text}", "passage_template": "passage: {title} {text}"}
 E5["passage_template_untitled"] = "passage: {text}"

@@ -9,7 +9,8 @@ from dr_core.bm25 import bm25_search
 from dr_core.data.beir import prepare_collection
 from dr_core.encode import EncodeSettings, embed, encode_corpus_shard, shard_bounds
 from dr_core.model import BiEncoder, EncoderSpec, load_tokenizer
-from dr_core.tokenization import TokenizeSettings, TokenStore, format_passages, tokenize_table
+from dr_core.templates import format_passages
+from dr_core.tokenization import TokenizeSettings, TokenStore, tokenize_table
 
 
 def test_template_and_missing_titles():

@@ -10,7 +10,7 @@ import pandas as pd
 from dr_core.data.formats import read_negatives
 from dr_core.runs import read_trec, write_trec_frame
 from dr_core.settings import settings_from_args
-from dr_core.tokenization import PASSAGE_TEMPLATE
+from dr_core.templates import PASSAGE_TEMPLATE
 
 
 def _add_train_reranker(sub: argparse._SubParsersAction) -> None:

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import dr_core.sweep as sweeps
 from dr_core.memo import Memo, add_missing, digest
-from dr_core.tokenization import PASSAGE_TEMPLATE, check_template
+from dr_core.templates import PASSAGE_TEMPLATE, check_template
 from snakemake import __version__ as snakemake_version
 from snakemake.utils import validate
 

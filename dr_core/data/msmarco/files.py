@@ -8,9 +8,6 @@ import tarfile
 from dataclasses import dataclass
 from pathlib import Path
 
-from dr_core.atomic import atomic_path
-from dr_core.data.download import download
-
 
 @dataclass(frozen=True)
 class MsMarcoFile:
@@ -103,6 +100,10 @@ RAW_FILES: dict[str, tuple[str, str | None]] = {
 
 def fetch_raw_file(name: str, dest: str | Path, archive_dir: str | Path) -> None:
     """Download `name` (resumable, checksummed when published); files inside an archive are taken out of it."""
+    # here, not at the top: the Snakefile reads RAW_FILES at every invocation, before any step runs
+    from dr_core.atomic import atomic_path
+    from dr_core.data.download import download
+
     if name not in RAW_FILES:
         raise ValueError(f"unknown MS MARCO file {name!r}; known: {sorted(RAW_FILES)}")
     published, member = RAW_FILES[name]
