@@ -22,15 +22,32 @@ include: "workflow/rules/cards.smk"
 include: "workflow/rules/mine_inputs.smk"
 include: "workflow/rules/fusion_inputs.smk"
 include: "workflow/rules/sweep_inputs.smk"
-include: "workflow/rules/tevatron_inputs.smk"
 include: "workflow/rules/select_inputs.smk"
 include: "workflow/rules/hub_inputs.smk"
 include: "workflow/rules/report_inputs.smk"
 include: "workflow/rules/targets.smk"
 include: "workflow/rules/data.smk"
-include: "workflow/rules/msmarco.smk"
-include: "workflow/rules/lotte.smk"
-include: "workflow/rules/tevatron.smk"
+
+
+# A dataset kind's rules only where the recipe defines a dataset of that kind (a Tevatron dataset's qrels may be a
+# raw MS MARCO file): their {dataset} wildcard is constrained to those datasets' names, so elsewhere they could make
+# no file, and parsing them is ~15 ms of every invocation, a dry run's included.
+if KINDS & {"msmarco", "tevatron"}:
+
+    include: "workflow/rules/msmarco.smk"
+
+
+if "lotte" in KINDS:
+
+    include: "workflow/rules/lotte.smk"
+
+
+if "tevatron" in KINDS:
+
+    include: "workflow/rules/tevatron_inputs.smk"
+    include: "workflow/rules/tevatron.smk"
+
+
 include: "workflow/rules/bm25.smk"
 include: "workflow/rules/negatives.smk"
 include: "workflow/rules/denoise.smk"

@@ -38,9 +38,41 @@ def planned_jobs(output: str) -> dict[str, int]:
     return {m.group(1): int(m.group(2)) for m in re.finditer(r"^(\w+)\s+(\d+)$", table, re.M)}
 
 
-def test_lint_is_clean():
-    proc = snakemake("--lint")
+# One dataset of each kind besides the fixture's BEIR one: the Snakefile then includes every kind's rules.
+EVERY_KIND = {
+    "marco": {"kind": "msmarco", "path": "marco"},
+    "lt": {"kind": "lotte", "domain": "technology", "path": "lotte"},
+    "tv": {"kind": "tevatron", "corpus": "corpus.parquet", "groups": {"train": "train.jsonl"}},
+}
+
+
+def every_kind_config(tmp_path: Path) -> Path:
+    """The fixture recipe with a dataset of every kind defined (and none of them used)."""
+    datasets = yaml.safe_load(FIXTURE_CONFIG.read_text())["datasets"]
+    return write_config(tmp_path, datasets={**datasets, **EVERY_KIND})
+
+
+@pytest.mark.parametrize("every_kind", [False, True], ids=["default", "every-kind"])
+def test_lint_is_clean(tmp_path, every_kind):
+    args = ["--configfile", str(every_kind_config(tmp_path)), "--directory", str(tmp_path)] if every_kind else []
+    proc = snakemake("--lint", *args)
     assert "Congratulations, your workflow is in a good condition" in proc.stdout + proc.stderr
+
+
+def listed_rules(tmp_path: Path, *args: str) -> set[str]:
+    return set(snakemake("--list-rules", *args, "--directory", str(tmp_path)).stdout.split())
+
+
+def test_a_kinds_rules_are_included_where_a_dataset_of_it_is_defined(tmp_path):
+    listed = listed_rules(tmp_path)
+    kinds = {"msmarco": "msmarco_fetch", "lotte": "lotte_fetch", "tevatron": "tevatron_corpus"}
+    assert not listed & set(kinds.values()) and {"prepare", "train"} <= listed
+    for kind, rule in kinds.items():
+        name, dataset = next((n, d) for n, d in EVERY_KIND.items() if d["kind"] == kind)
+        config = write_config(tmp_path, **{f"datasets.{name}": dataset})
+        listed = listed_rules(tmp_path, "--configfile", str(config))
+        expected = {rule, "msmarco_fetch"} if kind == "tevatron" else {rule}  # its qrels may be a raw MS MARCO file
+        assert listed & set(kinds.values()) == expected, kind
 
 
 @pytest.mark.parametrize(
@@ -138,10 +170,10 @@ def test_misspelt_resources_rule_is_a_schema_error(tmp_path):
     assert "Additional properties are not allowed ('negatives' was unexpected)" in proc.stdout + proc.stderr
 
 
-def test_every_rule_with_resources_is_named_in_the_schema():
+def test_every_rule_with_resources_is_named_in_the_schema(tmp_path):
     schema = yaml.safe_load((REPO / "workflow/schemas/config.schema.yaml").read_text())
     named = set(schema["properties"]["resources"]["properties"]) - {"default", "gpu_default"}
-    rules = set(snakemake("--list-rules").stdout.split()) - {"all"}
+    rules = listed_rules(tmp_path, "--configfile", str(every_kind_config(tmp_path))) - {"all"}
     assert {r for r in rules if not r.startswith("report_")} == named
 
 

@@ -18,6 +18,8 @@ MSMARCO_QRELS = {"train": "qrels.train.tsv", "dev": "qrels.dev.small.tsv"}
 MSMARCO_DATASETS = names_pattern("msmarco")
 LOTTE_DATASETS = names_pattern("lotte")
 TEVATRON_DATASETS = names_pattern("tevatron")
+# The kinds the recipe defines a dataset of: the Snakefile includes a kind's rules only for these.
+KINDS = {d["kind"] for d in config["datasets"].values()}
 
 
 wildcard_constraints:
