@@ -6,9 +6,11 @@ cut at `--q-len` tokens and passages at each of `--max-lens`. sentence-transform
 positive, negative_1..2) columns tokenized per step as its data collator does, each column at its own length (the
 `datasets`-based SentenceTransformerTrainer is not installed here; the loop below is the work it does per step).
 Ours reads pre-tokenized Parquet, as the workflow does; `--compile` adds our Trainer with `train.compile` (the
-compiling first steps are in the warm-up). Each side: `--warmup` steps, then `--steps` timed steps; runs alternate.
+compiling first steps are in the warm-up). `--no-dropout` adds our Trainer on the same model with every dropout
+probability 0: not a setting, a bound on what any cheaper dropout could gain (its masks are drawn one number after
+another by torch's CPU generator). Each side: `--warmup` steps, then `--steps` timed steps; runs alternate.
 
-    python benchmarks/train_throughput.py [--max-lens 256] [--steps 4] [--warmup 2] [--compile]
+    python benchmarks/train_throughput.py [--max-lens 256] [--steps 4] [--warmup 2] [--compile] [--no-dropout]
 """
 
 from __future__ import annotations
@@ -54,6 +56,9 @@ def prepare_ours(work: Path, base: str, q_len: int, max_len: int) -> None:
     tokenize_table(work / "queries.parquet", work / "tq.parquet", tok, "qid", TokenizeSettings(q_len))
     spec = EncoderSpec(pooling="mean", similarity="cosine", q_max_len=q_len, p_max_len=max_len)
     BiEncoder.from_base(base, spec).save(work / f"init{max_len}", tok)
+    undropped = BiEncoder.from_base(base, spec)
+    undropped.query_model.config.update({"hidden_dropout_prob": 0.0, "attention_probs_dropout_prob": 0.0})
+    undropped.save(work / f"init{max_len}-no-dropout", tok)
 
 
 def ours(
@@ -64,6 +69,7 @@ def ours(
     warmup: int,
     steps: int,
     compiled: bool = False,
+    init: str = "",
 ) -> float:
     settings = TrainSettings(
         compile=compiled,
@@ -76,7 +82,7 @@ def ours(
         mask_false_negatives=False,
     )
     data = TrainingData(work / "tq.parquet", work / f"tc{max_len}.parquet", qrels, negatives)
-    trainer = Trainer(work / f"init{max_len}", data, settings, work / "ckpt")
+    trainer = Trainer(work / f"init{max_len}{init}", data, settings, work / "ckpt")
     trainer.train(work / f"model{max_len}", work / f"log{max_len}.csv")
     log = pd.read_csv(work / f"log{max_len}.csv")
     elapsed = log.set_index("step")["elapsed_s"]
@@ -152,10 +158,12 @@ def main() -> None:
     parser.add_argument("--warmup", type=int, default=2)
     parser.add_argument("--repeats", type=int, default=3, help="alternating runs per side; the best is reported")
     parser.add_argument("--compile", action="store_true", help="also our Trainer with train.compile")
+    parser.add_argument("--no-dropout", action="store_true", help="also our Trainer with dropout 0 (a bound)")
     a = parser.parse_args()
     if not (DATA / "corpus.jsonl").exists():
         raise SystemExit(f"{DATA} is absent")
     sides = ["sentence-transformers MNRL", "dr_core Trainer"] + (["dr_core Trainer, compile"] if a.compile else [])
+    sides += ["dr_core Trainer, no dropout"] if a.no_dropout else []
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
@@ -167,8 +175,8 @@ def main() -> None:
                 st = sentence_transformers(work, qrels, negatives, a.base, (a.q_len, max_len), a.warmup, a.steps)
                 runs[sides[0]].append(st)
                 for side in sides[1:]:
-                    compiled = side.endswith("compile")
-                    runs[side].append(ours(work, qrels, negatives, max_len, a.warmup, a.steps, compiled))
+                    compiled, init = side.endswith("compile"), "-no-dropout" if side.endswith("no dropout") else ""
+                    runs[side].append(ours(work, qrels, negatives, max_len, a.warmup, a.steps, compiled, init))
             for side in sides:
                 print(f"p{max_len}, {side}: {', '.join(f'{x:.2f}' for x in runs[side])} groups/s")
             rows.append((max_len, {side: max(r) for side, r in runs.items()}))

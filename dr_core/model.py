@@ -133,6 +133,27 @@ class BiEncoder(nn.Module):
             if tower is not None:
                 tower.activation_checkpointing_enable({"use_reentrant": False})
 
+    def set_attention_dropout(self, p: float) -> None:
+        """Dropout `p` on the attention probabilities of every tower's self-attention layers
+        (`train.attention_dropout`), in this process only: the saved config keeps the model's own value. Above 0,
+        torch's CPU attention cannot use its fused kernel and draws a mask number per attention weight."""
+        for tower in (self.query_model, self.passage_model):
+            if tower is None:
+                continue
+            found = [
+                m.dropout
+                for m in tower.modules()
+                if type(m).__name__.endswith("SelfAttention") and isinstance(getattr(m, "dropout", None), nn.Dropout)
+            ]
+            if not hasattr(tower.config, "attention_probs_dropout_prob") or not found:
+                kind = getattr(tower.config, "model_type", type(tower).__name__)
+                raise ValueError(
+                    f"train.attention_dropout: this {kind} model has no BERT-style attention dropout "
+                    "(attention_probs_dropout_prob); leave it null"
+                )
+            for dropout in found:
+                dropout.p = p
+
     def compile(self, *args: Any, **kwargs: Any) -> None:
         """torch.compile the towers in place: `encode`, which embedding calls directly, runs them compiled too."""
         for tower in (self.query_model, self.passage_model):

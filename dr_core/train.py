@@ -55,6 +55,9 @@ class TrainSettings(LoopSettings):
     neg_skip_top: int = setting(0, "skip the first n of each query's negatives (likely false negatives)")
     lora: dict | None = setting(None, "LoRA adapters (JSON, dr_core.lora.LoraSettings' keys); null: full fine-tuning")
     grad_cache_chunk: int | None = setting(None, "cached loss (GradCache), this many query groups at a time; null: off")
+    attention_dropout: float | None = setting(
+        None, "dropout on the attention probabilities while training; null: the model's own (its config's)"
+    )
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -62,6 +65,8 @@ class TrainSettings(LoopSettings):
             LoraSettings.from_config(self.lora)  # a clear error before any work
         if self.grad_cache_chunk is not None and self.grad_cache_chunk < 1:
             raise ValueError(f"train.grad_cache_chunk must be null or at least 1, not {self.grad_cache_chunk}")
+        if self.attention_dropout is not None and not 0 <= self.attention_dropout < 1:
+            raise ValueError(f"train.attention_dropout must be null or in [0, 1), not {self.attention_dropout}")
         weights = (self.contrastive_weight, self.margin_mse_weight, self.kl_weight)
         if min(weights) < 0 or max(weights) == 0:
             raise ValueError("train loss weights must be >= 0 with at least one > 0")
@@ -99,6 +104,8 @@ class BiEncoderTask:
         self.card: dict | None = None  # model card facts (dr_core.model_card), written on save when set
         self.tokenizer = load_tokenizer(init_model)
         self.model = BiEncoder.load(init_model).to(runtime.device)
+        if settings.attention_dropout is not None:
+            self.model.set_attention_dropout(settings.attention_dropout)
         if settings.gradient_checkpointing:
             self.model.gradient_checkpointing_enable()
         if settings.lora is not None:

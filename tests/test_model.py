@@ -105,3 +105,38 @@ def test_package_model_path_and_errors():
         resolve_model_path("pkg:dr_core/no_such_model")
     with pytest.raises(ValueError, match="model.pooling"):
         EncoderSpec(pooling="max")
+
+
+def test_attention_dropout_sets_only_the_attention_probabilities_and_not_the_saved_config(tiny_bert, tmp_path):
+    tok = load_tokenizer(tiny_bert)
+    batch = _batch(tok, ["solar panels and sunlight", "coffee beans are roasted"])
+
+    def two_passes(attention_dropout: float | None) -> tuple[torch.Tensor, torch.Tensor]:
+        model = BiEncoder.from_base(str(tiny_bert), EncoderSpec(pooling="mean")).train()
+        if attention_dropout is not None:
+            model.set_attention_dropout(attention_dropout)
+        attention = {id(m.dropout) for m in model.modules() if type(m).__name__ == "BertSelfAttention"}
+        assert len(attention) == 2  # one a layer
+        for m in model.modules():  # the hidden (not attention) dropout off, to see the other alone
+            if isinstance(m, torch.nn.Dropout) and id(m) not in attention:
+                m.p = 0.0
+        torch.manual_seed(0)
+        return model.encode(**batch, is_query=False), model.encode(**batch, is_query=False)
+
+    first, second = two_passes(None)  # the model's own attention dropout (0.1) is still drawn: passes differ
+    assert not torch.allclose(first, second)
+    first, second = two_passes(0.0)
+    torch.testing.assert_close(first, second, rtol=0, atol=0)
+
+    model = BiEncoder.from_base(str(tiny_bert), EncoderSpec(pooling="mean"))
+    model.set_attention_dropout(0.0)
+    model.save(tmp_path / "m", tok)
+    assert AutoModel.from_pretrained(tmp_path / "m").config.attention_probs_dropout_prob == 0.1
+
+
+def test_attention_dropout_is_refused_clearly_where_there_is_no_self_attention_dropout():
+    from transformers import T5Config, T5EncoderModel
+
+    t5 = T5EncoderModel(T5Config(vocab_size=64, d_model=16, d_kv=8, d_ff=32, num_layers=1, num_heads=2))
+    with pytest.raises(ValueError, match="train.attention_dropout: this t5 model has no BERT-style attention dropout"):
+        BiEncoder(t5, None, EncoderSpec()).set_attention_dropout(0.0)

@@ -41,7 +41,7 @@ NON_DEFAULT = {
         **LOOP, group_size=3, temperature=0.05, cross_device=False, mask_false_negatives=False,
         contrastive_weight=0.5, margin_mse_weight=1.5, kl_weight=0.25, kl_temperature=2.0, teacher_temperature=0.1,
         sample_neg_from_topk=10, neg_skip_top=2, lora={"r": 4, "target_modules": ["query", "value"]},
-        grad_cache_chunk=2,
+        grad_cache_chunk=2, attention_dropout=0.0,
     ),
     "dro": DroSettings(type="idro", num_clusters=3, alpha=0.5, ema=0.3, rho=0.1, eps=0.02, grad_layers=1),
     "train-reranker": RerankerSettings(**{**LOOP, "batch_size": 3}, group_size=4, max_len=128),
