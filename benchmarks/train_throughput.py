@@ -6,11 +6,13 @@ cut at `--q-len` tokens and passages at each of `--max-lens`. sentence-transform
 positive, negative_1..2) columns tokenized per step as its data collator does, each column at its own length (the
 `datasets`-based SentenceTransformerTrainer is not installed here; the loop below is the work it does per step).
 Ours reads pre-tokenized Parquet, as the workflow does; `--compile` adds our Trainer with `train.compile` (the
-compiling first steps are in the warm-up). `--no-dropout` adds our Trainer on the same model with every dropout
-probability 0: not a setting, a bound on what any cheaper dropout could gain (its masks are drawn one number after
-another by torch's CPU generator). Each side: `--warmup` steps, then `--steps` timed steps; runs alternate.
+compiling first steps are in the warm-up). `--attention-dropout` adds our Trainer with `train.attention_dropout: 0`
+(other losses than the rest); `--no-dropout` adds it on the same model with every dropout probability 0: not a
+setting, a bound on what any cheaper dropout could gain (torch's CPU generator draws its masks one number after
+another). Each side: `--warmup` steps, then `--steps` timed steps; runs alternate.
 
-    python benchmarks/train_throughput.py [--max-lens 256] [--steps 4] [--warmup 2] [--compile] [--no-dropout]
+    python benchmarks/train_throughput.py [--max-lens 256] [--steps 4] [--warmup 2] [--compile] [--attention-dropout]
+        [--no-dropout]
 """
 
 from __future__ import annotations
@@ -70,9 +72,11 @@ def ours(
     steps: int,
     compiled: bool = False,
     init: str = "",
+    attention_dropout: float | None = None,
 ) -> float:
     settings = TrainSettings(
         compile=compiled,
+        attention_dropout=attention_dropout,
         max_steps=warmup + steps,
         batch_size=BATCH,
         group_size=GROUP,
@@ -158,11 +162,13 @@ def main() -> None:
     parser.add_argument("--warmup", type=int, default=2)
     parser.add_argument("--repeats", type=int, default=3, help="alternating runs per side; the best is reported")
     parser.add_argument("--compile", action="store_true", help="also our Trainer with train.compile")
+    parser.add_argument("--attention-dropout", action="store_true", help="also ours with train.attention_dropout 0")
     parser.add_argument("--no-dropout", action="store_true", help="also our Trainer with dropout 0 (a bound)")
     a = parser.parse_args()
     if not (DATA / "corpus.jsonl").exists():
         raise SystemExit(f"{DATA} is absent")
     sides = ["sentence-transformers MNRL", "dr_core Trainer"] + (["dr_core Trainer, compile"] if a.compile else [])
+    sides += ["dr_core Trainer, attention_dropout 0"] if a.attention_dropout else []
     sides += ["dr_core Trainer, no dropout"] if a.no_dropout else []
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
@@ -176,7 +182,9 @@ def main() -> None:
                 runs[sides[0]].append(st)
                 for side in sides[1:]:
                     compiled, init = side.endswith("compile"), "-no-dropout" if side.endswith("no dropout") else ""
-                    runs[side].append(ours(work, qrels, negatives, max_len, a.warmup, a.steps, compiled, init))
+                    attention = 0.0 if side.endswith("attention_dropout 0") else None
+                    took = ours(work, qrels, negatives, max_len, a.warmup, a.steps, compiled, init, attention)
+                    runs[side].append(took)
             for side in sides:
                 print(f"p{max_len}, {side}: {', '.join(f'{x:.2f}' for x in runs[side])} groups/s")
             rows.append((max_len, {side: max(r) for side, r in runs.items()}))
