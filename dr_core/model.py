@@ -122,24 +122,25 @@ class BiEncoder(nn.Module):
         self.spec = spec
         self.query_model = query_model
         self.passage_model = passage_model  # None when tied
-        for tower in (query_model, passage_model):
+        for tower in self.towers():
             _freeze_pooler(tower)
         hidden = query_model.config.hidden_size
         self.projection = nn.Linear(hidden, spec.projection_dim) if spec.projection_dim else None
 
+    def towers(self) -> list[nn.Module]:
+        """The query tower, and the passage tower when untied."""
+        return [t for t in (self.query_model, self.passage_model) if t is not None]
+
     def gradient_checkpointing_enable(self) -> None:
         """Recompute transformer activations in the backward pass (less memory, ~30% more compute)."""
-        for tower in (self.query_model, self.passage_model):
-            if tower is not None:
-                tower.activation_checkpointing_enable({"use_reentrant": False})
+        for tower in self.towers():
+            tower.activation_checkpointing_enable({"use_reentrant": False})
 
     def set_attention_dropout(self, p: float) -> None:
         """Dropout `p` on the attention probabilities of every tower's self-attention layers
         (`train.attention_dropout`), in this process only: the saved config keeps the model's own value. Above 0,
         torch's CPU attention cannot use its fused kernel and draws a mask number per attention weight."""
-        for tower in (self.query_model, self.passage_model):
-            if tower is None:
-                continue
+        for tower in self.towers():
             found = [
                 m.dropout
                 for m in tower.modules()
@@ -156,9 +157,8 @@ class BiEncoder(nn.Module):
 
     def compile(self, *args: Any, **kwargs: Any) -> None:
         """torch.compile the towers in place: `encode`, which embedding calls directly, runs them compiled too."""
-        for tower in (self.query_model, self.passage_model):
-            if tower is not None:
-                tower.compile(*args, **kwargs)
+        for tower in self.towers():
+            tower.compile(*args, **kwargs)
 
     @classmethod
     def from_base(cls, name: str, spec: EncoderSpec) -> BiEncoder:
@@ -199,7 +199,7 @@ class BiEncoder(nn.Module):
         self.query_model = add_lora(self.query_model, settings)
         if self.passage_model is not None:
             self.passage_model = add_lora(self.passage_model, settings)
-        for tower in (self.query_model, self.passage_model):
+        for tower in self.towers():
             _freeze_pooler(tower)  # adapters a "dense" target put in the unused pooler stay frozen too
 
     def save(self, path: str | Path, tokenizer: PreTrainedTokenizerBase) -> None:
@@ -253,7 +253,7 @@ def load_tokenizer(path: str | Path) -> PreTrainedTokenizerBase:
     return tok
 
 
-def _freeze_pooler(tower: nn.Module | None) -> None:
+def _freeze_pooler(tower: nn.Module) -> None:
     """BERT-style poolers are never used by our pooling: freezing them keeps DDP from waiting on their grads."""
     pooler = getattr(tower, "pooler", None)
     if isinstance(pooler, nn.Module):
