@@ -49,8 +49,9 @@ def prepare(work: Path) -> tuple[pd.DataFrame, dict[str, list[str]]]:
     return qrels, negatives
 
 
-def prepare_ours(work: Path, base: str, q_len: int, max_len: int) -> None:
-    """Pre-tokenized corpus and queries, and the base model saved as a bi-encoder, as the workflow makes them."""
+def prepare_ours(work: Path, base: str, q_len: int, max_len: int, no_dropout: bool) -> None:
+    """Pre-tokenized corpus and queries, and the base model saved as a bi-encoder, as the workflow makes them (also
+    with every dropout probability 0 in its config, for `--no-dropout`)."""
     tok = load_tokenizer(base)
     tokenize_table(
         work / "corpus.parquet", work / f"tc{max_len}.parquet", tok, "id", TokenizeSettings(max_len, TEMPLATE)
@@ -58,9 +59,10 @@ def prepare_ours(work: Path, base: str, q_len: int, max_len: int) -> None:
     tokenize_table(work / "queries.parquet", work / "tq.parquet", tok, "qid", TokenizeSettings(q_len))
     spec = EncoderSpec(pooling="mean", similarity="cosine", q_max_len=q_len, p_max_len=max_len)
     BiEncoder.from_base(base, spec).save(work / f"init{max_len}", tok)
-    undropped = BiEncoder.from_base(base, spec)
-    undropped.query_model.config.update({"hidden_dropout_prob": 0.0, "attention_probs_dropout_prob": 0.0})
-    undropped.save(work / f"init{max_len}-no-dropout", tok)
+    if no_dropout:
+        undropped = BiEncoder.from_base(base, spec)
+        undropped.query_model.config.update({"hidden_dropout_prob": 0.0, "attention_probs_dropout_prob": 0.0})
+        undropped.save(work / f"init{max_len}-no-dropout", tok)
 
 
 def ours(
@@ -167,24 +169,28 @@ def main() -> None:
     a = parser.parse_args()
     if not (DATA / "corpus.jsonl").exists():
         raise SystemExit(f"{DATA} is absent")
-    sides = ["sentence-transformers MNRL", "dr_core Trainer"] + (["dr_core Trainer, compile"] if a.compile else [])
-    sides += ["dr_core Trainer, attention_dropout 0"] if a.attention_dropout else []
-    sides += ["dr_core Trainer, no dropout"] if a.no_dropout else []
+    peer = "sentence-transformers MNRL"
+    # each of our sides: its arguments of `ours`
+    variants = {
+        "dr_core Trainer": {},
+        "dr_core Trainer, compile": {"compiled": True} if a.compile else None,
+        "dr_core Trainer, attention_dropout 0": {"attention_dropout": 0.0} if a.attention_dropout else None,
+        "dr_core Trainer, no dropout": {"init": "-no-dropout"} if a.no_dropout else None,
+    }
+    ours_sides = {side: kwargs for side, kwargs in variants.items() if kwargs is not None}
+    sides = [peer, *ours_sides]
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
         qrels, negatives = prepare(work)
         for max_len in a.max_lens:
-            prepare_ours(work, a.base, a.q_len, max_len)
+            prepare_ours(work, a.base, a.q_len, max_len, a.no_dropout)
             runs: dict[str, list[float]] = {side: [] for side in sides}
             for _ in range(a.repeats):  # alternate, so that load from other processes hits every side alike
                 st = sentence_transformers(work, qrels, negatives, a.base, (a.q_len, max_len), a.warmup, a.steps)
-                runs[sides[0]].append(st)
-                for side in sides[1:]:
-                    compiled, init = side.endswith("compile"), "-no-dropout" if side.endswith("no dropout") else ""
-                    attention = 0.0 if side.endswith("attention_dropout 0") else None
-                    took = ours(work, qrels, negatives, max_len, a.warmup, a.steps, compiled, init, attention)
-                    runs[side].append(took)
+                runs[peer].append(st)
+                for side, kwargs in ours_sides.items():
+                    runs[side].append(ours(work, qrels, negatives, max_len, a.warmup, a.steps, **kwargs))
             for side in sides:
                 print(f"p{max_len}, {side}: {', '.join(f'{x:.2f}' for x in runs[side])} groups/s")
             rows.append((max_len, {side: max(r) for side, r in runs.items()}))
